@@ -1,1 +1,26 @@
-//! tagstrap library.
+//! tagstrap as a library: the pipeline's stages, one module each, in the
+//! order a run goes through them. `main.rs` only calls [`app::main`].
+//!
+//! - [`settings`] (with [`cli`]): flags, `TAGSTRAP_*` variables, config file, defaults.
+//! - [`tags`]: tags files, instance tags and `--tag`, merged; their meaning in [`tags::agent`].
+//! - [`credentials`]: `cred:NAME` resolved from a credential store.
+//! - [`proxy`]: the proxy URL, the no-proxy list and the script's environment.
+//! - [`fetch`]: the download, with retries, classification and streaming.
+//! - [`run`]: running the script; [`report`] and [`state`]: what is left on disk.
+//! - [`error`]: the one error type and its exit codes.
+
+pub mod app;
+pub mod cli;
+pub mod credentials;
+pub mod error;
+pub mod fetch;
+pub mod logging;
+pub mod proxy;
+pub mod report;
+pub mod run;
+pub mod settings;
+pub mod state;
+pub mod tags;
+
+/// A boxed future, for the object-safe traits of sources and stores.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

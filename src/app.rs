@@ -1,0 +1,489 @@
+//! The pipeline, wired: tags → credentials → proxy environment → fetch → run.
+//! Each command is one function here; every step it calls lives in its own
+//! module. The only I/O decisions made here are the order of the steps and
+//! what goes into the report.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use secrecy::ExposeSecret;
+use url::Url;
+
+use crate::cli::{Cli, Command};
+use crate::credentials::{self, vault, CredentialStore};
+use crate::error::{Error, Result};
+use crate::fetch::{self, tls, FetchOptions};
+use crate::proxy::{CredentialNames, Proxy, ProxyEnvironment, ProxySource};
+use crate::report::{Report, ReportProxy, ReportScript, ReportTag};
+use crate::settings::Settings;
+use crate::state::StateDir;
+use crate::tags::agent::{AgentTags, Platform, ScriptTag, UserSpec};
+use crate::tags::{self, instance, TagSet};
+
+/// Parses the command line, runs the command, and returns the process's exit
+/// code, after one error line on stderr when it is not the script's own.
+pub fn main() -> i32 {
+    use clap::Parser;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
+    };
+    let args = cli.command.args();
+    let settings = Settings::resolve(args, &|name| std::env::var(name).ok());
+    let (format, verbose) = match &settings {
+        Ok(s) => (s.log_format, s.verbose),
+        Err(_) => (
+            args.log_format.unwrap_or(crate::cli::LogFormat::Text),
+            args.verbose,
+        ),
+    };
+    crate::logging::init(format, verbose);
+    let outcome = settings.and_then(|settings| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::CantCreate(format!("cannot start the async runtime: {e}")))?;
+        runtime.block_on(dispatch(&cli.command, settings))
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(exit_code = error.exit_code(), "{}", error.message());
+            error.exit_code()
+        }
+    }
+}
+
+/// clap's own errors are usage errors (64), printed as one line; help and
+/// version go to stdout with 0.
+fn clap_exit(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                crate::error::exit::USAGE
+            } else {
+                0
+            }
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("bad command line");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("tagstrap: error: {first} (see tagstrap --help)");
+            crate::error::exit::USAGE
+        }
+    }
+}
+
+async fn dispatch(command: &Command, settings: Settings) -> Result<i32> {
+    // rustls needs a process-wide provider for the parts of the HTTP client
+    // that do not take our configuration; ours is ring everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match command {
+        Command::Run(_) => run(&settings).await,
+        Command::Plan(_) => plan(&settings).await.map(|()| 0),
+        Command::Tags(_) => show_tags(&settings).await.map(|()| 0),
+    }
+}
+
+/// The merged tags, and the instance ID when a cloud source gave one.
+pub struct Collected {
+    pub tags: TagSet,
+    pub instance_id: Option<String>,
+    pub sources: Vec<String>,
+}
+
+/// Layer 1 (tags files), layer 2 (the instance's tags), layer 3 (`--tag`).
+pub async fn collect_tags(settings: &Settings) -> Result<Collected> {
+    let mut set = TagSet::new();
+    let mut sources = Vec::new();
+    for path in &settings.tags_files {
+        if !settings.tags_files_named && !path.exists() {
+            tracing::debug!("no image tags file at {}", path.display());
+            continue;
+        }
+        set.layer(tags::file::read(path)?);
+        sources.push(path.display().to_string());
+    }
+    let mut instance_id = None;
+    if let Some(source) = instance::select(settings.source, settings.metadata_endpoint.as_ref())? {
+        let data = source.fetch().await?;
+        instance_id = data.instance_id;
+        set.layer(data.tags);
+        sources.push(format!("{} instance tags", source.name()));
+    }
+    if let Some(first) = settings.tags.first() {
+        sources.push(first.origin.to_string());
+    }
+    set.layer(settings.tags.iter().cloned());
+    Ok(Collected {
+        tags: set,
+        instance_id,
+        sources,
+    })
+}
+
+/// Everything `run` needs before the download, resolved.
+pub struct Prepared {
+    pub agent: AgentTags,
+    pub env: ProxyEnvironment,
+    pub tls: Arc<rustls::ClientConfig>,
+    /// What store resolved the credentials, for `plan`.
+    pub store: Option<String>,
+}
+
+pub async fn prepare(settings: &Settings, set: &TagSet) -> Result<Prepared> {
+    let agent = AgentTags::from_tags(set, Platform::current())?;
+    let extra = match &settings.ca_file {
+        Some(path) => tls::read_pem_certificates(path, "--ca-file")?,
+        None => Vec::new(),
+    };
+    let tls = tls::client_config(&extra)?;
+
+    let mut store_shown = None;
+    let tagged = match &agent.proxy {
+        None => None,
+        Some(proxy_tags) => {
+            let mut url = proxy_tags.url.clone();
+            let mut names = CredentialNames::default();
+            if let Some((user, password)) = &proxy_tags.credentials {
+                let store = open_store(settings, &extra)?;
+                store_shown = Some(store.describe());
+                let user_value = match user {
+                    UserSpec::Plain(name) => {
+                        names.user = Some(name.clone());
+                        name.clone()
+                    }
+                    UserSpec::Cred(reference) => {
+                        names.user = Some(reference.to_string());
+                        credentials::resolve(store.as_ref(), reference)
+                            .await?
+                            .expose_secret()
+                            .to_string()
+                    }
+                };
+                url.user = Some(user_value);
+                url.password = Some(credentials::resolve(store.as_ref(), password).await?);
+                names.password = Some(password.to_string());
+            }
+            Some(Proxy {
+                url,
+                source: ProxySource::Tag(proxy_tags.origin.clone()),
+                credentials: names,
+            })
+        }
+    };
+    let env = ProxyEnvironment::build(tagged, agent.no_proxy.as_ref(), &|name| {
+        std::env::var(name).ok()
+    })?;
+    Ok(Prepared {
+        agent,
+        env,
+        tls,
+        store: store_shown,
+    })
+}
+
+/// The credential store the settings describe.
+fn open_store(
+    settings: &Settings,
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<Box<dyn CredentialStore>> {
+    let v = &settings.vault;
+    let Some(address) = &v.address else {
+        return Err(Error::Config(
+            "the tags name a credential (cred:NAME) but no credential store is configured: set \
+             VAULT_ADDR and VAULT_TOKEN, or [vault] address in the config file"
+                .into(),
+        ));
+    };
+    let address = Url::parse(address)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{}: {address:?} is not an http(s):// URL",
+                v.address_from
+            ))
+        })?;
+    let token = v.token.clone().ok_or_else(|| {
+        Error::Config(format!(
+            "the credential store at {} needs a token: set VAULT_TOKEN",
+            address.as_str().trim_end_matches('/')
+        ))
+    })?;
+    let mut roots = extra.to_vec();
+    if let Some(path) = &v.ca_cert {
+        roots.extend(tls::read_pem_certificates(path, "VAULT_CACERT")?);
+    }
+    let config = vault::VaultConfig {
+        address,
+        token,
+        namespace: v.namespace.clone(),
+        mount: v.mount.clone(),
+        path_prefix: v.path_prefix.clone(),
+        field: v.field.clone(),
+        kv_version: v.kv_version,
+    };
+    Ok(Box::new(vault::VaultStore::new(
+        config,
+        &tls::client_config(&roots)?,
+        settings.deadline,
+    )?))
+}
+
+fn require_script<'a>(agent: &'a AgentTags, collected: &Collected) -> Result<&'a ScriptTag> {
+    agent.script.as_ref().ok_or_else(|| {
+        let key = match Platform::current() {
+            Platform::Unix => crate::tags::agent::MIME_SHELLSCRIPT,
+            Platform::Windows => crate::tags::agent::POWERSHELL_URL,
+        };
+        let read = if collected.sources.is_empty() {
+            "no tags were found at all (no tags file, no instance tags, no --tag)".to_string()
+        } else {
+            format!("read: {}", collected.sources.join(", "))
+        };
+        Error::Input(format!(
+            "no {key} tag names a script, so there is nothing to run ({read})"
+        ))
+    })
+}
+
+/// The instance ID for `--once`: the cloud's, else the flag's, else
+/// cloud-init's, else the machine ID.
+fn instance_id(settings: &Settings, from_cloud: Option<String>) -> Result<String> {
+    let from_file = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    from_cloud
+        .or_else(|| settings.instance_id.clone())
+        .or_else(|| from_file("/var/lib/cloud/data/instance-id"))
+        .or_else(|| from_file("/etc/machine-id"))
+        .ok_or_else(|| {
+            Error::Usage(
+                "--once needs an instance ID, and none was found (no cloud source, no cloud-init \
+                 instance-id, no /etc/machine-id): pass --instance-id"
+                    .into(),
+            )
+        })
+}
+
+async fn run(settings: &Settings) -> Result<i32> {
+    let started = Instant::now();
+    let state = StateDir::new(settings.state_dir.clone());
+    let mut report = Report::start();
+    let result = run_steps(settings, &state, &mut report).await;
+    match &result {
+        Ok(Some(code)) => report.exit_code = *code,
+        Ok(None) => return Ok(0),
+        Err(error) => report.fail(error),
+    }
+    report.write(&state, started);
+    result.map(|code| code.unwrap_or(0))
+}
+
+/// `Ok(None)` when `--once` finds the script already ran on this instance.
+async fn run_steps(
+    settings: &Settings,
+    state: &StateDir,
+    report: &mut Report,
+) -> Result<Option<i32>> {
+    let collected = collect_tags(settings).await?;
+    report.tags = report_tags(&collected.tags);
+    report.instance_id = collected.instance_id.clone();
+
+    let marker = if settings.once {
+        let id = instance_id(settings, collected.instance_id.clone())?;
+        report.instance_id = Some(id.clone());
+        let marker = state.marker_path(&id)?;
+        if marker.exists() {
+            tracing::info!(instance_id = %id, "--once: the script already ran on instance {id} (marker {}); nothing to do", marker.display());
+            return Ok(None);
+        }
+        Some(marker)
+    } else {
+        None
+    };
+
+    let prepared = prepare(settings, &collected.tags).await?;
+    report.proxy = prepared.env.proxy.as_ref().map(|p| ReportProxy {
+        url: p.url.without_credentials(),
+        source: p.source.to_string(),
+    });
+    report.no_proxy = prepared
+        .env
+        .proxy
+        .as_ref()
+        .map(|_| prepared.env.no_proxy.env_value());
+    report.credentials = prepared
+        .env
+        .proxy
+        .iter()
+        .flat_map(|p| [p.credentials.user.clone(), p.credentials.password.clone()])
+        .flatten()
+        .filter(|name| name.starts_with(credentials::REF_PREFIX))
+        .collect();
+    let script = require_script(&prepared.agent, &collected)?;
+    report.script = Some(ReportScript {
+        url: script.shown(),
+        tag: script.key.to_string(),
+        ..ReportScript::default()
+    });
+
+    state.ensure()?;
+    let options = FetchOptions {
+        tls: prepared.tls.clone(),
+        budget: settings.deadline,
+        max_bytes: settings.max_script_bytes,
+    };
+    let paths = state.script_paths(Platform::current() == Platform::Windows)?;
+    let downloaded = fetch::download(script, &prepared.env, &options, paths).await?;
+    if let Some(shown) = report.script.as_mut() {
+        shown.route = Some(downloaded.route.clone());
+        shown.bytes = Some(downloaded.bytes);
+        shown.sha256 = Some(fetch::hex(&downloaded.sha256));
+        shown.download = downloaded.tries;
+    }
+
+    let ran = Instant::now();
+    let code = crate::run::execute(&downloaded.path, &prepared.env.child_env()).await?;
+    if let Some(shown) = report.script.as_mut() {
+        shown.run_seconds = Some(ran.elapsed().as_secs_f64());
+    }
+    if code == 0 {
+        tracing::info!("the script exited 0");
+        if let Some(marker) = marker {
+            let line = format!(
+                "{} sha256={}\n",
+                crate::report::now_rfc3339(),
+                fetch::hex(&downloaded.sha256)
+            );
+            crate::state::write_private(&marker, line.as_bytes())?;
+        }
+    } else {
+        tracing::warn!(
+            exit_code = code,
+            "the script exited {code}; tagstrap exits with the same code"
+        );
+    }
+    Ok(Some(code))
+}
+
+fn report_tags(set: &TagSet) -> Vec<ReportTag> {
+    set.entries()
+        .map(|e| ReportTag {
+            key: e.tag.key.clone(),
+            value: e.tag.shown_value(),
+            origin: e.tag.origin.to_string(),
+        })
+        .collect()
+}
+
+async fn show_tags(settings: &Settings) -> Result<()> {
+    let collected = collect_tags(settings).await?;
+    if collected.tags.is_empty() {
+        println!("no rs_agent: tags found");
+        return Ok(());
+    }
+    let width = collected
+        .tags
+        .entries()
+        .map(|e| e.tag.key.len())
+        .max()
+        .unwrap_or(0);
+    for entry in collected.tags.entries() {
+        let mut line = format!(
+            "{:width$}  = {}    ({})",
+            entry.tag.key,
+            entry.tag.shown_value(),
+            entry.tag.origin
+        );
+        if !entry.overridden.is_empty() {
+            let beaten: Vec<String> = entry.overridden.iter().map(ToString::to_string).collect();
+            line.push_str(&format!(" overrides {}", beaten.join(", ")));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn plan(settings: &Settings) -> Result<()> {
+    let collected = collect_tags(settings).await?;
+    println!("tags:");
+    for entry in collected.tags.entries() {
+        println!(
+            "  {} = {}    ({})",
+            entry.tag.key,
+            entry.tag.shown_value(),
+            entry.tag.origin
+        );
+    }
+    if collected.tags.is_empty() {
+        println!("  (none)");
+    }
+    let prepared = prepare(settings, &collected.tags).await?;
+    match &prepared.env.proxy {
+        None => println!("proxy:     none (direct connections)"),
+        Some(proxy) => {
+            println!(
+                "proxy:     {} (from {})",
+                proxy.url.without_credentials(),
+                proxy.source
+            );
+            if let Some(user) = &proxy.credentials.user {
+                println!("user:      {user}");
+            }
+            if let Some(password) = &proxy.credentials.password {
+                let store = prepared.store.as_deref().unwrap_or("the store");
+                println!("password:  {password} (resolved from {store})");
+            }
+            println!("no_proxy:  {}", prepared.env.no_proxy.env_value());
+        }
+    }
+    let script = require_script(&prepared.agent, &collected);
+    if let Ok(script) = script {
+        println!(
+            "script:    {} ({}, {})",
+            script.shown(),
+            script.key,
+            script.origin
+        );
+        if let crate::tags::agent::ScriptLocation::Remote(url) = &script.location {
+            let route = match prepared.env.route(url.host_str().unwrap_or_default()) {
+                Some(proxy) => format!("through the proxy {}", proxy.url.authority()),
+                None if prepared.env.proxy.is_some() => "direct (matches no_proxy)".to_string(),
+                None => "direct".to_string(),
+            };
+            println!("route:     {route}");
+        }
+        match script.sha256 {
+            Some(pin) => println!("sha256:    must be {}", fetch::hex(&pin)),
+            None => println!("sha256:    not pinned"),
+        }
+    }
+    println!(
+        "limits:    deadline {} s per resource, script at most {} bytes",
+        settings.deadline.as_secs_f64(),
+        settings.max_script_bytes
+    );
+    println!(
+        "state:     {}{}",
+        settings.state_dir.display(),
+        if settings.once { " (--once)" } else { "" }
+    );
+    let shown = prepared.env.shown_env();
+    if !shown.is_empty() {
+        println!("environment for the script:");
+        for (name, value) in shown {
+            println!("  {name}={value}");
+        }
+    }
+    script.map(|_| ())
+}

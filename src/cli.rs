@@ -1,0 +1,167 @@
+//! The command line (SPEC §3). Only the shape of the arguments lives here;
+//! their values are checked and merged with the environment and the config
+//! file in [`crate::settings`], so a flag, its `TAGSTRAP_*` variable and its
+//! config key share one parser and one error message.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Read rs_agent:* tags, fetch the proxy password from a credential store, \
+build the proxied environment, then download the agent install script through the proxy and run it.";
+
+const LONG_ABOUT: &str = "\
+tagstrap runs at the very start of a cloud instance's life. It reads the instance's rs_agent:* \
+tags, resolves cred:NAME references from a credential store (so that no secret is ever a tag), \
+builds http_proxy/https_proxy/no_proxy for the install script, downloads the script through \
+the proxy with retries that outlast the boot-time network race, and runs it.
+
+Tags come from tags files (default /etc/tagstrap/tags), then the instance's own tags (--source), \
+then --tag, later ones overriding earlier ones key by key.
+
+Every setting is read from, in order: the command-line flag, its TAGSTRAP_* variable, the config \
+file (TOML, default /etc/tagstrap/config.toml), the built-in default.";
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   the script ran and exited 0
+  64  bad command line
+  65  bad input: malformed tag, proxy URL or pin; plain-text password tag; checksum mismatch; script too large
+  66  not found: the script URL answered 404/410, or a named credential does not exist
+  69  unavailable: the deadline passed while the network, proxy, store or script host kept failing
+  73  the state directory cannot be written
+  77  refused: proxy authentication failed (407), the proxy refused the CONNECT (403), access denied (401/403), untrusted TLS certificate
+  78  bad configuration file, or no credential store configured
+  126 the script could not be started
+  other: the script's own exit code
+
+Examples:
+  tagstrap plan --tags-file /etc/tagstrap/tags
+  tagstrap run --source none --tag rs_agent:mime_shellscript=file:///opt/agent/install.sh
+  VAULT_ADDR=https://vault.corp:8200 VAULT_TOKEN=... tagstrap run --once";
+
+#[derive(Debug, Parser)]
+#[command(name = "tagstrap", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The main job: tags → credentials → environment → download → execute.
+    ///
+    /// Exits with the script's own exit code, or with one of the codes below
+    /// after one error line saying what failed and what to do.
+    Run(CommonArgs),
+    /// Resolve everything that needs no download (tags, credentials, proxy
+    /// environment, script URL) and print it, secrets redacted.
+    Plan(CommonArgs),
+    /// Print the merged tags and where each value came from.
+    Tags(CommonArgs),
+}
+
+impl Command {
+    pub fn args(&self) -> &CommonArgs {
+        match self {
+            Command::Run(args) | Command::Plan(args) | Command::Tags(args) => args,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceChoice {
+    /// Detect the cloud; with none found, read only files and flags.
+    Auto,
+    /// Only tags files and --tag.
+    None,
+    Aws,
+    Gce,
+    Azure,
+    Openstack,
+}
+
+impl SourceChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceChoice::Auto => "auto",
+            SourceChoice::None => "none",
+            SourceChoice::Aws => "aws",
+            SourceChoice::Gce => "gce",
+            SourceChoice::Azure => "azure",
+            SourceChoice::Openstack => "openstack",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The flags shared by every command. All are optional here: the defaults
+/// are applied in [`crate::settings`], after the environment and the file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// A tags file, one key=value per line (repeatable; replaces the default
+    /// /etc/tagstrap/tags) [env: TAGSTRAP_TAGS_FILE, a path list] [config: tags_files]
+    #[arg(long = "tags-file", value_name = "PATH")]
+    pub tags_files: Vec<PathBuf>,
+
+    /// One tag, overriding files and instance tags (repeatable)
+    /// [env: TAGSTRAP_TAG, one KEY=VALUE per line] [config: [tags] table]
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+
+    /// Where instance tags come from [default: auto] [env: TAGSTRAP_SOURCE] [config: source]
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub source: Option<SourceChoice>,
+
+    /// Base URL of the metadata service (tests, unusual clouds)
+    /// [env: TAGSTRAP_METADATA_ENDPOINT] [config: metadata_endpoint]
+    #[arg(long, value_name = "URL")]
+    pub metadata_endpoint: Option<String>,
+
+    /// Config file (TOML) [default: /etc/tagstrap/config.toml when present] [env: TAGSTRAP_CONFIG]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Extra PEM CA certificates trusted for the proxy, the script host and the
+    /// credential store (TLS-intercepting proxies) [env: TAGSTRAP_CA_FILE] [config: ca_file]
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Total time budget for all tries of one resource [default: 600]
+    /// [env: TAGSTRAP_DEADLINE] [config: deadline]
+    #[arg(long, value_name = "SECONDS")]
+    pub deadline: Option<String>,
+
+    /// Refuse a script larger than this; accepts K, M, G (binary) suffixes
+    /// [default: 16M] [env: TAGSTRAP_MAX_SCRIPT_BYTES] [config: max_script_bytes]
+    #[arg(long, value_name = "N")]
+    pub max_script_bytes: Option<String>,
+
+    /// Where the script, markers and the last-run report go [default: /var/lib/tagstrap]
+    /// [env: TAGSTRAP_STATE_DIR] [config: state_dir]
+    #[arg(long, value_name = "PATH")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Log lines on stderr [default: text] [env: TAGSTRAP_LOG_FORMAT] [config: log_format]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Run the script once per instance ID: a later boot of the same instance
+    /// does nothing [env: TAGSTRAP_ONCE=true] [config: once]
+    #[arg(long)]
+    pub once: bool,
+
+    /// The instance ID for --once, when the cloud source gives none (default:
+    /// cloud-init's instance-id, else /etc/machine-id) [env: TAGSTRAP_INSTANCE_ID] [config: instance_id]
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    /// More log lines (-v debug, -vv trace) [env: TAGSTRAP_LOG, e.g. debug]
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}

@@ -1,0 +1,116 @@
+//! Credentials: `cred:NAME` references in tags, and the stores that resolve them
+//! (SPEC §2). A store is one [`CredentialStore`] implementation in its own file;
+//! the rest of the program sees only names going in and `SecretString`s coming
+//! out.
+
+pub mod vault;
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::{Error, Result};
+use crate::BoxFuture;
+
+/// The prefix of a credential reference in a tag value.
+pub const REF_PREFIX: &str = "cred:";
+
+/// A reference to a secret by name: `cred:NAME`, NAME in `[A-Za-z0-9_.-]+`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CredRef(String);
+
+impl CredRef {
+    /// `Ok(None)` for a value that is not a reference; an error for a reference
+    /// with a malformed name.
+    pub fn parse(value: &str) -> Result<Option<CredRef>, String> {
+        let Some(name) = value.strip_prefix(REF_PREFIX) else {
+            return Ok(None);
+        };
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if valid {
+            Ok(Some(CredRef(name.to_string())))
+        } else {
+            Err(format!(
+                "{value:?} is not a valid credential reference: write cred:NAME with NAME made of \
+                 letters, digits, '_', '.' and '-'"
+            ))
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CredRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{REF_PREFIX}{}", self.0)
+    }
+}
+
+/// A place secrets are read from. Implementations return the secret, or an
+/// error whose class follows SPEC §5 (66 for a missing secret, 77 for denied
+/// access, 69 when the store stayed unreachable until the deadline) and whose
+/// message names the credential but never holds its value.
+pub trait CredentialStore: Send + Sync {
+    /// For messages: what and where the store is, e.g. "OpenBao/Vault at https://vault:8200".
+    fn describe(&self) -> String;
+
+    /// Reads one secret.
+    fn get<'a>(&'a self, name: &'a CredRef) -> BoxFuture<'a, Result<SecretString>>;
+}
+
+/// Reads a secret and checks it can safely become part of an environment
+/// variable and a header: neither empty nor holding a control character.
+pub async fn resolve(store: &dyn CredentialStore, name: &CredRef) -> Result<SecretString> {
+    let secret = store.get(name).await?;
+    check_value(name, secret.expose_secret(), &store.describe())?;
+    tracing::info!(credential = %name, store = %store.describe(), "credential resolved");
+    Ok(secret)
+}
+
+fn check_value(name: &CredRef, value: &str, store: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::Input(format!(
+            "credential {name} in {store} is empty: store the proxy secret in it"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::Input(format!(
+            "credential {name} in {store} holds a control character (a trailing newline?), which \
+             must not reach an environment variable or a header: store it without one"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_recognised_and_validated() {
+        assert_eq!(CredRef::parse("svc-user").unwrap(), None);
+        let r = CredRef::parse("cred:PROXY_PASS.v2-a").unwrap().unwrap();
+        assert_eq!(r.name(), "PROXY_PASS.v2-a");
+        assert_eq!(r.to_string(), "cred:PROXY_PASS.v2-a");
+        for bad in ["cred:", "cred:a/b", "cred:a b", "cred:ü", "cred:a:b"] {
+            assert!(CredRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_secrets_and_control_characters_are_refused_without_echoing_them() {
+        let name = CredRef("P".into());
+        let empty = check_value(&name, "", "store").unwrap_err();
+        assert_eq!(empty.exit_code(), 65);
+        let newline = check_value(&name, "hunter2\n", "store").unwrap_err();
+        assert_eq!(newline.exit_code(), 65);
+        assert!(!newline.message().contains("hunter2"));
+        assert!(newline.message().contains("cred:P"));
+        check_value(&name, "p@ss:/%w", "store").unwrap();
+    }
+}

@@ -1,0 +1,116 @@
+//! The program's one error type. Each variant is a class of failure with the
+//! exit code SPEC §5 gives it; [`Error::exit_code`] is the only place where that
+//! mapping lives. Messages say what failed and what to do, and never hold a
+//! secret: they are built from tag names, hosts and statuses only.
+
+use std::fmt;
+
+/// Exit codes of SPEC §5 (sysexits.h values), plus the two this program adds
+/// where SPEC is silent: 73 when the state directory cannot be written, and 126
+/// (as shells do) when the downloaded script cannot be started.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const USAGE: i32 = 64;
+    pub const DATA: i32 = 65;
+    pub const NO_INPUT: i32 = 66;
+    pub const UNAVAILABLE: i32 = 69;
+    pub const CANT_CREATE: i32 = 73;
+    pub const NO_PERM: i32 = 77;
+    pub const CONFIG: i32 = 78;
+    pub const CANNOT_EXECUTE: i32 = 126;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Bad command line.
+    Usage(String),
+    /// Bad input: a malformed tag, proxy URL, pin; checksum mismatch; script too large.
+    Input(String),
+    /// The script URL answered 404/410, or a named credential does not exist.
+    NotFound(String),
+    /// The deadline passed while the network, proxy, store or script host kept failing.
+    Unavailable(String),
+    /// Access refused: 407 or 403 from the proxy, 401/403 from the store or script host,
+    /// or a TLS peer tagstrap refuses to trust.
+    Refused(String),
+    /// The configuration file (or the store configuration) is wrong.
+    Config(String),
+    /// The state directory or the script file cannot be written.
+    CantCreate(String),
+    /// The downloaded script could not be started.
+    CannotExecute(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Input(_) => exit::DATA,
+            Error::NotFound(_) => exit::NO_INPUT,
+            Error::Unavailable(_) => exit::UNAVAILABLE,
+            Error::Refused(_) => exit::NO_PERM,
+            Error::Config(_) => exit::CONFIG,
+            Error::CantCreate(_) => exit::CANT_CREATE,
+            Error::CannotExecute(_) => exit::CANNOT_EXECUTE,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Usage(m)
+            | Error::Input(m)
+            | Error::NotFound(m)
+            | Error::Unavailable(m)
+            | Error::Refused(m)
+            | Error::Config(m)
+            | Error::CantCreate(m)
+            | Error::CannotExecute(m) => m,
+        }
+    }
+
+    /// A short name of the class, for the report and JSON logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Input(_) => "bad-input",
+            Error::NotFound(_) => "not-found",
+            Error::Unavailable(_) => "unavailable",
+            Error::Refused(_) => "refused",
+            Error::Config(_) => "config",
+            Error::CantCreate(_) => "cant-create",
+            Error::CannotExecute(_) => "cannot-execute",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_has_the_exit_code_of_spec() {
+        let cases = [
+            (Error::Usage(String::new()), 64),
+            (Error::Input(String::new()), 65),
+            (Error::NotFound(String::new()), 66),
+            (Error::Unavailable(String::new()), 69),
+            (Error::Refused(String::new()), 77),
+            (Error::Config(String::new()), 78),
+            (Error::CantCreate(String::new()), 73),
+            (Error::CannotExecute(String::new()), 126),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code(), code, "{error:?}");
+        }
+    }
+}

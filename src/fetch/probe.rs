@@ -1,0 +1,219 @@
+//! A CONNECT of our own, sent when a tunnel through the proxy fails.
+//!
+//! The HTTP client reports every refused CONNECT except 407 as "tunnel
+//! unsuccessful", without the status. An operator needs to know whether the
+//! proxy said 403 (a rule forbids this host: ask the proxy's owners), 407 (the
+//! password), or 502/503 (the proxy cannot reach the host yet: wait), so after
+//! such a failure this module asks the proxy the same question and reads the
+//! answer's status line and headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use rustls::pki_types::ServerName;
+use secrecy::zeroize::Zeroizing;
+use secrecy::ExposeSecret;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::proxy::{ProxyScheme, ProxyUrl};
+
+/// Largest response head read from the proxy.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// What the proxy answered to CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectAnswer {
+    pub status: u16,
+    pub reason: String,
+    /// The schemes of `Proxy-Authenticate` (e.g. "Basic", "NTLM").
+    pub auth_schemes: Vec<String>,
+    /// Squid's `X-Squid-Error` (e.g. "ERR_ACCESS_DENIED 0"), when present.
+    pub squid_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Probe {
+    /// The proxy answered.
+    Answered(ConnectAnswer),
+    /// No TCP connection to the proxy: not up yet, or the network is down.
+    ProxyUnreachable(String),
+    /// The proxy's TLS certificate is not trusted.
+    ProxyUntrusted(String),
+    /// Connected, but the exchange failed (TLS to the proxy, a reset, junk).
+    Failed(String),
+}
+
+/// Sends `CONNECT target` to the proxy with its credentials and reads the
+/// answer, within `timeout`.
+pub async fn connect(
+    proxy: &ProxyUrl,
+    target: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Probe {
+    match tokio::time::timeout(timeout, connect_inner(proxy, target, tls)).await {
+        Ok(probe) => probe,
+        Err(_) => Probe::Failed(format!(
+            "the proxy did not answer CONNECT within {} s",
+            timeout.as_secs()
+        )),
+    }
+}
+
+async fn connect_inner(proxy: &ProxyUrl, target: &str, tls: &Arc<rustls::ClientConfig>) -> Probe {
+    let tcp = match TcpStream::connect((proxy.host.as_str(), proxy.port)).await {
+        Ok(tcp) => tcp,
+        Err(e) => return Probe::ProxyUnreachable(e.to_string()),
+    };
+    let request = connect_request(proxy, target);
+    match proxy.scheme {
+        ProxyScheme::Http => exchange(tcp, &request).await,
+        ProxyScheme::Https => {
+            let Ok(name) = ServerName::try_from(proxy.host.clone()) else {
+                return Probe::Failed("the proxy's host is not a valid TLS server name".into());
+            };
+            let mut config = (**tls).clone();
+            config.alpn_protocols.clear();
+            match tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+            {
+                Ok(stream) => exchange(stream, &request).await,
+                Err(e) => {
+                    let trust = e
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                        .filter(|tls| super::classify::is_trust_failure(tls));
+                    match trust {
+                        Some(tls) => Probe::ProxyUntrusted(tls.to_string()),
+                        None => Probe::Failed(format!("TLS to the proxy failed: {e}")),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn connect_request(proxy: &ProxyUrl, target: &str) -> Zeroizing<Vec<u8>> {
+    let mut request = Zeroizing::new(Vec::with_capacity(256));
+    request.extend_from_slice(
+        format!(
+            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: tagstrap/{}\r\n",
+            env!("CARGO_PKG_VERSION")
+        )
+        .as_bytes(),
+    );
+    if let Some(user) = &proxy.user {
+        let password = proxy
+            .password
+            .as_ref()
+            .map(|p| p.expose_secret())
+            .unwrap_or("");
+        let credentials = Zeroizing::new(format!("{user}:{password}"));
+        let encoded = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(credentials.as_bytes()),
+        );
+        request.extend_from_slice(b"Proxy-Authorization: Basic ");
+        request.extend_from_slice(encoded.as_bytes());
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    request
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &[u8]) -> Probe {
+    if let Err(e) = stream.write_all(request).await {
+        return Probe::Failed(format!("sending CONNECT failed: {e}"));
+    }
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > MAX_HEAD {
+            return Probe::Failed("the proxy's answer head is too long".into());
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) => return Probe::Failed(format!("reading the CONNECT answer failed: {e}")),
+        }
+    }
+    let _ = stream.shutdown().await;
+    match parse_answer(&head) {
+        Some(answer) => Probe::Answered(answer),
+        None => Probe::Failed("the proxy's answer to CONNECT is not HTTP".into()),
+    }
+}
+
+/// Parses a response head: the status line and the headers we care about.
+pub fn parse_answer(head: &[u8]) -> Option<ConnectAnswer> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next()?;
+    let mut parts = status_line.splitn(3, ' ');
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let status: u16 = parts.next()?.parse().ok()?;
+    let reason = parts.next().unwrap_or("").trim().to_string();
+    let mut answer = ConnectAnswer {
+        status,
+        reason,
+        auth_schemes: Vec::new(),
+        squid_error: None,
+    };
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("proxy-authenticate") {
+            if let Some(scheme) = value.split_whitespace().next() {
+                answer
+                    .auth_schemes
+                    .push(scheme.trim_end_matches(',').to_string());
+            }
+        } else if name.eq_ignore_ascii_case("x-squid-error") {
+            answer.squid_error = Some(value.to_string());
+        }
+    }
+    Some(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_parsed() {
+        let head = b"HTTP/1.1 407 Proxy Authentication Required\r\nServer: squid/5.7\r\n\
+                     Proxy-Authenticate: Basic realm=\"corp\"\r\nproxy-authenticate: NTLM\r\n\
+                     X-Squid-Error: ERR_CACHE_ACCESS_DENIED 0\r\n\r\n";
+        let answer = parse_answer(head).unwrap();
+        assert_eq!(answer.status, 407);
+        assert_eq!(answer.reason, "Proxy Authentication Required");
+        assert_eq!(answer.auth_schemes, vec!["Basic", "NTLM"]);
+        assert_eq!(
+            answer.squid_error.as_deref(),
+            Some("ERR_CACHE_ACCESS_DENIED 0")
+        );
+        let ok = parse_answer(b"HTTP/1.0 200 Connection established\r\n\r\n").unwrap();
+        assert_eq!(ok.status, 200);
+        assert!(parse_answer(b"SSH-2.0-OpenSSH\r\n").is_none());
+        assert!(parse_answer(b"").is_none());
+    }
+
+    #[test]
+    fn the_request_carries_basic_credentials() {
+        let mut proxy = ProxyUrl::parse("p:3128").unwrap();
+        proxy.user = Some("svc".into());
+        proxy.password = Some("p@ss:/%".into());
+        let request = connect_request(&proxy, "repo:443");
+        let text = String::from_utf8(request.to_vec()).unwrap();
+        assert!(text.starts_with("CONNECT repo:443 HTTP/1.1\r\nHost: repo:443\r\n"));
+        let encoded = base64::engine::general_purpose::STANDARD.encode("svc:p@ss:/%");
+        assert!(text.contains(&format!("Proxy-Authorization: Basic {encoded}\r\n")));
+        assert!(text.ends_with("\r\n\r\n"));
+    }
+}

@@ -1,0 +1,303 @@
+//! Retrying (SPEC §6): one loop for every resource — the script, the
+//! credential store, the metadata service. A try either succeeds, fails for
+//! good, or fails transiently; transient failures are retried with exponential
+//! backoff and full jitter until the deadline, with short waits while the
+//! network itself is down, and `Retry-After` honoured.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::error::{Error, Result};
+
+/// First backoff step after a server-side failure (503, 429, a truncated
+/// body): short, because most boot-time failures clear within a second.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// Longest backoff step. Large enough that a fleet booting at once against a
+/// struggling host spreads out, small enough that a host that recovers is
+/// used within seconds rather than minutes.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(8);
+/// Longest wait while the network itself is down (connection refused, no
+/// route, DNS not answering, the proxy not listening yet). Such a try costs
+/// nobody anything, and the script should start within about a second of the
+/// network coming up.
+pub const NETWORK_DOWN_CAP: Duration = Duration::from_millis(250);
+/// Shortest wait between two tries, so a failure that returns instantly does
+/// not become a busy loop.
+pub const MIN_WAIT: Duration = Duration::from_millis(20);
+
+/// Why a try failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Worth another try.
+    Transient(Transient),
+    /// Not worth another try: this error is final.
+    Permanent(Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Transient {
+    /// What failed, for the log line and the final error; no secrets.
+    pub reason: String,
+    pub class: Class,
+    /// From a `Retry-After` header.
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Nothing answered: short waits.
+    NetworkDown,
+    /// Something answered and asked us to come back: exponential backoff.
+    ServerBusy,
+}
+
+impl Failure {
+    pub fn network_down(reason: impl Into<String>) -> Failure {
+        Failure::Transient(Transient {
+            reason: reason.into(),
+            class: Class::NetworkDown,
+            retry_after: None,
+        })
+    }
+
+    pub fn busy(reason: impl Into<String>, retry_after: Option<Duration>) -> Failure {
+        Failure::Transient(Transient {
+            reason: reason.into(),
+            class: Class::ServerBusy,
+            retry_after,
+        })
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure::Permanent(error)
+    }
+}
+
+/// How many tries a resource took, and how long: for the report.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Tries {
+    pub tries: u32,
+    pub seconds: f64,
+}
+
+/// The wait before try `next_try` (2 for the first retry), given the failure
+/// and a uniform random number in [0, 1). Pure, so the schedule is testable.
+pub fn wait_before(next_try: u32, failure: &Transient, unit: f64) -> Duration {
+    if let Some(after) = failure.retry_after {
+        return after.max(MIN_WAIT);
+    }
+    let cap = match failure.class {
+        Class::NetworkDown => NETWORK_DOWN_CAP,
+        Class::ServerBusy => BACKOFF_CAP,
+    };
+    let exponent = next_try.saturating_sub(2).min(16);
+    let ceiling = BACKOFF_BASE.saturating_mul(1u32 << exponent).min(cap);
+    // Full jitter: anywhere from nothing to the ceiling.
+    ceiling.mul_f64(unit.clamp(0.0, 1.0)).max(MIN_WAIT)
+}
+
+/// Runs `attempt` until it succeeds, fails permanently, or `budget` is spent.
+/// `what` names the resource in log lines and in the final error, e.g.
+/// "script https://repo/install.sh". Each try is also bounded by the time
+/// left, so a hanging server cannot outlast the deadline.
+pub async fn retry<T, F, Fut>(
+    what: &str,
+    budget: Duration,
+    tries: &mut Tries,
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = std::result::Result<T, Failure>>,
+{
+    let start = Instant::now();
+    let mut number = 0u32;
+    let mut last: Option<Transient> = None;
+    loop {
+        number += 1;
+        tries.tries = number;
+        let left = budget.saturating_sub(start.elapsed());
+        let outcome = tokio::time::timeout(left, attempt(number)).await;
+        tries.seconds = start.elapsed().as_secs_f64();
+        let failure = match outcome {
+            Ok(Ok(value)) => {
+                if number > 1 {
+                    tracing::info!(
+                        try_number = number,
+                        "{what}: try {number} succeeded after {:.1} s",
+                        tries.seconds
+                    );
+                }
+                return Ok(value);
+            }
+            Ok(Err(Failure::Permanent(error))) => return Err(error),
+            Ok(Err(Failure::Transient(failure))) => failure,
+            Err(_elapsed) => {
+                let reason = match &last {
+                    Some(l) => format!("try {number} was still running (earlier: {})", l.reason),
+                    None => format!("try {number} was still running"),
+                };
+                return Err(gave_up(what, budget, number, &reason));
+            }
+        };
+        let left = budget.saturating_sub(start.elapsed());
+        let wait = wait_before(number + 1, &failure, rand::rng().random::<f64>());
+        if wait >= left {
+            let reason = match failure.retry_after {
+                Some(after) if after >= left => format!(
+                    "{}; it asked to retry after {} s, beyond the deadline",
+                    failure.reason,
+                    after.as_secs()
+                ),
+                _ => failure.reason.clone(),
+            };
+            return Err(gave_up(what, budget, number, &reason));
+        }
+        tracing::warn!(
+            try_number = number,
+            wait_seconds = wait.as_secs_f64(),
+            seconds_left = left.as_secs_f64(),
+            "{what}: try {number} failed: {}; next try in {:.2} s ({:.0} s left)",
+            failure.reason,
+            wait.as_secs_f64(),
+            left.as_secs_f64()
+        );
+        last = Some(failure);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn gave_up(what: &str, budget: Duration, tries: u32, reason: &str) -> Error {
+    Error::Unavailable(format!(
+        "{what}: gave up after {tries} {} over the {} s deadline; last: {reason}. Check that it is \
+         reachable from this instance, or raise --deadline",
+        if tries == 1 { "try" } else { "tries" },
+        budget.as_secs_f64().round()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient(class: Class, retry_after: Option<Duration>) -> Transient {
+        Transient {
+            reason: "x".into(),
+            class,
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn server_backoff_doubles_up_to_its_cap_with_full_jitter() {
+        let busy = transient(Class::ServerBusy, None);
+        let ceilings: Vec<Duration> = (2..10).map(|n| wait_before(n, &busy, 1.0)).collect();
+        assert_eq!(ceilings[0], BACKOFF_BASE);
+        assert_eq!(ceilings[1], BACKOFF_BASE * 2);
+        assert_eq!(ceilings[2], BACKOFF_BASE * 4);
+        assert_eq!(*ceilings.last().unwrap(), BACKOFF_CAP);
+        assert_eq!(
+            wait_before(5, &busy, 0.5),
+            BACKOFF_BASE * 4,
+            "half of 8×base"
+        );
+        assert_eq!(wait_before(5, &busy, 0.0), MIN_WAIT, "never a busy loop");
+        assert_eq!(wait_before(1000, &busy, 1.0), BACKOFF_CAP, "no overflow");
+    }
+
+    #[test]
+    fn network_down_waits_stay_short() {
+        let down = transient(Class::NetworkDown, None);
+        for n in 2..50 {
+            assert!(wait_before(n, &down, 1.0) <= NETWORK_DOWN_CAP);
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        let busy = transient(Class::ServerBusy, Some(Duration::from_secs(3)));
+        assert_eq!(wait_before(2, &busy, 0.0), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_until_success_and_counts_tries() {
+        let mut tries = Tries::default();
+        let value = retry(
+            "thing",
+            Duration::from_secs(60),
+            &mut tries,
+            |n| async move {
+                if n < 4 {
+                    Err(Failure::busy("503", None))
+                } else {
+                    Ok(n)
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(value, 4);
+        assert_eq!(tries.tries, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_failure_stops_at_once() {
+        let mut tries = Tries::default();
+        let err = retry("thing", Duration::from_secs(60), &mut tries, |_| async {
+            Err::<(), _>(Failure::Permanent(Error::NotFound("404".into())))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 66);
+        assert_eq!(tries.tries, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_ends_it_with_the_last_reason() {
+        let mut tries = Tries::default();
+        let err = retry("script x", Duration::from_secs(5), &mut tries, |_| async {
+            Err::<(), _>(Failure::network_down("connection refused"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 69);
+        assert!(
+            err.message().starts_with("script x: gave up after"),
+            "{err}"
+        );
+        assert!(err.message().contains("connection refused"), "{err}");
+        assert!(
+            tries.tries > 10,
+            "short waits while the network is down: {}",
+            tries.tries
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_try_cannot_outlast_the_deadline() {
+        let mut tries = Tries::default();
+        let err = retry("x", Duration::from_secs(5), &mut tries, |_| async {
+            std::future::pending::<std::result::Result<(), Failure>>().await
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 69);
+        assert!(err.message().contains("still running"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_beyond_the_deadline_gives_up_and_says_so() {
+        let mut tries = Tries::default();
+        let err = retry("x", Duration::from_secs(5), &mut tries, |_| async {
+            Err::<(), _>(Failure::busy("429", Some(Duration::from_secs(60))))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(tries.tries, 1);
+        assert!(err.message().contains("retry after 60 s"), "{err}");
+    }
+}

@@ -1,0 +1,96 @@
+//! TLS settings shared by every connection tagstrap makes: to an `https://`
+//! proxy, to the script host, and to the credential store.
+//!
+//! Trust is the system's store (what `update-ca-certificates` or the Windows
+//! store hold), or Mozilla's roots compiled in when the image has no store at
+//! all, plus the operator's `--ca-file` (a TLS-intercepting proxy's CA) and,
+//! for the store, `VAULT_CACERT`.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
+
+use crate::error::{Error, Result};
+
+/// The system's roots, loaded once: reading the store costs milliseconds and
+/// both the store client and the script client need it.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        let loaded = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+        if added == 0 {
+            tracing::debug!("no system CA store found; using the built-in Mozilla roots");
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        roots
+    })
+}
+
+/// Reads every certificate of a PEM file. `what` names the setting for the
+/// error, e.g. "--ca-file".
+pub fn read_pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound(format!("{what} {shown} does not exist")),
+        _ => Error::Input(format!("cannot read {what} {shown}: {e}")),
+    })?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Input(format!("{what} {shown} is not valid PEM: {e:?}")))?;
+    if certs.is_empty() {
+        return Err(Error::Input(format!(
+            "{what} {shown} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        )));
+    }
+    Ok(certs)
+}
+
+/// A client configuration trusting the system roots plus `extra`.
+pub fn client_config(extra: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>> {
+    let mut roots = system_roots().clone();
+    for cert in extra {
+        roots.add(cert.clone()).map_err(|e| {
+            Error::Input(format!(
+                "an extra CA certificate cannot be used as a trust anchor: {e}"
+            ))
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // tagstrap speaks HTTP/1.1 only: one request per resource, and proxies
+    // that intercept TLS handle it best.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_ca_files_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = read_pem_certificates(&dir.path().join("none.pem"), "--ca-file").unwrap_err();
+        assert_eq!(missing.exit_code(), 66);
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = read_pem_certificates(&empty, "--ca-file").unwrap_err();
+        assert_eq!(err.exit_code(), 65);
+        assert!(err.message().contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn a_config_without_extra_roots_builds() {
+        let config = client_config(&[]).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+}

@@ -1,0 +1,272 @@
+//! The proxied environment (SPEC §4): which proxy, with which credentials, for
+//! which hosts. The same decision serves tagstrap's own download and the
+//! variables given to the script, so both always agree.
+
+mod no_proxy;
+mod url;
+
+pub use self::no_proxy::{NoProxy, DEFAULT_ENTRIES};
+pub use self::url::{ProxyScheme, ProxyUrl};
+
+use secrecy::SecretString;
+
+use crate::error::{Error, Result};
+use crate::tags::Origin;
+
+/// The variables the script's tools read, all four set to the same URL.
+pub const PROXY_VARS: [&str; 4] = ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"];
+pub const NO_PROXY_VARS: [&str; 2] = ["no_proxy", "NO_PROXY"];
+/// The system proxy variables, in the order SPEC §3 consults them when no tag
+/// names a proxy.
+pub const SYSTEM_PROXY_VARS: [&str; 4] = ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"];
+
+/// Where the proxy came from.
+#[derive(Debug, Clone)]
+pub enum ProxySource {
+    Tag(Origin),
+    Environment(&'static str),
+}
+
+impl std::fmt::Display for ProxySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxySource::Tag(origin) => write!(f, "rs_agent:http_proxy ({origin})"),
+            ProxySource::Environment(var) => write!(f, "${var}"),
+        }
+    }
+}
+
+/// How the user and password were given, for messages: the names of the
+/// credentials (never their values), or that they sat in the URL.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialNames {
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    /// With the resolved user and password filled in.
+    pub url: ProxyUrl,
+    pub source: ProxySource,
+    pub credentials: CredentialNames,
+}
+
+impl Proxy {
+    /// What to check when the proxy answers 407, e.g. "the credential
+    /// cred:PROXY_PASS (and user svc)".
+    pub fn what_to_check(&self) -> String {
+        match (&self.credentials.password, &self.url.user) {
+            (Some(password), _) => format!(
+                "check the credential {password} and the user {}",
+                self.credentials.user.as_deref().unwrap_or("?")
+            ),
+            (None, Some(_)) => format!("check the user and password in {}", self.source),
+            (None, None) => format!(
+                "the proxy wants credentials: set rs_agent:http_proxy_user and \
+                 rs_agent:http_proxy_password=cred:NAME (proxy from {})",
+                self.source
+            ),
+        }
+    }
+}
+
+/// The decided proxy (if any) and the no-proxy list.
+#[derive(Debug, Clone)]
+pub struct ProxyEnvironment {
+    pub proxy: Option<Proxy>,
+    pub no_proxy: NoProxy,
+}
+
+impl ProxyEnvironment {
+    /// Falls back to the system proxy variables when no tag names a proxy.
+    /// `env` reads a variable (injected, so the decision is testable).
+    pub fn build(
+        tagged: Option<Proxy>,
+        no_proxy_tag: Option<&crate::tags::Tag>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProxyEnvironment> {
+        let mut lists: Vec<String> = Vec::new();
+        if let Some(tag) = no_proxy_tag {
+            lists.push(tag.value.clone());
+        }
+        let proxy = match tagged {
+            Some(proxy) => Some(proxy),
+            None => {
+                let system = system_proxy(env)?;
+                if system.is_some() {
+                    // The image's own bypass list goes with the image's own proxy.
+                    lists.extend(
+                        NO_PROXY_VARS
+                            .iter()
+                            .filter_map(|v| env(v))
+                            .filter(|v| !v.trim().is_empty()),
+                    );
+                }
+                system
+            }
+        };
+        let no_proxy =
+            NoProxy::with_defaults(lists.iter().map(String::as_str)).map_err(|reason| {
+                match no_proxy_tag {
+                    Some(tag) => Error::Input(format!("{} ({}): {reason}", tag.key, tag.origin)),
+                    None => Error::Input(format!("$no_proxy: {reason}")),
+                }
+            })?;
+        Ok(ProxyEnvironment { proxy, no_proxy })
+    }
+
+    /// The proxy for a request to `host`, or `None` to go direct.
+    pub fn route(&self, host: &str) -> Option<&Proxy> {
+        self.proxy.as_ref().filter(|_| !self.no_proxy.matches(host))
+    }
+
+    /// The variables for the script: the proxy URL with credentials under all
+    /// four names, and the no-proxy list under both. Values are secrets until
+    /// they are put into the child's environment.
+    pub fn child_env(&self) -> Vec<(&'static str, SecretString)> {
+        let Some(proxy) = &self.proxy else {
+            return Vec::new();
+        };
+        let mut vars: Vec<(&'static str, SecretString)> = PROXY_VARS
+            .iter()
+            .map(|name| (*name, proxy.url.with_credentials()))
+            .collect();
+        let no_proxy = self.no_proxy.env_value();
+        vars.extend(
+            NO_PROXY_VARS
+                .iter()
+                .map(|name| (*name, SecretString::from(no_proxy.clone()))),
+        );
+        vars
+    }
+
+    /// The same variables with the password shown as `***`, for `plan`.
+    pub fn shown_env(&self) -> Vec<(&'static str, String)> {
+        let Some(proxy) = &self.proxy else {
+            return Vec::new();
+        };
+        let mut vars: Vec<(&'static str, String)> = PROXY_VARS
+            .iter()
+            .map(|name| (*name, proxy.url.to_string()))
+            .collect();
+        vars.extend(
+            NO_PROXY_VARS
+                .iter()
+                .map(|name| (*name, self.no_proxy.env_value())),
+        );
+        vars
+    }
+}
+
+fn system_proxy(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Proxy>> {
+    for var in SYSTEM_PROXY_VARS {
+        let Some(value) = env(var).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let url = ProxyUrl::parse(&value).map_err(|reason| {
+            Error::Input(format!(
+                "${var} (used because no rs_agent:http_proxy tag names a proxy): {reason}"
+            ))
+        })?;
+        tracing::info!("no rs_agent:http_proxy tag; using the proxy in ${var}");
+        return Ok(Some(Proxy {
+            url,
+            source: ProxySource::Environment(var),
+            credentials: CredentialNames::default(),
+        }));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn tagged(url: &str) -> Proxy {
+        Proxy {
+            url: ProxyUrl::parse(url).unwrap(),
+            source: ProxySource::Tag(Origin::CommandLine),
+            credentials: CredentialNames::default(),
+        }
+    }
+
+    #[test]
+    fn the_tag_wins_over_the_system_variables() {
+        let env = env_of(&[("https_proxy", "http://sys:1"), ("no_proxy", "sys.corp")]);
+        let pe = ProxyEnvironment::build(Some(tagged("tag:2")), None, &env).unwrap();
+        assert_eq!(pe.proxy.as_ref().unwrap().url.authority(), "tag:2");
+        assert!(
+            !pe.no_proxy.matches("sys.corp"),
+            "the image's list goes with the image's proxy"
+        );
+    }
+
+    #[test]
+    fn system_variables_are_the_fallback_in_spec_order() {
+        let env = env_of(&[
+            ("HTTP_PROXY", "http://d:4"),
+            ("http_proxy", "http://c:3"),
+            ("HTTPS_PROXY", "http://b:2"),
+            ("no_proxy", "sys.corp"),
+        ]);
+        let pe = ProxyEnvironment::build(None, None, &env).unwrap();
+        let proxy = pe.proxy.as_ref().unwrap();
+        assert_eq!(proxy.url.authority(), "b:2");
+        assert!(matches!(
+            proxy.source,
+            ProxySource::Environment("HTTPS_PROXY")
+        ));
+        assert!(pe.no_proxy.matches("sys.corp"));
+        let none = ProxyEnvironment::build(None, None, &env_of(&[])).unwrap();
+        assert!(none.proxy.is_none());
+        assert!(none.child_env().is_empty());
+    }
+
+    #[test]
+    fn a_malformed_system_proxy_is_refused_by_name() {
+        let err = ProxyEnvironment::build(None, None, &env_of(&[("https_proxy", "socks5://x:1")]))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 65);
+        assert!(err.message().starts_with("$https_proxy"), "{err}");
+    }
+
+    #[test]
+    fn child_env_holds_the_encoded_credentials_and_shown_env_hides_them() {
+        let mut proxy = tagged("http://p:3128");
+        proxy.url.user = Some("svc".into());
+        proxy.url.password = Some(SecretString::from("p@ss:/%"));
+        let tag =
+            crate::tags::Tag::new("rs_agent:http_no_proxy", ".corp", Origin::CommandLine).unwrap();
+        let pe = ProxyEnvironment::build(Some(proxy), Some(&tag), &env_of(&[])).unwrap();
+        let env: HashMap<&str, String> = pe
+            .child_env()
+            .into_iter()
+            .map(|(k, v)| (k, v.expose_secret().to_string()))
+            .collect();
+        for var in PROXY_VARS {
+            assert_eq!(env[var], "http://svc:p%40ss%3A%2F%25@p:3128");
+        }
+        for var in NO_PROXY_VARS {
+            assert_eq!(env[var], "localhost,127.0.0.1,::1,169.254.169.254,.corp");
+        }
+        for (_, shown) in pe.shown_env() {
+            assert!(
+                !shown.contains("p@ss") && !shown.contains("p%40ss"),
+                "{shown}"
+            );
+        }
+        assert!(pe.route("git.corp").is_none());
+        assert!(pe.route("example.com").is_some());
+    }
+}

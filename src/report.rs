@@ -1,0 +1,99 @@
+//! The last-run report (SPEC §7): what `tagstrap run` used and what happened,
+//! written as JSON, mode 0600, to `<state-dir>/last-run.json`, whether the run
+//! succeeded or not. Built only from shown (redacted) values: it holds tag
+//! values as `tagstrap tags` shows them, the proxy's host and port, credential
+//! names, tries, timings and the exit code, never a secret.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::fetch::retry::Tries;
+use crate::state::{write_private, StateDir};
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub tagstrap_version: &'static str,
+    pub started_at: String,
+    pub finished_at: String,
+    pub seconds: f64,
+    pub instance_id: Option<String>,
+    pub tags: Vec<ReportTag>,
+    pub proxy: Option<ReportProxy>,
+    pub no_proxy: Option<String>,
+    pub credentials: Vec<String>,
+    pub script: Option<ReportScript>,
+    pub exit_code: i32,
+    pub error: Option<ReportError>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportTag {
+    pub key: String,
+    pub value: String,
+    pub origin: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportProxy {
+    pub url: String,
+    pub source: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ReportScript {
+    pub url: String,
+    pub tag: String,
+    pub route: Option<String>,
+    pub bytes: Option<u64>,
+    pub sha256: Option<String>,
+    pub download: Tries,
+    pub run_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl Report {
+    pub fn start() -> Report {
+        Report {
+            tagstrap_version: env!("CARGO_PKG_VERSION"),
+            started_at: now_rfc3339(),
+            ..Report::default()
+        }
+    }
+
+    pub fn fail(&mut self, error: &Error) {
+        self.exit_code = error.exit_code();
+        self.error = Some(ReportError {
+            kind: error.kind(),
+            message: error.message().to_string(),
+        });
+    }
+
+    /// Writes the report; a failure to write it is logged, not fatal: the
+    /// exit code already says what happened.
+    pub fn write(mut self, state: &StateDir, started: std::time::Instant) {
+        self.finished_at = now_rfc3339();
+        self.seconds = started.elapsed().as_secs_f64();
+        let path = state.report_path();
+        let written = serde_json::to_vec_pretty(&self)
+            .map_err(|e| Error::CantCreate(e.to_string()))
+            .and_then(|json| {
+                state.ensure()?;
+                write_private(&path, &json)
+            });
+        match written {
+            Ok(()) => tracing::debug!("report written to {}", path.display()),
+            Err(e) => tracing::warn!("the report was not written: {e}"),
+        }
+    }
+}

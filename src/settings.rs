@@ -1,0 +1,614 @@
+//! Every setting, resolved once (SPEC §3): the command-line flag, then its
+//! `TAGSTRAP_*` variable, then the config file, then the built-in default.
+//! A bad flag or variable is exit 64, a bad config file exit 78, each naming
+//! where the bad value was. Relative paths in the config file are relative to
+//! the file's own directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use crate::cli::{CommonArgs, LogFormat, SourceChoice};
+use crate::error::{Error, Result};
+use crate::tags::{Origin, Tag};
+
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
+pub const DEFAULT_MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The built-in locations: under /etc and /var/lib on Unix, under
+/// %ProgramData%\tagstrap on Windows.
+pub fn default_dir(kind: &str) -> PathBuf {
+    if cfg!(windows) {
+        let base = std::env::var_os("ProgramData").unwrap_or_else(|| r"C:\ProgramData".into());
+        let base = PathBuf::from(base).join("tagstrap");
+        if kind == "state" {
+            base.join("state")
+        } else {
+            base
+        }
+    } else if kind == "state" {
+        PathBuf::from("/var/lib/tagstrap")
+    } else {
+        PathBuf::from("/etc/tagstrap")
+    }
+}
+
+/// The Vault/OpenBao store settings before the store is opened.
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    pub address: Option<String>,
+    /// Where the address came from, for messages.
+    pub address_from: &'static str,
+    pub token: Option<SecretString>,
+    pub namespace: Option<String>,
+    pub mount: String,
+    pub path_prefix: String,
+    pub field: String,
+    pub kv_version: u8,
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The tags files to read, and whether they were named (a named file
+    /// must exist; the default one is read only when present).
+    pub tags_files: Vec<PathBuf>,
+    pub tags_files_named: bool,
+    pub tags: Vec<Tag>,
+    pub source: SourceChoice,
+    pub metadata_endpoint: Option<Url>,
+    pub config_path: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub deadline: Duration,
+    pub max_script_bytes: u64,
+    pub state_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub once: bool,
+    pub instance_id: Option<String>,
+    pub verbose: u8,
+    pub vault: VaultSettings,
+}
+
+/// The config file's keys: one per flag, plus `[vault]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    tags_files: Option<Vec<PathBuf>>,
+    tags: Option<BTreeMap<String, String>>,
+    source: Option<String>,
+    metadata_endpoint: Option<String>,
+    ca_file: Option<PathBuf>,
+    deadline: Option<toml::Value>,
+    max_script_bytes: Option<toml::Value>,
+    state_dir: Option<PathBuf>,
+    log_format: Option<String>,
+    once: Option<bool>,
+    instance_id: Option<String>,
+    vault: Option<VaultFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VaultFile {
+    address: Option<String>,
+    namespace: Option<String>,
+    mount: Option<String>,
+    path_prefix: Option<String>,
+    field: Option<String>,
+    kv_version: Option<u8>,
+    ca_cert: Option<PathBuf>,
+}
+
+/// A value and the name of the place it came from, for error messages.
+struct Found<T> {
+    value: T,
+    from: String,
+    is_file: bool,
+}
+
+impl<T> Found<T> {
+    fn error(&self, reason: impl std::fmt::Display) -> Error {
+        let message = format!("{}: {reason}", self.from);
+        if self.is_file {
+            Error::Config(message)
+        } else {
+            Error::Usage(message)
+        }
+    }
+}
+
+/// Picks the first of flag, variable, file value.
+fn pick<T>(
+    flag: Option<T>,
+    flag_name: &str,
+    var: Option<T>,
+    var_name: &str,
+    file: Option<T>,
+    file_key: &str,
+    config: &Path,
+) -> Option<Found<T>> {
+    if let Some(value) = flag {
+        return Some(Found {
+            value,
+            from: flag_name.to_string(),
+            is_file: false,
+        });
+    }
+    if let Some(value) = var {
+        return Some(Found {
+            value,
+            from: format!("${var_name}"),
+            is_file: false,
+        });
+    }
+    file.map(|value| Found {
+        value,
+        from: format!("{} in {}", file_key, config.display()),
+        is_file: true,
+    })
+}
+
+impl Settings {
+    /// `env` reads one environment variable; injected so that resolution is
+    /// a pure function in tests.
+    pub fn resolve(args: &CommonArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings> {
+        let var = |name: &str| env(name).filter(|v| !v.is_empty());
+
+        let (config_path, file) = load_config(args, &var)?;
+        let config = config_path.clone().unwrap_or_default();
+        let base = config.parent().map(Path::to_path_buf).unwrap_or_default();
+        let relative = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+
+        let tags_files_var =
+            var("TAGSTRAP_TAGS_FILE").map(|v| std::env::split_paths(&v).collect::<Vec<_>>());
+        let named_files = pick(
+            (!args.tags_files.is_empty()).then(|| args.tags_files.clone()),
+            "--tags-file",
+            tags_files_var,
+            "TAGSTRAP_TAGS_FILE",
+            file.tags_files
+                .map(|files| files.into_iter().map(relative).collect()),
+            "tags_files",
+            &config,
+        );
+        let (tags_files, tags_files_named) = match named_files {
+            Some(found) => (found.value, true),
+            None => (vec![default_dir("config").join("tags")], false),
+        };
+
+        let tags = if !args.tags.is_empty() {
+            args.tags
+                .iter()
+                .map(|t| Tag::parse_assignment(t, Origin::CommandLine))
+                .collect::<Result<Vec<_>>>()?
+        } else if let Some(lines) = var("TAGSTRAP_TAG") {
+            lines
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|t| Tag::parse_assignment(t, Origin::Environment))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            let origin = Origin::ConfigFile {
+                path: config.clone(),
+            };
+            file.tags
+                .unwrap_or_default()
+                .iter()
+                .map(|(k, v)| Tag::new(k, v, origin.clone()))
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| Error::Config(e.message().to_string()))?
+        };
+
+        let source = match pick(
+            args.source.map(|s| s.name().to_string()),
+            "--source",
+            var("TAGSTRAP_SOURCE"),
+            "TAGSTRAP_SOURCE",
+            file.source,
+            "source",
+            &config,
+        ) {
+            None => SourceChoice::Auto,
+            Some(found) => <SourceChoice as clap::ValueEnum>::from_str(&found.value, true)
+                .map_err(|_| {
+                    found.error("expected one of auto, none, aws, gce, azure, openstack")
+                })?,
+        };
+
+        let metadata_endpoint = match pick(
+            args.metadata_endpoint.clone(),
+            "--metadata-endpoint",
+            var("TAGSTRAP_METADATA_ENDPOINT"),
+            "TAGSTRAP_METADATA_ENDPOINT",
+            file.metadata_endpoint,
+            "metadata_endpoint",
+            &config,
+        ) {
+            None => None,
+            Some(found) => Some(
+                Url::parse(&found.value)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| found.error("expected an http:// or https:// URL"))?,
+            ),
+        };
+
+        let ca_file = pick(
+            args.ca_file.clone(),
+            "--ca-file",
+            var("TAGSTRAP_CA_FILE").map(PathBuf::from),
+            "TAGSTRAP_CA_FILE",
+            file.ca_file.map(relative),
+            "ca_file",
+            &config,
+        )
+        .map(|f| f.value);
+
+        let deadline = match pick(
+            args.deadline.clone(),
+            "--deadline",
+            var("TAGSTRAP_DEADLINE"),
+            "TAGSTRAP_DEADLINE",
+            file.deadline.map(toml_scalar),
+            "deadline",
+            &config,
+        ) {
+            None => DEFAULT_DEADLINE,
+            Some(found) => parse_seconds(&found.value).map_err(|reason| found.error(reason))?,
+        };
+
+        let max_script_bytes = match pick(
+            args.max_script_bytes.clone(),
+            "--max-script-bytes",
+            var("TAGSTRAP_MAX_SCRIPT_BYTES"),
+            "TAGSTRAP_MAX_SCRIPT_BYTES",
+            file.max_script_bytes.map(toml_scalar),
+            "max_script_bytes",
+            &config,
+        ) {
+            None => DEFAULT_MAX_SCRIPT_BYTES,
+            Some(found) => parse_bytes(&found.value).map_err(|reason| found.error(reason))?,
+        };
+
+        let state_dir = pick(
+            args.state_dir.clone(),
+            "--state-dir",
+            var("TAGSTRAP_STATE_DIR").map(PathBuf::from),
+            "TAGSTRAP_STATE_DIR",
+            file.state_dir.map(relative),
+            "state_dir",
+            &config,
+        )
+        .map(|f| f.value)
+        .unwrap_or_else(|| default_dir("state"));
+
+        let log_format = match pick(
+            args.log_format.map(|f| format!("{f:?}").to_lowercase()),
+            "--log-format",
+            var("TAGSTRAP_LOG_FORMAT"),
+            "TAGSTRAP_LOG_FORMAT",
+            file.log_format,
+            "log_format",
+            &config,
+        ) {
+            None => LogFormat::Text,
+            Some(found) => <LogFormat as clap::ValueEnum>::from_str(&found.value, true)
+                .map_err(|_| found.error("expected text or json"))?,
+        };
+
+        let once = if args.once {
+            true
+        } else if let Some(value) = var("TAGSTRAP_ONCE") {
+            parse_bool(&value)
+                .ok_or_else(|| Error::Usage("$TAGSTRAP_ONCE: expected true or false".into()))?
+        } else {
+            file.once.unwrap_or(false)
+        };
+
+        let instance_id = pick(
+            args.instance_id.clone(),
+            "--instance-id",
+            var("TAGSTRAP_INSTANCE_ID"),
+            "TAGSTRAP_INSTANCE_ID",
+            file.instance_id,
+            "instance_id",
+            &config,
+        )
+        .map(|f| f.value);
+
+        let vault_file = file.vault.unwrap_or_default();
+        let (address, address_from) = match (var("VAULT_ADDR"), vault_file.address) {
+            (Some(a), _) => (Some(a), "$VAULT_ADDR"),
+            (None, Some(a)) => (Some(a), "[vault] address in the config file"),
+            (None, None) => (None, ""),
+        };
+        let vault = VaultSettings {
+            address,
+            address_from,
+            token: var("VAULT_TOKEN").map(SecretString::from),
+            namespace: var("VAULT_NAMESPACE").or(vault_file.namespace),
+            mount: vault_file.mount.unwrap_or_else(|| "secret".into()),
+            path_prefix: vault_file.path_prefix.unwrap_or_default(),
+            field: vault_file.field.unwrap_or_else(|| "value".into()),
+            kv_version: match vault_file.kv_version {
+                None => 2,
+                Some(v @ (1 | 2)) => v,
+                Some(_) => {
+                    return Err(Error::Config(format!(
+                        "kv_version in {}: expected 1 or 2",
+                        config.display()
+                    )))
+                }
+            },
+            ca_cert: var("VAULT_CACERT")
+                .map(PathBuf::from)
+                .or(vault_file.ca_cert.map(relative)),
+        };
+
+        Ok(Settings {
+            tags_files,
+            tags_files_named,
+            tags,
+            source,
+            metadata_endpoint,
+            config_path,
+            ca_file,
+            deadline,
+            max_script_bytes,
+            state_dir,
+            log_format,
+            once,
+            instance_id,
+            verbose: args.verbose,
+            vault,
+        })
+    }
+}
+
+/// Reads the config file: the one named by `--config` or `$TAGSTRAP_CONFIG`
+/// (which must exist), else the default one when present.
+fn load_config(
+    args: &CommonArgs,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Option<PathBuf>, ConfigFile)> {
+    let (path, named) = match (&args.config, var("TAGSTRAP_CONFIG")) {
+        (Some(path), _) => (path.clone(), true),
+        (None, Some(path)) => (PathBuf::from(path), true),
+        (None, None) => (default_dir("config").join("config.toml"), false),
+    };
+    if !named && !path.exists() {
+        return Ok((None, ConfigFile::default()));
+    }
+    let text = crate::tags::file::read_small_text(&path, MAX_CONFIG_BYTES, "config file")
+        .map_err(|e| Error::Config(e.message().to_string()))?;
+    let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+        let detail = e.message().to_string();
+        let at = e
+            .span()
+            .map(|span| format!(" (line {})", text[..span.start].matches('\n').count() + 1))
+            .unwrap_or_default();
+        Error::Config(format!("config file {}{at}: {detail}", path.display()))
+    })?;
+    Ok((Some(path), file))
+}
+
+fn toml_scalar(value: toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s,
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Seconds, possibly fractional: "600", "2.5".
+pub fn parse_seconds(text: &str) -> std::result::Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
+}
+
+/// Bytes, with an optional binary suffix: "16777216", "16M", "16MiB", "512k".
+pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, suffix) = t.split_at(digits);
+    let multiplier: u64 = match suffix.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{text:?} is not a size (e.g. 16777216 or 16M)")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size (e.g. 16777216 or 16M)"))
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn config(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = Settings::resolve(&CommonArgs::default(), &env_of(&[])).unwrap();
+        assert_eq!(s.deadline, DEFAULT_DEADLINE);
+        assert_eq!(s.max_script_bytes, DEFAULT_MAX_SCRIPT_BYTES);
+        assert_eq!(s.source, SourceChoice::Auto);
+        assert!(!s.tags_files_named);
+        assert!(!s.once);
+        assert_eq!(s.vault.mount, "secret");
+        assert_eq!(s.vault.kv_version, 2);
+    }
+
+    #[test]
+    fn flag_beats_variable_beats_file_beats_default() {
+        let (_dir, path) = config(
+            "deadline = 30\nmax_script_bytes = \"1M\"\nstate_dir = \"st\"\nsource = \"none\"\n",
+        );
+        let env = env_of(&[
+            ("TAGSTRAP_CONFIG", path.to_str().unwrap()),
+            ("TAGSTRAP_DEADLINE", "20"),
+        ]);
+        let mut args = CommonArgs::default();
+        let s = Settings::resolve(&args, &env).unwrap();
+        assert_eq!(s.deadline, Duration::from_secs(20), "variable over file");
+        assert_eq!(s.max_script_bytes, 1 << 20, "file over default");
+        assert_eq!(
+            s.state_dir,
+            path.parent().unwrap().join("st"),
+            "relative to the config file"
+        );
+        assert_eq!(s.source, SourceChoice::None);
+        args.deadline = Some("10".into());
+        let s = Settings::resolve(&args, &env).unwrap();
+        assert_eq!(s.deadline, Duration::from_secs(10), "flag over variable");
+    }
+
+    #[test]
+    fn bad_values_name_where_they_came_from() {
+        let mut args = CommonArgs::default();
+        args.deadline = Some("soon".into());
+        let err = Settings::resolve(&args, &env_of(&[])).unwrap_err();
+        assert_eq!(err.exit_code(), 64);
+        assert!(err.message().starts_with("--deadline:"), "{err}");
+
+        let err = Settings::resolve(
+            &CommonArgs::default(),
+            &env_of(&[("TAGSTRAP_MAX_SCRIPT_BYTES", "lots")]),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 64);
+        assert!(
+            err.message().starts_with("$TAGSTRAP_MAX_SCRIPT_BYTES:"),
+            "{err}"
+        );
+
+        let (_dir, path) = config("log_format = \"xml\"\n");
+        let err = Settings::resolve(
+            &CommonArgs::default(),
+            &env_of(&[("TAGSTRAP_CONFIG", path.to_str().unwrap())]),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 78);
+        assert!(err.message().starts_with("log_format in"), "{err}");
+    }
+
+    #[test]
+    fn bad_config_files_are_exit_78_with_the_line() {
+        for (text, needle) in [
+            ("deadline = 10\nbogus = 1\n", "line 2"),
+            ("deadline = [\n", "line"),
+            ("[vault]\nkv_version = 3\n", "kv_version"),
+        ] {
+            let (_dir, path) = config(text);
+            let mut args = CommonArgs::default();
+            args.config = Some(path);
+            let err = Settings::resolve(&args, &env_of(&[])).unwrap_err();
+            assert_eq!(err.exit_code(), 78, "{text}");
+            assert!(err.message().contains(needle), "{text}: {err}");
+        }
+        let mut args = CommonArgs::default();
+        args.config = Some("/nonexistent/tagstrap.toml".into());
+        assert_eq!(
+            Settings::resolve(&args, &env_of(&[]))
+                .unwrap_err()
+                .exit_code(),
+            78
+        );
+    }
+
+    #[test]
+    fn tags_come_from_one_place_with_their_origin() {
+        let (_dir, path) = config("[tags]\n\"rs_agent:type\" = \"from-file\"\n");
+        let env = env_of(&[
+            ("TAGSTRAP_CONFIG", path.to_str().unwrap()),
+            ("TAGSTRAP_TAG", "rs_agent:type=from-env\nrs_agent:x=y\n"),
+        ]);
+        let s = Settings::resolve(&CommonArgs::default(), &env).unwrap();
+        assert_eq!(s.tags.len(), 2);
+        assert_eq!(s.tags[0].origin, Origin::Environment);
+        let s = Settings::resolve(
+            &CommonArgs::default(),
+            &env_of(&[("TAGSTRAP_CONFIG", path.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(s.tags[0].value, "from-file");
+        let mut args = CommonArgs::default();
+        args.tags = vec!["rs_agent:type=flag".into()];
+        let s = Settings::resolve(&args, &env).unwrap();
+        assert_eq!(
+            (s.tags.len(), s.tags[0].origin.clone()),
+            (1, Origin::CommandLine)
+        );
+    }
+
+    #[test]
+    fn sizes_and_seconds_parse() {
+        assert_eq!(parse_bytes("16M").unwrap(), 16 << 20);
+        assert_eq!(parse_bytes("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_bytes("100").unwrap(), 100);
+        for bad in ["", "0", "-1", "1T", "M", "99999999999999999999"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_seconds("2.5").unwrap(), Duration::from_millis(2500));
+        for bad in ["-1", "NaN", "inf", "x"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vault_settings_prefer_the_environment() {
+        let (_dir, path) = config(
+            "[vault]\naddress = \"http://file:8200\"\nmount = \"kv\"\nfield = \"password\"\n",
+        );
+        let env = env_of(&[
+            ("TAGSTRAP_CONFIG", path.to_str().unwrap()),
+            ("VAULT_ADDR", "http://env:8200"),
+            ("VAULT_TOKEN", "t"),
+        ]);
+        let s = Settings::resolve(&CommonArgs::default(), &env).unwrap();
+        assert_eq!(s.vault.address.as_deref(), Some("http://env:8200"));
+        assert_eq!(s.vault.address_from, "$VAULT_ADDR");
+        assert_eq!(
+            (s.vault.mount.as_str(), s.vault.field.as_str()),
+            ("kv", "password")
+        );
+        assert!(!format!("{s:?}").contains("\"t\""));
+    }
+}
