@@ -42,6 +42,8 @@ Examples:
 
 #[derive(Debug, Parser)]
 #[command(name = "tagstrap", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
+// A flag given twice (a unit's base arguments plus an override) takes its last value.
+#[command(args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -15,7 +15,10 @@ pub struct StateDir {
 }
 
 impl StateDir {
+    /// A relative path is made absolute now, so the script's path stays
+    /// right whatever directory the script changes to.
     pub fn new(root: PathBuf) -> StateDir {
+        let root = std::path::absolute(&root).unwrap_or(root);
         StateDir { root }
     }
 

@@ -127,10 +127,12 @@ impl VaultStore {
                     self.config.field
                 ))))
             }
-            StatusClass::Denied => return Err(Failure::Permanent(Error::Refused(format!(
+            StatusClass::Denied => {
+                return Err(Failure::Permanent(Error::Refused(format!(
                 "{store} denied reading credential {name} ({path}) with {status}: check that the \
                      token is valid and its policy allows read on {path}"
-            )))),
+            ))))
+            }
             _ => {
                 return Err(Failure::Permanent(Error::Unavailable(format!(
                     "{store} answered {status} for credential {name} ({path})"
