@@ -502,8 +502,10 @@ mod tests {
 
     #[test]
     fn bad_values_name_where_they_came_from() {
-        let mut args = CommonArgs::default();
-        args.deadline = Some("soon".into());
+        let args = CommonArgs {
+            deadline: Some("soon".into()),
+            ..CommonArgs::default()
+        };
         let err = Settings::resolve(&args, &env_of(&[])).unwrap_err();
         assert_eq!(err.exit_code(), 64);
         assert!(err.message().starts_with("--deadline:"), "{err}");
@@ -537,14 +539,18 @@ mod tests {
             ("[vault]\nkv_version = 3\n", "kv_version"),
         ] {
             let (_dir, path) = config(text);
-            let mut args = CommonArgs::default();
-            args.config = Some(path);
+            let args = CommonArgs {
+                config: Some(path),
+                ..CommonArgs::default()
+            };
             let err = Settings::resolve(&args, &env_of(&[])).unwrap_err();
             assert_eq!(err.exit_code(), 78, "{text}");
             assert!(err.message().contains(needle), "{text}: {err}");
         }
-        let mut args = CommonArgs::default();
-        args.config = Some("/nonexistent/tagstrap.toml".into());
+        let args = CommonArgs {
+            config: Some("/nonexistent/tagstrap.toml".into()),
+            ..CommonArgs::default()
+        };
         assert_eq!(
             Settings::resolve(&args, &env_of(&[]))
                 .unwrap_err()
@@ -569,8 +575,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.tags[0].value, "from-file");
-        let mut args = CommonArgs::default();
-        args.tags = vec!["rs_agent:type=flag".into()];
+        let args = CommonArgs {
+            tags: vec!["rs_agent:type=flag".into()],
+            ..CommonArgs::default()
+        };
         let s = Settings::resolve(&args, &env).unwrap();
         assert_eq!(
             (s.tags.len(), s.tags[0].origin.clone()),

@@ -361,7 +361,11 @@ impl Attempt<'_> {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string),
             };
-            return proxy_answer_failure(proxy, &self.target(), &answer, "the request");
+            return proxy_answer_failure(
+                proxy,
+                &format!("the request for {}", redact_url(self.url)),
+                &answer,
+            );
         }
         let shown = redact_url(self.url);
         match class {
@@ -459,9 +463,11 @@ impl Attempt<'_> {
         let target = self.target();
         match probe::connect(&proxy.url, &target, self.tls, PROBE_TIMEOUT).await {
             Probe::Answered(answer) if answer.status / 100 == 2 => None,
-            Probe::Answered(answer) => {
-                Some(proxy_answer_failure(proxy, &target, &answer, "CONNECT"))
-            }
+            Probe::Answered(answer) => Some(proxy_answer_failure(
+                proxy,
+                &format!("CONNECT {target}"),
+                &answer,
+            )),
             Probe::ProxyUnreachable(reason) => Some(Failure::network_down(format!(
                 "the proxy {authority} is not reachable ({reason}): not up yet, or no route to it"
             ))),
@@ -479,12 +485,8 @@ impl Attempt<'_> {
 /// What the proxy's own answer means: 407 and 403 are final (SPEC §5: 77);
 /// 502/503/504 mean it cannot reach the host yet, which is retried like a
 /// network that is still coming up.
-fn proxy_answer_failure(
-    proxy: &Proxy,
-    target: &str,
-    answer: &probe::ConnectAnswer,
-    request: &str,
-) -> Failure {
+/// `request` says what was asked, e.g. "CONNECT repo:443".
+fn proxy_answer_failure(proxy: &Proxy, request: &str, answer: &probe::ConnectAnswer) -> Failure {
     let authority = proxy.url.authority();
     let status = format!("{} {}", answer.status, answer.reason);
     let squid = answer
@@ -494,33 +496,36 @@ fn proxy_answer_failure(
         .unwrap_or_default();
     match answer.status {
         407 => {
-            let basic = answer.auth_schemes.iter().any(|s| s.eq_ignore_ascii_case("basic"));
+            let basic = answer
+                .auth_schemes
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case("basic"));
             let message = if !answer.auth_schemes.is_empty() && !basic {
                 format!(
-                    "the proxy {authority} answered 407 to {request} for {target} and offers only {} \
+                    "the proxy {authority} answered 407 to {request} and offers only {} \
                      authentication, which tagstrap does not support: ask for Basic authentication \
                      for this client",
                     answer.auth_schemes.join(", ")
                 )
             } else {
                 format!(
-                    "the proxy {authority} answered 407 Proxy Authentication Required to {request} \
-                     for {target}: it did not accept the credentials; {}",
+                    "the proxy {authority} answered 407 Proxy Authentication Required to {request}: \
+                     it did not accept the credentials; {}",
                     proxy.what_to_check()
                 )
             };
             Failure::Permanent(Error::Refused(message))
         }
         403 => Failure::Permanent(Error::Refused(format!(
-            "the proxy {authority} refused {request} for {target} with {status}{squid}: its rules do \
+            "the proxy {authority} refused {request} with {status}{squid}: its rules do \
              not allow this host and port; ask the proxy's administrators to allow it"
         ))),
         502..=504 => Failure::network_down(format!(
-            "the proxy {authority} answered {status}{squid} to {request} for {target}: it cannot \
+            "the proxy {authority} answered {status}{squid} to {request}: it cannot \
              reach the script host (yet)"
         )),
         _ => Failure::Permanent(Error::Refused(format!(
-            "the proxy {authority} answered {status}{squid} to {request} for {target}"
+            "the proxy {authority} answered {status}{squid} to {request}"
         ))),
     }
 }

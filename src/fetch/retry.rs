@@ -159,8 +159,8 @@ where
         }
         tracing::warn!(
             try_number = number,
-            wait_seconds = wait.as_secs_f64(),
-            seconds_left = left.as_secs_f64(),
+            wait_seconds = round2(wait.as_secs_f64()),
+            seconds_left = round2(left.as_secs_f64()),
             "{what}: try {number} failed: {}; next try in {:.2} s ({:.0} s left)",
             failure.reason,
             wait.as_secs_f64(),
@@ -169,6 +169,10 @@ where
         last = Some(failure);
         tokio::time::sleep(wait).await;
     }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 fn gave_up(what: &str, budget: Duration, tries: u32, reason: &str) -> Error {

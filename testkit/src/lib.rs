@@ -1,1 +1,30 @@
-pub fn placeholder() {}
+//! Real servers on 127.0.0.1 for tagstrap's integration tests and benchmarks.
+//!
+//! * [`TestCa`] — a throw-away certificate authority (rcgen) and a leaf for
+//!   `127.0.0.1` / `localhost` / `::1`.
+//! * [`Origin`] — a small HTTP/1.1 (or HTTPS) origin server with scripted
+//!   [`Reply`]s per path, on its own tokio runtime in a background thread.
+//! * [`Squid`] — a real `squid` (5.x) forward proxy with optional basic auth
+//!   and a TLS (`https_port`) listener.
+//! * [`Bao`] — an OpenBao dev server (`bao server -dev`) with a random root
+//!   token and helpers to write KV v2 secrets and policies over its HTTP API.
+//!
+//! Every instance owns its temp dir, its ports and its processes; dropping it
+//! kills the processes (and waits for them) and removes the temp dir.
+//! Readiness is detected from the servers' own logs or by polling them —
+//! never by a fixed sleep. Nothing listens anywhere but 127.0.0.1.
+
+pub mod bao;
+pub mod ca;
+pub mod origin;
+pub mod squid;
+mod util;
+
+pub use bao::Bao;
+pub use ca::{IssuedCert, TestCa};
+pub use origin::{
+    generated_body, generated_byte, Origin, OriginBuilder, RecordedRequest, Reply, ReservedOrigin,
+    GENERATED_CHUNK,
+};
+pub use squid::{Squid, SquidBuilder};
+pub use util::{free_port, http_request, HttpResponse};

@@ -11,48 +11,50 @@ use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tagstrap");
 
-/// One invocation of tagstrap, built up step by step.
+/// One invocation of tagstrap, built up step by step; the subcommand is
+/// chosen when it runs, so the same set-up serves `run`, `plan` and `tags`.
 pub struct Tagstrap {
-    command: Command,
+    args: Vec<std::ffi::OsString>,
+    envs: Vec<(String, std::ffi::OsString)>,
     pub state: TempDir,
 }
 
 impl Tagstrap {
     /// `tagstrap SUBCOMMAND --source none --state-dir <temp>` with an empty
-    /// environment but for PATH, so that nothing from the machine leaks in.
+    /// environment but for PATH, so that nothing from the machine leaks in,
+    /// and empty config and tags files, so that neither does /etc/tagstrap.
     pub fn new(subcommand: &str) -> Tagstrap {
         let state = tempfile::tempdir().unwrap();
-        // An empty config file, so a /etc/tagstrap/config.toml on the test
-        // machine cannot change the outcome.
         let config = write_file(state.path(), "empty.toml", "");
         let tags = write_file(state.path(), "empty.tags", "");
-        let mut command = Command::new(BIN);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .arg(subcommand)
-            .args(["--source", "none", "--config"])
+        let mut t = Tagstrap {
+            args: vec![subcommand.into()],
+            envs: Vec::new(),
+            state,
+        };
+        t = t
+            .arg("--source")
+            .arg("none")
+            .arg("--config")
             .arg(config)
             .arg("--tags-file")
-            .arg(tags)
-            .arg("--state-dir")
-            .arg(state.path().join("state"))
-            .stdin(Stdio::null());
-        Tagstrap { command, state }
+            .arg(tags);
+        let state_dir = t.state_dir();
+        t.arg("--state-dir").arg(state_dir)
     }
 
-    pub fn tag(mut self, key: &str, value: &str) -> Tagstrap {
-        self.command.arg("--tag").arg(format!("{key}={value}"));
-        self
+    pub fn tag(self, key: &str, value: &str) -> Tagstrap {
+        self.arg("--tag").arg(format!("{key}={value}"))
     }
 
     pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Tagstrap {
-        self.command.arg(arg);
+        self.args.push(arg.as_ref().to_os_string());
         self
     }
 
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Tagstrap {
-        self.command.env(key, value);
+        self.envs
+            .push((key.to_string(), value.as_ref().to_os_string()));
         self
     }
 
@@ -64,15 +66,34 @@ impl Tagstrap {
         self.state.path().join("state")
     }
 
-    pub fn run(mut self) -> Run {
+    fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args(&self.args)
+            .stdin(Stdio::null());
+        for (k, v) in &self.envs {
+            command.env(k, v);
+        }
+        command
+    }
+
+    pub fn run(self) -> Run {
         let started = std::time::Instant::now();
-        let output = self.command.output().unwrap();
+        let output = self.command().output().unwrap();
         Run::from_output(output, self.state, started.elapsed())
     }
 
-    pub fn spawn(mut self) -> (Child, TempDir) {
+    /// The same set-up, with another subcommand.
+    pub fn run_as(mut self, subcommand: &str) -> Run {
+        self.args[0] = subcommand.into();
+        self.run()
+    }
+
+    pub fn spawn(self) -> (Child, TempDir) {
         let child = self
-            .command
+            .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
