@@ -55,11 +55,14 @@ pub enum Command {
     ///
     /// Exits with the script's own exit code, or with one of the codes below
     /// after one error line saying what failed and what to do.
+    #[command(after_long_help = EXIT_CODES)]
     Run(CommonArgs),
     /// Resolve everything that needs no download (tags, credentials, proxy
     /// environment, script URL) and print it, secrets redacted.
+    #[command(after_long_help = EXIT_CODES)]
     Plan(CommonArgs),
     /// Print the merged tags and where each value came from.
+    #[command(after_long_help = EXIT_CODES)]
     Tags(CommonArgs),
 }
 

@@ -186,8 +186,14 @@ fn a_wrong_password_is_407_exit_77_at_once_naming_the_credential() {
         .run(&origin.url("/install.sh"))
         .arg("--deadline")
         .arg("120")
+        .arg("--log-format")
+        .arg("json")
+        .arg("-vv")
         .run();
 
+    for line in run.stderr.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("every log line is JSON");
+    }
     run.assert_error(77, "answered 407 Proxy Authentication Required")
         .assert_no_leak("not-the-password")
         .assert_no_leak(PASSWORD);

@@ -5,9 +5,12 @@
 //! network itself is down, and `Retry-After` honoured.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
+// Tokio's clock, so that the deadline and the waits are measured alike
+// (and tests with a paused clock see both move together).
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 
