@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use common::{sha256_hex, Tagstrap};
-use testkit::{Bao, Origin, Reply, Squid, TestCa};
+use testkit::{Bao, Origin, Reply, ReservedOrigin, Squid, TestCa};
 
 const USER: &str = "svc-agent";
 /// Holds every character that breaks a naive proxy URL.
@@ -55,6 +55,14 @@ impl World {
             .arg(self.ca.ca_pem_path())
     }
 
+    /// The usual set-up: a world whose Squid allows CONNECT to an origin
+    /// reserved on 127.0.0.2 (not listening until the test starts it).
+    fn with_origin() -> (World, ReservedOrigin) {
+        let ca = TestCa::new();
+        let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
+        (World::new(&[reserved.port()], ca), reserved)
+    }
+
     fn out(&self, name: &str) -> PathBuf {
         self.out.path().join(name)
     }
@@ -75,10 +83,8 @@ fn connects(log: &str) -> usize {
 
 #[test]
 fn happy_path_the_script_reaches_the_origin_through_the_proxy_with_curl() {
-    let ca = TestCa::new();
-    let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
+    let (world, reserved) = World::with_origin();
     let port = reserved.port();
-    let world = World::new(&[port], ca);
     let payload_url = format!("https://{ORIGIN_IP}:{port}/payload");
     let script = format!(
         "#!/bin/sh\nset -eu\n\
@@ -172,9 +178,7 @@ fn an_https_proxy_works_too() {
 
 #[test]
 fn a_wrong_password_is_407_exit_77_at_once_naming_the_credential() {
-    let ca = TestCa::new();
-    let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
-    let world = World::new(&[reserved.port()], ca);
+    let (world, reserved) = World::with_origin();
     world
         .bao
         .put_kv2("secret", "PROXY_PASS", &[("value", "not-the-password")]);
@@ -236,9 +240,7 @@ fn a_connect_refused_with_403_is_exit_77_naming_403() {
 
 #[test]
 fn the_script_host_comes_up_late_and_the_script_starts_within_a_second() {
-    let ca = TestCa::new();
-    let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
-    let world = World::new(&[reserved.port()], ca);
+    let (world, reserved) = World::with_origin();
     let started_file = world.out("started");
     let script = format!("#!/bin/sh\ndate +%s.%N > '{}'\n", started_file.display());
     let reserved = reserved.route("/install.sh", vec![], Reply::ok(script));
@@ -287,9 +289,7 @@ fn the_script_host_comes_up_late_and_the_script_starts_within_a_second() {
 
 #[test]
 fn three_503s_then_200_succeeds_after_four_requests() {
-    let ca = TestCa::new();
-    let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
-    let world = World::new(&[reserved.port()], ca);
+    let (world, reserved) = World::with_origin();
     let origin = reserved
         .route(
             "/install.sh",
@@ -315,9 +315,7 @@ fn three_503s_then_200_succeeds_after_four_requests() {
 
 #[test]
 fn retry_after_is_honoured() {
-    let ca = TestCa::new();
-    let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
-    let world = World::new(&[reserved.port()], ca);
+    let (world, reserved) = World::with_origin();
     let origin = reserved
         .route(
             "/install.sh",
@@ -338,9 +336,7 @@ fn retry_after_is_honoured() {
 
 #[test]
 fn a_404_is_exit_66_after_one_request() {
-    let ca = TestCa::new();
-    let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
-    let world = World::new(&[reserved.port()], ca);
+    let (world, reserved) = World::with_origin();
     let origin = reserved.start();
 
     let run = world.run(&origin.url("/missing.sh")).run();
@@ -351,9 +347,7 @@ fn a_404_is_exit_66_after_one_request() {
 
 #[test]
 fn the_deadline_passing_is_exit_69_with_the_last_reason() {
-    let ca = TestCa::new();
-    let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
-    let world = World::new(&[reserved.port()], ca);
+    let (world, reserved) = World::with_origin();
     let origin = reserved
         .route("/install.sh", vec![], Reply::status(503))
         .start();
@@ -377,9 +371,7 @@ fn the_deadline_passing_is_exit_69_with_the_last_reason() {
 
 #[test]
 fn a_checksum_mismatch_or_an_oversized_download_runs_nothing() {
-    let ca = TestCa::new();
-    let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
-    let world = World::new(&[reserved.port()], ca);
+    let (world, reserved) = World::with_origin();
     let script = witness_script(&world);
     let origin = reserved
         .route("/install.sh", vec![], Reply::ok(script.clone()))
@@ -417,9 +409,7 @@ fn a_checksum_mismatch_or_an_oversized_download_runs_nothing() {
 
 #[test]
 fn the_scripts_exit_code_is_passed_through() {
-    let ca = TestCa::new();
-    let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
-    let world = World::new(&[reserved.port()], ca);
+    let (world, reserved) = World::with_origin();
     let origin = reserved
         .route("/42.sh", vec![], Reply::ok("exit 42\n"))
         .route("/1003.sh", vec![], Reply::ok("#!/bin/sh\nexit 3\n"))
@@ -466,9 +456,7 @@ fn a_no_proxy_host_is_fetched_directly() {
 
 #[test]
 fn plan_is_redacted_and_the_password_is_on_no_command_line_while_the_script_runs() {
-    let ca = TestCa::new();
-    let reserved = Origin::builder(Some(&ca)).bind_ip(origin_ip()).reserve();
-    let world = World::new(&[reserved.port()], ca);
+    let (world, reserved) = World::with_origin();
     // The script signals that it runs, then waits until the test has looked
     // at every process's command line.
     let ready = world.out("ready");

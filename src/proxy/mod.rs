@@ -182,16 +182,8 @@ fn system_proxy(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Proxy>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::env_of;
     use secrecy::ExposeSecret;
-    use std::collections::HashMap;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
 
     fn tagged(url: &str) -> Proxy {
         Proxy {
@@ -249,7 +241,7 @@ mod tests {
         let tag =
             crate::tags::Tag::new("rs_agent:http_no_proxy", ".corp", Origin::CommandLine).unwrap();
         let pe = ProxyEnvironment::build(Some(proxy), Some(&tag), &env_of(&[])).unwrap();
-        let env: HashMap<&str, String> = pe
+        let env: std::collections::HashMap<&str, String> = pe
             .child_env()
             .into_iter()
             .map(|(k, v)| (k, v.expose_secret().to_string()))
@@ -260,6 +252,7 @@ mod tests {
         for var in NO_PROXY_VARS {
             assert_eq!(env[var], "localhost,127.0.0.1,::1,169.254.169.254,.corp");
         }
+        assert!(!format!("{pe:?}").contains("p@ss"), "Debug shows no secret");
         for (_, shown) in pe.shown_env() {
             assert!(
                 !shown.contains("p@ss") && !shown.contains("p%40ss"),
