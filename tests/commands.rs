@@ -120,3 +120,60 @@ fn help_and_version_answer_with_exit_0() {
         );
     }
 }
+
+#[test]
+fn once_runs_the_script_once_per_instance_and_only_marks_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("count");
+    let exit_code = dir.path().join("exit");
+    std::fs::write(&exit_code, "3").unwrap();
+    let script = write_file(
+        dir.path(),
+        "install.sh",
+        &format!(
+            "#!/bin/sh\necho x >> '{}'\nexit \"$(cat '{}')\"\n",
+            counter.display(),
+            exit_code.display()
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let run = |instance: &str| {
+        Tagstrap::new("run")
+            .tag(
+                "rs_agent:mime_shellscript",
+                &format!("file://{}", script.display()),
+            )
+            .arg("--state-dir")
+            .arg(state.path())
+            .arg("--once")
+            .arg("--instance-id")
+            .arg(instance)
+            .run()
+    };
+    let runs = || {
+        std::fs::read_to_string(&counter)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    assert_eq!(run("i-0abc").code, 3, "a failing script");
+    assert_eq!(runs(), 1);
+    std::fs::write(&exit_code, "0").unwrap();
+    run("i-0abc").assert_success();
+    assert_eq!(
+        runs(),
+        2,
+        "a failure leaves no marker: the next boot tries again"
+    );
+    let skipped = run("i-0abc");
+    skipped.assert_success();
+    assert_eq!(runs(), 2, "the same instance does not run it again");
+    assert!(
+        skipped.stderr.contains("already ran on instance i-0abc"),
+        "{}",
+        skipped.stderr
+    );
+    run("i-0def").assert_success();
+    assert_eq!(runs(), 3, "a new instance runs it");
+}
