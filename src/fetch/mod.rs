@@ -22,7 +22,7 @@ use self::classify::{status_class, ErrorFacts, StatusClass};
 use self::probe::Probe;
 use self::retry::{Failure, Tries};
 use crate::error::{Error, Result};
-use crate::proxy::{Proxy, ProxyEnvironment, ProxyScheme};
+use crate::proxy::{Proxy, ProxyEnvironment};
 use crate::state::create_private_file;
 use crate::tags::agent::{redact_url, ScriptLocation, ScriptTag};
 
@@ -527,11 +527,5 @@ fn proxy_answer_failure(proxy: &Proxy, request: &str, answer: &probe::ConnectAns
         _ => Failure::Permanent(Error::Refused(format!(
             "the proxy {authority} answered {status}{squid} to {request}"
         ))),
-    }
-}
-
-impl Proxy {
-    pub fn is_https(&self) -> bool {
-        self.url.scheme == ProxyScheme::Https
     }
 }

@@ -244,6 +244,16 @@ fn children_of(pid: libc::pid_t) -> Vec<libc::pid_t> {
     out
 }
 
+/// The first value of header `name` (case-insensitive) in a list whose
+/// names are already lowercased.
+pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// A response from [`http_request`].
 #[derive(Clone, Debug)]
 pub struct HttpResponse {
@@ -255,11 +265,7 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        crate::util::find_header(&self.headers, name)
     }
 
     pub fn text(&self) -> String {
