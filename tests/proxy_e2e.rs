@@ -532,3 +532,52 @@ fn plan_is_redacted_and_the_password_is_on_no_command_line_while_the_script_runs
         common::Run::from_output(child.wait_with_output().unwrap(), state, launched.elapsed());
     run.assert_success().assert_no_leak(PASSWORD);
 }
+
+#[test]
+fn a_pinned_http_script_goes_through_the_proxy_and_its_answers_are_the_proxys() {
+    let reserved = Origin::builder(None).bind_ip(origin_ip()).reserve();
+    let port = reserved.port();
+    let squid = Squid::builder()
+        .basic_auth(USER, PASSWORD)
+        .allow_http_ports(&[port])
+        .start();
+    let bao = Bao::start();
+    bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
+    let out = tempfile::tempdir().unwrap();
+    let ran = out.path().join("ran");
+    let script = format!("#!/bin/sh\ntouch '{}'\n", ran.display());
+    let pin = sha256_hex(script.as_bytes());
+    let origin = reserved
+        .route("/install.sh", vec![], Reply::ok(script))
+        .start();
+    let run = |password_secret: &str| {
+        bao.put_kv2("secret", "PROXY_PASS", &[("value", password_secret)]);
+        Tagstrap::new("run")
+            .tag("rs_agent:http_proxy", &squid.proxy_addr())
+            .tag("rs_agent:http_proxy_user", USER)
+            .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+            .tag("rs_agent:mime_shellscript", &origin.url("/install.sh"))
+            .tag("rs_agent:mime_shellscript_sha256", &pin)
+            .vault(&bao.addr(), &bao.root_token())
+            .run()
+    };
+
+    let wrong = run("wrong-password");
+    wrong
+        .assert_error(
+            77,
+            "answered 407 Proxy Authentication Required to the request for http://127.0.0.2",
+        )
+        .assert_no_leak("wrong-password");
+    assert_eq!(origin.hits("/install.sh"), 0);
+
+    let right = run(PASSWORD);
+    right.assert_success().assert_no_leak(PASSWORD);
+    assert!(ran.exists());
+    assert_eq!(origin.hits("/install.sh"), 1);
+    assert!(
+        squid.wait_for_access_log("GET http://127.0.0.2", Duration::from_secs(10)),
+        "{}",
+        squid.access_log()
+    );
+}
