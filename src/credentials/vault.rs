@@ -101,13 +101,7 @@ impl VaultStore {
         match status_class(status) {
             StatusClass::Success => {}
             StatusClass::Transient => {
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        crate::fetch::classify::retry_after(v, std::time::SystemTime::now())
-                    });
+                let retry_after = crate::fetch::classify::retry_after_header(response.headers());
                 let why = if status == 503 {
                     " (sealed, or not ready yet)"
                 } else {

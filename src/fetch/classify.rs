@@ -47,6 +47,14 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX))
 }
 
+/// The wait a response's `Retry-After` header asks for, if any.
+pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, SystemTime::now()))
+}
+
 /// What an error from the HTTP client says, in the terms the decision needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorFacts {

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -230,22 +230,19 @@ impl Sink {
             return Err(too_large(source, self.max));
         }
         self.hasher.update(chunk);
-        self.file.write_all(chunk).map_err(|e| {
-            Error::CantCreate(format!(
-                "cannot write the script to {}: {e}",
-                self.path.display()
-            ))
-        })
+        self.file.write_all(chunk).map_err(|e| self.write_error(&e))
     }
 
     fn finish(mut self) -> Result<(u64, [u8; 32])> {
-        self.file.flush().map_err(|e| {
-            Error::CantCreate(format!(
-                "cannot write the script to {}: {e}",
-                self.path.display()
-            ))
-        })?;
+        self.file.flush().map_err(|e| self.write_error(&e))?;
         Ok((self.written, self.hasher.finalize().into()))
+    }
+
+    fn write_error(&self, e: &std::io::Error) -> Error {
+        Error::CantCreate(format!(
+            "cannot write the script to {}: {e}",
+            self.path.display()
+        ))
     }
 }
 
@@ -348,13 +345,7 @@ impl Attempt<'_> {
                 auth_schemes: headers
                     .get_all("proxy-authenticate")
                     .iter()
-                    .filter_map(|v| {
-                        v.to_str()
-                            .ok()?
-                            .split_whitespace()
-                            .next()
-                            .map(str::to_string)
-                    })
+                    .filter_map(|v| probe::auth_scheme(v.to_str().ok()?))
                     .collect(),
                 squid_error: headers
                     .get("x-squid-error")
@@ -370,11 +361,10 @@ impl Attempt<'_> {
         let shown = redact_url(self.url);
         match class {
             StatusClass::Transient => {
-                let retry_after = headers
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| classify::retry_after(v, SystemTime::now()));
-                Failure::busy(format!("{host} answered {status} {reason}"), retry_after)
+                Failure::busy(
+                    format!("{host} answered {status} {reason}"),
+                    classify::retry_after_header(headers),
+                )
             }
             StatusClass::NotFound => Failure::Permanent(Error::NotFound(format!(
                 "the script {shown} does not exist: {host} answered {status} {reason}. Check the URL in the script tag"

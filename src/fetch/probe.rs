@@ -146,6 +146,15 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &[u
     }
 }
 
+/// The scheme of one `Proxy-Authenticate` value: "Basic" of
+/// `Basic realm="corp"`, "NTLM" of `NTLM`.
+pub fn auth_scheme(value: &str) -> Option<String> {
+    value
+        .split_whitespace()
+        .next()
+        .map(|scheme| scheme.trim_end_matches(',').to_string())
+}
+
 /// Parses a response head: the status line and the headers we care about.
 pub fn parse_answer(head: &[u8]) -> Option<ConnectAnswer> {
     let text = String::from_utf8_lossy(head);
@@ -169,11 +178,7 @@ pub fn parse_answer(head: &[u8]) -> Option<ConnectAnswer> {
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("proxy-authenticate") {
-            if let Some(scheme) = value.split_whitespace().next() {
-                answer
-                    .auth_schemes
-                    .push(scheme.trim_end_matches(',').to_string());
-            }
+            answer.auth_schemes.extend(auth_scheme(value));
         } else if name.eq_ignore_ascii_case("x-squid-error") {
             answer.squid_error = Some(value.to_string());
         }
