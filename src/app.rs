@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use secrecy::ExposeSecret;
-use url::Url;
 
 use crate::cli::{Cli, Command};
-use crate::credentials::{self, vault, CredentialStore};
+use crate::credentials;
 use crate::error::{Error, Result};
 use crate::fetch::{self, tls, FetchOptions};
 use crate::proxy::{CredentialNames, Proxy, ProxyEnvironment, ProxySource};
@@ -151,7 +150,8 @@ pub async fn prepare(settings: &Settings, set: &TagSet) -> Result<Prepared> {
             let mut url = proxy_tags.url.clone();
             let mut names = CredentialNames::default();
             if let Some((user, password)) = &proxy_tags.credentials {
-                let store = open_store(settings, &extra)?;
+                let store =
+                    credentials::open::open(&settings.store, &extra, settings.deadline)?;
                 store_shown = Some(store.describe());
                 let user_value = match user {
                     UserSpec::Plain(name) => {
@@ -169,6 +169,7 @@ pub async fn prepare(settings: &Settings, set: &TagSet) -> Result<Prepared> {
                 url.user = Some(user_value);
                 url.password = Some(credentials::resolve(store.as_ref(), password).await?);
                 names.password = Some(password.to_string());
+                store.close().await;
             }
             Some(Proxy {
                 url,
@@ -186,54 +187,6 @@ pub async fn prepare(settings: &Settings, set: &TagSet) -> Result<Prepared> {
         tls,
         store: store_shown,
     })
-}
-
-/// The credential store the settings describe.
-fn open_store(
-    settings: &Settings,
-    extra: &[rustls::pki_types::CertificateDer<'static>],
-) -> Result<Box<dyn CredentialStore>> {
-    let v = &settings.vault;
-    let Some(address) = &v.address else {
-        return Err(Error::Config(
-            "the tags name a credential (cred:NAME) but no credential store is configured: set \
-             VAULT_ADDR and VAULT_TOKEN, or [vault] address in the config file"
-                .into(),
-        ));
-    };
-    let address = Url::parse(address)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "{}: {address:?} is not an http(s):// URL",
-                v.address_from
-            ))
-        })?;
-    let token = v.token.clone().ok_or_else(|| {
-        Error::Config(format!(
-            "the credential store at {} needs a token: set VAULT_TOKEN",
-            address.as_str().trim_end_matches('/')
-        ))
-    })?;
-    let mut roots = extra.to_vec();
-    if let Some(path) = &v.ca_cert {
-        roots.extend(tls::read_pem_certificates(path, "VAULT_CACERT")?);
-    }
-    let config = vault::VaultConfig {
-        address,
-        token,
-        namespace: v.namespace.clone(),
-        mount: v.mount.clone(),
-        path_prefix: v.path_prefix.clone(),
-        field: v.field.clone(),
-        kv_version: v.kv_version,
-    };
-    Ok(Box::new(vault::VaultStore::new(
-        config,
-        &tls::client_config(&roots)?,
-        settings.deadline,
-    )?))
 }
 
 fn require_script<'a>(agent: &'a AgentTags, collected: &Collected) -> Result<&'a ScriptTag> {

@@ -38,19 +38,54 @@ pub fn default_dir(kind: &str) -> PathBuf {
     }
 }
 
-/// The Vault/OpenBao store settings before the store is opened.
+/// Which credential store `cred:NAME` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// Vault/OpenBao when an address is set, else the credentials directory
+    /// when one is set (`$CREDENTIALS_DIRECTORY` included).
+    Auto,
+    Vault,
+    Directory,
+}
+
+/// The credential store settings, before the store is opened (and before
+/// anything in them is validated: a stale `VAULT_ADDR` in the environment is
+/// nobody's problem until a tag names a credential).
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub choice: StoreChoice,
+    pub vault: VaultSettings,
+    /// The credentials directory, and where it was named.
+    pub directory: Option<(PathBuf, String)>,
+}
+
+/// The Vault/OpenBao store settings. `Debug` shows no token.
 #[derive(Debug, Clone)]
 pub struct VaultSettings {
-    pub address: Option<String>,
-    /// Where the address came from, for messages.
-    pub address_from: &'static str,
+    /// One address, or several tried in turn.
+    pub addresses: Vec<String>,
+    /// Where the addresses came from, for messages.
+    pub addresses_from: String,
     pub token: Option<SecretString>,
+    pub token_file: Option<PathBuf>,
+    pub approle: Option<AppRoleSettings>,
+    /// `$CREDENTIALS_DIRECTORY/vault-token`, used when no other
+    /// authentication is set and the file exists.
+    pub default_token_file: Option<PathBuf>,
     pub namespace: Option<String>,
     pub mount: String,
     pub path_prefix: String,
     pub field: String,
     pub kv_version: u8,
     pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppRoleSettings {
+    pub mount: String,
+    pub role_id: Option<String>,
+    pub role_id_file: Option<PathBuf>,
+    pub secret_id_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,7 +106,7 @@ pub struct Settings {
     pub once: bool,
     pub instance_id: Option<String>,
     pub verbose: u8,
-    pub vault: VaultSettings,
+    pub store: StoreSettings,
 }
 
 /// The config file's keys: one per flag, plus `[vault]`.
@@ -89,19 +124,45 @@ struct ConfigFile {
     log_format: Option<String>,
     once: Option<bool>,
     instance_id: Option<String>,
+    store: Option<String>,
     vault: Option<VaultFile>,
+    directory: Option<DirectoryFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VaultFile {
-    address: Option<String>,
+    address: Option<OneOrMany>,
     namespace: Option<String>,
     mount: Option<String>,
     path_prefix: Option<String>,
     field: Option<String>,
     kv_version: Option<u8>,
     ca_cert: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    approle: Option<AppRoleFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppRoleFile {
+    mount: Option<String>,
+    role_id: Option<String>,
+    role_id_file: Option<PathBuf>,
+    secret_id_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryFile {
+    path: Option<PathBuf>,
 }
 
 /// A value and the name of the place it came from, for error messages.
@@ -321,34 +382,16 @@ impl Settings {
         )
         .map(|f| f.value);
 
-        let vault_file = file.vault.unwrap_or_default();
-        let (address, address_from) = match (var("VAULT_ADDR"), vault_file.address) {
-            (Some(a), _) => (Some(a), "$VAULT_ADDR"),
-            (None, Some(a)) => (Some(a), "[vault] address in the config file"),
-            (None, None) => (None, ""),
-        };
-        let vault = VaultSettings {
-            address,
-            address_from,
-            token: var("VAULT_TOKEN").map(SecretString::from),
-            namespace: var("VAULT_NAMESPACE").or(vault_file.namespace),
-            mount: vault_file.mount.unwrap_or_else(|| "secret".into()),
-            path_prefix: vault_file.path_prefix.unwrap_or_default(),
-            field: vault_file.field.unwrap_or_else(|| "value".into()),
-            kv_version: match vault_file.kv_version {
-                None => 2,
-                Some(v @ (1 | 2)) => v,
-                Some(_) => {
-                    return Err(Error::Config(format!(
-                        "kv_version in {}: expected 1 or 2",
-                        config.display()
-                    )))
-                }
+        let store = store_settings(
+            StoreFiles {
+                store: file.store,
+                vault: file.vault.unwrap_or_default(),
+                directory: file.directory.unwrap_or_default(),
             },
-            ca_cert: var("VAULT_CACERT")
-                .map(PathBuf::from)
-                .or(vault_file.ca_cert.map(relative)),
-        };
+            &var,
+            &relative,
+            &config,
+        )?;
 
         Ok(Settings {
             tags_files,
@@ -365,9 +408,123 @@ impl Settings {
             once,
             instance_id,
             verbose: args.verbose,
-            vault,
+            store,
         })
     }
+}
+
+/// The config file's store sections.
+struct StoreFiles {
+    store: Option<String>,
+    vault: VaultFile,
+    directory: DirectoryFile,
+}
+
+/// The credential store settings: each variable over its config key.
+fn store_settings(
+    file: StoreFiles,
+    var: &dyn Fn(&str) -> Option<String>,
+    relative: &dyn Fn(PathBuf) -> PathBuf,
+    config: &Path,
+) -> Result<StoreSettings> {
+    let choice = match pick(
+        None,
+        "",
+        var("TAGSTRAP_STORE"),
+        "TAGSTRAP_STORE",
+        file.store,
+        "store",
+        config,
+    ) {
+        None => StoreChoice::Auto,
+        Some(found) => match found.value.trim().to_ascii_lowercase().as_str() {
+            "auto" => StoreChoice::Auto,
+            "vault" | "openbao" => StoreChoice::Vault,
+            "directory" => StoreChoice::Directory,
+            _ => return Err(found.error("expected auto, vault or directory")),
+        },
+    };
+    let in_file = |key: &str| format!("{key} in {}", config.display());
+
+    let v = file.vault;
+    let (addresses, addresses_from) = match (var("VAULT_ADDR"), v.address) {
+        (Some(a), _) => (split_list(&a), "$VAULT_ADDR".to_string()),
+        (None, Some(OneOrMany::One(a))) => (split_list(&a), in_file("[vault] address")),
+        (None, Some(OneOrMany::Many(list))) => (list, in_file("[vault] address")),
+        (None, None) => (Vec::new(), String::new()),
+    };
+    let file_role = v.approle;
+    let role_var = var("TAGSTRAP_VAULT_ROLE_ID");
+    let secret_id_var = var("TAGSTRAP_VAULT_SECRET_ID_FILE").map(PathBuf::from);
+    let approle = match (file_role, role_var, secret_id_var) {
+        (None, None, None) => None,
+        (file_role, role_var, secret_id_var) => {
+            let f = file_role.unwrap_or_default();
+            Some(AppRoleSettings {
+                mount: f.mount.unwrap_or_else(|| "approle".into()),
+                role_id: role_var.or(f.role_id),
+                role_id_file: f.role_id_file.map(relative),
+                secret_id_file: secret_id_var.or(f.secret_id_file.map(relative)),
+            })
+        }
+    };
+    let token_file = var("TAGSTRAP_VAULT_TOKEN_FILE")
+        .map(PathBuf::from)
+        .or(v.token_file.map(relative));
+    let systemd_dir = var("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let kv_version = match v.kv_version {
+        None => 2,
+        Some(n @ (1 | 2)) => n,
+        Some(_) => {
+            return Err(Error::Config(format!(
+                "{}: expected 1 or 2",
+                in_file("[vault] kv_version")
+            )))
+        }
+    };
+    let vault = VaultSettings {
+        addresses,
+        addresses_from,
+        token: var("VAULT_TOKEN").map(SecretString::from),
+        token_file,
+        approle,
+        default_token_file: systemd_dir.as_ref().map(|d| d.join("vault-token")),
+        namespace: var("VAULT_NAMESPACE").or(v.namespace),
+        mount: v.mount.unwrap_or_else(|| "secret".into()),
+        path_prefix: v.path_prefix.unwrap_or_default(),
+        field: v.field.unwrap_or_else(|| "value".into()),
+        kv_version,
+        ca_cert: var("VAULT_CACERT")
+            .map(PathBuf::from)
+            .or(v.ca_cert.map(relative)),
+    };
+
+    let directory = pick(
+        None,
+        "",
+        var("TAGSTRAP_CREDENTIALS_DIR").map(PathBuf::from),
+        "TAGSTRAP_CREDENTIALS_DIR",
+        file.directory.path.map(relative),
+        "[directory] path",
+        config,
+    )
+    .map(|found| (found.value, found.from))
+    .or_else(|| systemd_dir.map(|d| (d, "$CREDENTIALS_DIRECTORY".to_string())));
+
+    Ok(StoreSettings {
+        choice,
+        vault,
+        directory,
+    })
+}
+
+/// A comma-separated list, blanks trimmed, empty items dropped.
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Reads the config file: the one named by `--config` or `$TAGSTRAP_CONFIG`
@@ -464,8 +621,11 @@ mod tests {
         assert_eq!(s.source, SourceChoice::Auto);
         assert!(!s.tags_files_named);
         assert!(!s.once);
-        assert_eq!(s.vault.mount, "secret");
-        assert_eq!(s.vault.kv_version, 2);
+        assert_eq!(s.store.choice, StoreChoice::Auto);
+        assert_eq!(s.store.vault.mount, "secret");
+        assert_eq!(s.store.vault.kv_version, 2);
+        assert!(s.store.vault.approle.is_none());
+        assert!(s.store.directory.is_none());
     }
 
     #[test]
@@ -599,16 +759,87 @@ mod tests {
         );
         let env = env_of(&[
             ("TAGSTRAP_CONFIG", path.to_str().unwrap()),
-            ("VAULT_ADDR", "http://env:8200"),
-            ("VAULT_TOKEN", "t"),
+            ("VAULT_ADDR", "http://env-1:8200, http://env-2:8200"),
+            ("VAULT_TOKEN", "t0ken"),
         ]);
         let s = Settings::resolve(&CommonArgs::default(), &env).unwrap();
-        assert_eq!(s.vault.address.as_deref(), Some("http://env:8200"));
-        assert_eq!(s.vault.address_from, "$VAULT_ADDR");
-        assert_eq!(
-            (s.vault.mount.as_str(), s.vault.field.as_str()),
-            ("kv", "password")
+        let v = &s.store.vault;
+        assert_eq!(v.addresses, ["http://env-1:8200", "http://env-2:8200"]);
+        assert_eq!(v.addresses_from, "$VAULT_ADDR");
+        assert_eq!((v.mount.as_str(), v.field.as_str()), ("kv", "password"));
+        assert!(!format!("{s:?}").contains("t0ken"));
+    }
+
+    #[test]
+    fn store_sections_of_the_config_file_are_read() {
+        let (dir, path) = config(
+            "store = \"vault\"\n[vault]\naddress = [\"http://a:8200\", \"http://b:8200\"]\n\
+             token_file = \"token\"\n[vault.approle]\nrole_id = \"r-1\"\nsecret_id_file = \"sid\"\n\
+             [directory]\npath = \"creds\"\n",
         );
-        assert!(!format!("{s:?}").contains("\"t\""));
+        let env = env_of(&[("TAGSTRAP_CONFIG", path.to_str().unwrap())]);
+        let s = Settings::resolve(&CommonArgs::default(), &env).unwrap().store;
+        assert_eq!(s.choice, StoreChoice::Vault);
+        assert_eq!(s.vault.addresses, ["http://a:8200", "http://b:8200"]);
+        assert!(s.vault.addresses_from.starts_with("[vault] address in"));
+        assert_eq!(s.vault.token_file, Some(dir.path().join("token")));
+        let role = s.vault.approle.unwrap();
+        assert_eq!(role.mount, "approle");
+        assert_eq!(role.role_id.as_deref(), Some("r-1"));
+        assert_eq!(role.secret_id_file, Some(dir.path().join("sid")));
+        assert_eq!(s.directory.unwrap().0, dir.path().join("creds"));
+
+        let env = env_of(&[
+            ("TAGSTRAP_CONFIG", path.to_str().unwrap()),
+            ("TAGSTRAP_STORE", "directory"),
+            ("TAGSTRAP_CREDENTIALS_DIR", "/run/c"),
+            ("TAGSTRAP_VAULT_ROLE_ID", "r-2"),
+            ("TAGSTRAP_VAULT_SECRET_ID_FILE", "/run/sid"),
+            ("TAGSTRAP_VAULT_TOKEN_FILE", "/run/token"),
+        ]);
+        let s = Settings::resolve(&CommonArgs::default(), &env).unwrap().store;
+        assert_eq!(s.choice, StoreChoice::Directory);
+        assert_eq!(
+            s.directory,
+            Some(("/run/c".into(), "$TAGSTRAP_CREDENTIALS_DIR".into()))
+        );
+        let role = s.vault.approle.unwrap();
+        assert_eq!(role.role_id.as_deref(), Some("r-2"));
+        assert_eq!(role.secret_id_file, Some("/run/sid".into()));
+        assert_eq!(s.vault.token_file, Some("/run/token".into()));
+    }
+
+    #[test]
+    fn systemd_credentials_are_the_fallback_directory_and_token_file() {
+        let env = env_of(&[("CREDENTIALS_DIRECTORY", "/run/credentials/tagstrap.service")]);
+        let s = Settings::resolve(&CommonArgs::default(), &env).unwrap().store;
+        let dir = PathBuf::from("/run/credentials/tagstrap.service");
+        assert_eq!(
+            s.directory,
+            Some((dir.clone(), "$CREDENTIALS_DIRECTORY".into()))
+        );
+        assert_eq!(s.vault.default_token_file, Some(dir.join("vault-token")));
+    }
+
+    #[test]
+    fn bad_store_settings_name_their_place() {
+        let err = Settings::resolve(
+            &CommonArgs::default(),
+            &env_of(&[("TAGSTRAP_STORE", "keyring")]),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 64);
+        assert!(err.message().starts_with("$TAGSTRAP_STORE:"), "{err}");
+        for text in [
+            "store = \"keyring\"\n",
+            "[vault]\naddress = 8200\n",
+            "[vault.approle]\nsecret_id = \"inline\"\n",
+            "[directory]\nmode = 1\n",
+        ] {
+            let (_dir, path) = config(text);
+            let env = env_of(&[("TAGSTRAP_CONFIG", path.to_str().unwrap())]);
+            let err = Settings::resolve(&CommonArgs::default(), &env).unwrap_err();
+            assert_eq!(err.exit_code(), 78, "{text}");
+        }
     }
 }

@@ -2,7 +2,15 @@
 //! (SPEC §2). A store is one [`CredentialStore`] implementation in its own file;
 //! the rest of the program sees only names going in and `SecretString`s coming
 //! out.
+//!
+//! - [`vault`]: HashiCorp Vault / OpenBao KV (v1, v2), token or AppRole, HA.
+//! - [`directory`]: one file per secret, e.g. systemd's `$CREDENTIALS_DIRECTORY`.
+//! - [`secret_file`]: reading one private file, shared by both.
+//! - [`open`]: the store the settings choose.
 
+pub mod directory;
+pub mod open;
+pub mod secret_file;
 pub mod vault;
 
 use std::fmt;
@@ -27,6 +35,7 @@ impl CredRef {
             return Ok(None);
         };
         let valid = !name.is_empty()
+            && name.chars().any(|c| c != '.')
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -61,6 +70,12 @@ pub trait CredentialStore: Send + Sync {
 
     /// Reads one secret.
     fn get<'a>(&'a self, name: &'a CredRef) -> BoxFuture<'a, Result<SecretString>>;
+
+    /// Called once every credential is read: a store that logged in ends its
+    /// session here. Best effort; never fails the run.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Reads a secret and checks it can safely become part of an environment
@@ -97,7 +112,7 @@ mod tests {
         let r = CredRef::parse("cred:PROXY_PASS.v2-a").unwrap().unwrap();
         assert_eq!(r.name(), "PROXY_PASS.v2-a");
         assert_eq!(r.to_string(), "cred:PROXY_PASS.v2-a");
-        for bad in ["cred:", "cred:a/b", "cred:a b", "cred:ü", "cred:a:b"] {
+        for bad in ["cred:", "cred:.", "cred:..", "cred:a/b", "cred:a b", "cred:ü", "cred:a:b"] {
             assert!(CredRef::parse(bad).is_err(), "{bad}");
         }
     }

@@ -41,6 +41,42 @@ pub fn user_agent() -> String {
     format!("tagstrap/{}", env!("CARGO_PKG_VERSION"))
 }
 
+/// Which redirects a client follows by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// Up to ten, https:// only.
+    HttpsOnly,
+    /// Up to ten, http:// too (a pinned script: the pin protects it).
+    AllowHttp,
+    /// None: the caller follows them itself (the store, whose token must be
+    /// sent again, and only where it is safe to send it).
+    Manual,
+}
+
+/// reqwest's client, wrapped so that nothing can format it: reqwest's own
+/// `Debug` of a client prints its proxies, and a proxy's `Debug` holds the
+/// proxy password. This `Debug` shows only the proxy's host and port.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    via: Option<String>,
+}
+
+impl std::ops::Deref for HttpClient {
+    type Target = reqwest::Client;
+    fn deref(&self) -> &reqwest::Client {
+        &self.inner
+    }
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("proxy", &self.via.as_deref().unwrap_or("none"))
+            .finish_non_exhaustive()
+    }
+}
+
 /// An HTTP client with tagstrap's TLS settings and timeouts. With a proxy
 /// environment, each URL goes through the proxy unless its host matches the
 /// no-proxy list; without one, everything goes direct (the store and the
@@ -48,8 +84,8 @@ pub fn user_agent() -> String {
 pub fn http_client(
     tls: &Arc<rustls::ClientConfig>,
     route: Option<&ProxyEnvironment>,
-    allow_http_redirects: bool,
-) -> Result<reqwest::Client> {
+    redirects: Redirects,
+) -> Result<HttpClient> {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .tls_backend_preconfigured((**tls).clone())
@@ -57,11 +93,13 @@ pub fn http_client(
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .user_agent(user_agent())
-        .redirect(redirect_policy(allow_http_redirects));
+        .redirect(redirect_policy(redirects));
+    let mut via = None;
     if let Some(env) = route {
         if let Some(proxy) = &env.proxy {
             let no_proxy = env.no_proxy.clone();
             let target = proxy.url.without_credentials();
+            via = Some(proxy.url.authority());
             let mut intercept = reqwest::Proxy::custom(move |url: &Url| match url.host_str() {
                 Some(host) if no_proxy.matches(host) => None,
                 _ => Some(target.clone()),
@@ -78,14 +116,19 @@ pub fn http_client(
             builder = builder.proxy(intercept);
         }
     }
-    builder
+    let inner = builder
         .build()
-        .map_err(|e| Error::Config(format!("cannot set up the HTTP client: {e}")))
+        .map_err(|e| Error::Config(format!("cannot set up the HTTP client: {e}")))?;
+    Ok(HttpClient { inner, via })
 }
 
 /// Follows up to ten redirects, never from https:// down to http:// unless
 /// the script is pinned (then the pin protects it).
-fn redirect_policy(allow_http: bool) -> reqwest::redirect::Policy {
+fn redirect_policy(redirects: Redirects) -> reqwest::redirect::Policy {
+    if redirects == Redirects::Manual {
+        return reqwest::redirect::Policy::none();
+    }
+    let allow_http = redirects == Redirects::AllowHttp;
     reqwest::redirect::Policy::custom(move |attempt| {
         let scheme = attempt.url().scheme();
         if attempt.previous().len() >= MAX_REDIRECTS {
@@ -144,7 +187,12 @@ pub async fn download(
                 None => "direct".to_string(),
             };
             tracing::info!(route = %route, "downloading {what} ({route})");
-            let client = http_client(&options.tls, Some(env), script.sha256.is_some())?;
+            let redirects = if script.sha256.is_some() {
+                Redirects::AllowHttp
+            } else {
+                Redirects::HttpsOnly
+            };
+            let client = http_client(&options.tls, Some(env), redirects)?;
             let attempt = Attempt {
                 client: &client,
                 url,
@@ -277,7 +325,7 @@ fn copy_local(source: &Path, partial: &Path, max: u64) -> Result<(u64, [u8; 32])
 
 /// One try at the download; everything a try needs, borrowed.
 struct Attempt<'a> {
-    client: &'a reqwest::Client,
+    client: &'a HttpClient,
     url: &'a Url,
     proxy: Option<&'a Proxy>,
     tls: &'a Arc<rustls::ClientConfig>,

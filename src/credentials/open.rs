@@ -1,0 +1,326 @@
+//! Opening the credential store the settings choose, and checking its
+//! settings, only when a tag names a credential.
+//!
+//! `auto` (the default) takes Vault/OpenBao when an address is set, else the
+//! credentials directory when one is set (systemd's `$CREDENTIALS_DIRECTORY`
+//! included). Vault authentication is the first of: `VAULT_TOKEN`, a token
+//! file, an AppRole login, `$CREDENTIALS_DIRECTORY/vault-token`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use url::Url;
+
+use super::directory::DirectoryStore;
+use super::vault::auth::{AppRole, VaultAuth};
+use super::vault::{VaultConfig, VaultStore};
+use super::{secret_file, CredentialStore};
+use crate::error::{Error, Result};
+use crate::fetch::tls;
+use crate::settings::{AppRoleSettings, StoreChoice, StoreSettings, VaultSettings};
+
+/// The store, ready to read. `extra` are the `--ca-file` certificates.
+pub fn open(
+    settings: &StoreSettings,
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+    budget: Duration,
+) -> Result<Box<dyn CredentialStore>> {
+    let vault_set = !settings.vault.addresses.is_empty();
+    match settings.choice {
+        StoreChoice::Vault => open_vault(&settings.vault, extra, budget),
+        StoreChoice::Auto if vault_set => open_vault(&settings.vault, extra, budget),
+        StoreChoice::Directory | StoreChoice::Auto => match &settings.directory {
+            Some((dir, from)) => open_directory(dir, from),
+            None if settings.choice == StoreChoice::Directory => Err(Error::Config(
+                "the credential store is a directory, but none is named: set [directory] path, \
+                 $TAGSTRAP_CREDENTIALS_DIR, or run under systemd with LoadCredential="
+                    .into(),
+            )),
+            None => Err(Error::Config(
+                "the tags name a credential (cred:NAME) but no credential store is configured: \
+                 set VAULT_ADDR (and VAULT_TOKEN, a token file or AppRole), or [vault] address \
+                 in the config file, or give the secrets as files with systemd's \
+                 LoadCredential=NAME:PATH"
+                    .into(),
+            )),
+        },
+    }
+}
+
+fn open_directory(dir: &Path, from: &str) -> Result<Box<dyn CredentialStore>> {
+    if !dir.is_dir() {
+        return Err(Error::Config(format!(
+            "the credentials directory {} (from {from}) does not exist or is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(Box::new(DirectoryStore::new(
+        dir.to_path_buf(),
+        from.to_string(),
+    )))
+}
+
+fn open_vault(
+    v: &VaultSettings,
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+    budget: Duration,
+) -> Result<Box<dyn CredentialStore>> {
+    if v.addresses.is_empty() {
+        return Err(Error::Config(
+            "the credential store is Vault/OpenBao, but no address is set: set VAULT_ADDR or \
+             [vault] address"
+                .into(),
+        ));
+    }
+    let addresses = v
+        .addresses
+        .iter()
+        .map(|a| parse_address(a, &v.addresses_from))
+        .collect::<Result<Vec<_>>>()?;
+    let auth = choose_auth(v, &addresses)?;
+    let mut roots = extra.to_vec();
+    if let Some(path) = &v.ca_cert {
+        roots.extend(tls::read_pem_certificates(path, "VAULT_CACERT")?);
+    }
+    let config = VaultConfig {
+        addresses,
+        auth,
+        namespace: v.namespace.clone(),
+        mount: v.mount.clone(),
+        path_prefix: v.path_prefix.clone(),
+        field: v.field.clone(),
+        kv_version: v.kv_version,
+    };
+    tracing::debug!("credential store: {config:?}");
+    Ok(Box::new(VaultStore::new(
+        config,
+        &tls::client_config(&roots)?,
+        budget,
+    )?))
+}
+
+/// An http(s) URL with a host and nothing a store address cannot have.
+fn parse_address(text: &str, from: &str) -> Result<Url> {
+    let shown = without_userinfo(text);
+    let bad =
+        |why: &str| Error::Config(format!("{from}: {shown:?} is not a store address: {why}"));
+    let url = Url::parse(text).map_err(|e| bad(&format!("{e} (write https://host:8200)")))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(bad("write https://host:8200"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it holds credentials; give the token as VAULT_TOKEN or a file"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it has a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// The text with anything that could be a user or password (before an `@`)
+/// replaced, for messages about a malformed address.
+fn without_userinfo(text: &str) -> String {
+    match text.rfind('@') {
+        None => text.to_string(),
+        Some(at) => {
+            let start = text.find("://").map(|i| i + 3).filter(|i| *i <= at).unwrap_or(0);
+            format!("{}***{}", &text[..start], &text[at..])
+        }
+    }
+}
+
+fn choose_auth(v: &VaultSettings, addresses: &[Url]) -> Result<VaultAuth> {
+    if let Some(token) = &v.token {
+        return Ok(VaultAuth::Token {
+            token: token.clone(),
+            from: "$VAULT_TOKEN",
+        });
+    }
+    if let (Some(_), Some(_)) = (&v.token_file, &v.approle) {
+        return Err(Error::Config(
+            "both a token file and AppRole are set for the credential store: keep one".into(),
+        ));
+    }
+    if let Some(path) = &v.token_file {
+        return Ok(VaultAuth::TokenFile(path.clone()));
+    }
+    if let Some(role) = &v.approle {
+        return approle(role).map(VaultAuth::AppRole);
+    }
+    if let Some(path) = v.default_token_file.as_ref().filter(|p| p.exists()) {
+        return Ok(VaultAuth::TokenFile(path.clone()));
+    }
+    let shown: Vec<&str> = addresses
+        .iter()
+        .map(super::vault::client::shown_address)
+        .collect();
+    Err(Error::Config(format!(
+        "the credential store at {} needs a token: set VAULT_TOKEN, [vault] token_file, or \
+         [vault.approle] role_id and secret_id_file",
+        shown.join(", ")
+    )))
+}
+
+fn approle(role: &AppRoleSettings) -> Result<AppRole> {
+    let role_id = match (&role.role_id, &role.role_id_file) {
+        (Some(id), _) => id.trim().to_string(),
+        (None, Some(path)) => {
+            crate::tags::file::read_small_text(path, secret_file::MAX_SECRET_BYTES, "role ID file")
+                .map_err(|e| Error::Config(e.message().to_string()))?
+                .trim()
+                .to_string()
+        }
+        (None, None) => {
+            return Err(Error::Config(
+                "AppRole needs a role ID: set [vault.approle] role_id (or role_id_file), or \
+                 $TAGSTRAP_VAULT_ROLE_ID"
+                    .into(),
+            ))
+        }
+    };
+    if role_id.is_empty() || role_id.chars().any(char::is_control) {
+        return Err(Error::Config(
+            "the AppRole role ID is empty or holds a control character".into(),
+        ));
+    }
+    let secret_id_file = role.secret_id_file.clone().ok_or_else(|| {
+        Error::Config(
+            "AppRole needs a secret ID file: set [vault.approle] secret_id_file or \
+             $TAGSTRAP_VAULT_SECRET_ID_FILE (the secret ID itself never goes in the config)"
+                .into(),
+        )
+    })?;
+    Ok(AppRole {
+        mount: role.mount.clone(),
+        role_id,
+        secret_id_file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn vault(addresses: &[&str]) -> VaultSettings {
+        VaultSettings {
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            addresses_from: "$VAULT_ADDR".into(),
+            token: None,
+            token_file: None,
+            approle: None,
+            default_token_file: None,
+            namespace: None,
+            mount: "secret".into(),
+            path_prefix: String::new(),
+            field: "value".into(),
+            kv_version: 2,
+            ca_cert: None,
+        }
+    }
+
+    fn store(choice: StoreChoice, v: VaultSettings, dir: Option<&Path>) -> StoreSettings {
+        StoreSettings {
+            choice,
+            vault: v,
+            directory: dir.map(|d| (d.to_path_buf(), "$CREDENTIALS_DIRECTORY".into())),
+        }
+    }
+
+    fn opened(settings: &StoreSettings) -> Result<String> {
+        open(settings, &[], Duration::from_secs(1)).map(|s| s.describe())
+    }
+
+    #[test]
+    fn auto_prefers_vault_then_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = vault(&["http://127.0.0.1:8200"]);
+        v.token = Some(SecretString::from("t"));
+        let both = store(StoreChoice::Auto, v.clone(), Some(dir.path()));
+        assert!(opened(&both).unwrap().contains("Vault/OpenBao"));
+        let only_dir = store(StoreChoice::Auto, vault(&[]), Some(dir.path()));
+        assert!(opened(&only_dir).unwrap().contains("credentials directory"));
+        let forced = store(StoreChoice::Directory, v, Some(dir.path()));
+        assert!(opened(&forced).unwrap().contains("credentials directory"));
+        let none = store(StoreChoice::Auto, vault(&[]), None);
+        assert_eq!(opened(&none).unwrap_err().exit_code(), 78);
+        let gone = store(
+            StoreChoice::Directory,
+            vault(&[]),
+            Some(&dir.path().join("x")),
+        );
+        assert_eq!(opened(&gone).unwrap_err().exit_code(), 78);
+    }
+
+    #[test]
+    fn malformed_addresses_are_configuration_errors() {
+        for bad in [
+            "vault:8200",
+            "ftp://vault",
+            "http://",
+            "https://user:pw@vault:8200",
+            "user:pw@vault:8200",
+            "https://vault:8200/?x=1",
+            "https://vault:99999",
+        ] {
+            let mut v = vault(&[bad]);
+            v.token = Some(SecretString::from("t"));
+            let error = opened(&store(StoreChoice::Vault, v, None)).unwrap_err();
+            assert_eq!(error.exit_code(), 78, "{bad}");
+            assert!(error.message().starts_with("$VAULT_ADDR:"), "{error}");
+            assert!(!error.message().contains("pw"), "{error}");
+        }
+    }
+
+    #[test]
+    fn authentication_is_chosen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let default_file = dir.path().join("vault-token");
+        let addresses = [Url::parse("http://v:8200").unwrap()];
+        let mut v = vault(&["http://v:8200"]);
+        v.default_token_file = Some(default_file.clone());
+        assert_eq!(
+            choose_auth(&v, &addresses).unwrap_err().exit_code(),
+            78,
+            "no token anywhere"
+        );
+        std::fs::write(&default_file, "t").unwrap();
+        assert!(matches!(
+            choose_auth(&v, &addresses).unwrap(),
+            VaultAuth::TokenFile(p) if p == default_file
+        ));
+        v.approle = Some(AppRoleSettings {
+            mount: "approle".into(),
+            role_id: Some("r".into()),
+            role_id_file: None,
+            secret_id_file: Some("/run/sid".into()),
+        });
+        assert!(matches!(
+            choose_auth(&v, &addresses).unwrap(),
+            VaultAuth::AppRole(_)
+        ));
+        v.token_file = Some("/run/token".into());
+        assert_eq!(choose_auth(&v, &addresses).unwrap_err().exit_code(), 78);
+        v.token = Some(SecretString::from("t"));
+        assert!(matches!(
+            choose_auth(&v, &addresses).unwrap(),
+            VaultAuth::Token { .. }
+        ));
+    }
+
+    #[test]
+    fn approle_needs_a_role_id_and_a_secret_id_file() {
+        let mut role = AppRoleSettings {
+            mount: "approle".into(),
+            ..AppRoleSettings::default()
+        };
+        assert!(approle(&role).unwrap_err().message().contains("role ID"));
+        role.role_id = Some("r".into());
+        assert!(approle(&role)
+            .unwrap_err()
+            .message()
+            .contains("secret ID file"));
+        role.secret_id_file = Some("/run/sid".into());
+        assert_eq!(approle(&role).unwrap().role_id, "r");
+    }
+}
