@@ -150,8 +150,7 @@ pub async fn prepare(settings: &Settings, set: &TagSet) -> Result<Prepared> {
             let mut url = proxy_tags.url.clone();
             let mut names = CredentialNames::default();
             if let Some((user, password)) = &proxy_tags.credentials {
-                let store =
-                    credentials::open::open(&settings.store, &extra, settings.deadline)?;
+                let store = credentials::open::open(&settings.store, &extra, settings.deadline)?;
                 store_shown = Some(store.describe());
                 let user_value = match user {
                     UserSpec::Plain(name) => {

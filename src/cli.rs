@@ -107,7 +107,8 @@ pub enum LogFormat {
 
 /// The flags shared by every command. All are optional here: the defaults
 /// are applied in [`crate::settings`], after the environment and the file.
-#[derive(Debug, Clone, Default, Args)]
+/// `Debug` shows `--tag` values redacted (a password typed into one).
+#[derive(Clone, Default, Args)]
 pub struct CommonArgs {
     /// A tags file, one key=value per line (repeatable; replaces the default
     /// /etc/tagstrap/tags) [env: TAGSTRAP_TAGS_FILE, a path list] [config: tags_files]
@@ -169,4 +170,34 @@ pub struct CommonArgs {
     /// More log lines (-v debug, -vv trace) [env: TAGSTRAP_LOG, e.g. debug]
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+impl std::fmt::Debug for CommonArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tags: Vec<String> = self
+            .tags
+            .iter()
+            .map(|text| {
+                match crate::tags::Tag::parse_assignment(text, crate::tags::Origin::CommandLine) {
+                    Ok(tag) => format!("{}={}", tag.key, tag.shown_value()),
+                    Err(_) => "***".to_string(),
+                }
+            })
+            .collect();
+        f.debug_struct("CommonArgs")
+            .field("tags_files", &self.tags_files)
+            .field("tags", &tags)
+            .field("source", &self.source)
+            .field("metadata_endpoint", &self.metadata_endpoint)
+            .field("config", &self.config)
+            .field("ca_file", &self.ca_file)
+            .field("deadline", &self.deadline)
+            .field("max_script_bytes", &self.max_script_bytes)
+            .field("state_dir", &self.state_dir)
+            .field("log_format", &self.log_format)
+            .field("once", &self.once)
+            .field("instance_id", &self.instance_id)
+            .field("verbose", &self.verbose)
+            .finish()
+    }
 }

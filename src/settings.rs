@@ -778,7 +778,9 @@ mod tests {
              [directory]\npath = \"creds\"\n",
         );
         let env = env_of(&[("TAGSTRAP_CONFIG", path.to_str().unwrap())]);
-        let s = Settings::resolve(&CommonArgs::default(), &env).unwrap().store;
+        let s = Settings::resolve(&CommonArgs::default(), &env)
+            .unwrap()
+            .store;
         assert_eq!(s.choice, StoreChoice::Vault);
         assert_eq!(s.vault.addresses, ["http://a:8200", "http://b:8200"]);
         assert!(s.vault.addresses_from.starts_with("[vault] address in"));
@@ -797,7 +799,9 @@ mod tests {
             ("TAGSTRAP_VAULT_SECRET_ID_FILE", "/run/sid"),
             ("TAGSTRAP_VAULT_TOKEN_FILE", "/run/token"),
         ]);
-        let s = Settings::resolve(&CommonArgs::default(), &env).unwrap().store;
+        let s = Settings::resolve(&CommonArgs::default(), &env)
+            .unwrap()
+            .store;
         assert_eq!(s.choice, StoreChoice::Directory);
         assert_eq!(
             s.directory,
@@ -812,7 +816,9 @@ mod tests {
     #[test]
     fn systemd_credentials_are_the_fallback_directory_and_token_file() {
         let env = env_of(&[("CREDENTIALS_DIRECTORY", "/run/credentials/tagstrap.service")]);
-        let s = Settings::resolve(&CommonArgs::default(), &env).unwrap().store;
+        let s = Settings::resolve(&CommonArgs::default(), &env)
+            .unwrap()
+            .store;
         let dir = PathBuf::from("/run/credentials/tagstrap.service");
         assert_eq!(
             s.directory,

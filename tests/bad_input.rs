@@ -4,39 +4,9 @@
 
 mod common;
 
-use common::{sha256_hex, write_file, Tagstrap};
+use common::{sha256_hex, write_file, Tagstrap, Witness};
 
 const PASSWORD: &str = "hunter2-p@ss:/%w0rd";
-
-/// A local script that proves it ran by creating `ran` next to itself.
-struct Witness {
-    dir: tempfile::TempDir,
-}
-
-impl Witness {
-    fn new() -> Witness {
-        let dir = tempfile::tempdir().unwrap();
-        let ran = dir.path().join("ran");
-        write_file(
-            dir.path(),
-            "install.sh",
-            &format!("#!/bin/sh\ntouch '{}'\n", ran.display()),
-        );
-        Witness { dir }
-    }
-
-    fn url(&self) -> String {
-        format!("file://{}", self.dir.path().join("install.sh").display())
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        std::fs::read(self.dir.path().join("install.sh")).unwrap()
-    }
-
-    fn ran(&self) -> bool {
-        self.dir.path().join("ran").exists()
-    }
-}
 
 fn run_with(tags: &[(&str, &str)]) -> (common::Run, Witness) {
     let witness = Witness::new();

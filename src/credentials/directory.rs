@@ -64,7 +64,10 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
         let store = DirectoryStore::new(dir.path().into(), "$CREDENTIALS_DIRECTORY".into());
         let name = CredRef::parse("cred:PROXY_PASS").unwrap().unwrap();
-        assert_eq!(store.get(&name).await.unwrap().expose_secret(), "p@ss:/%w0rd");
+        assert_eq!(
+            store.get(&name).await.unwrap().expose_secret(),
+            "p@ss:/%w0rd"
+        );
 
         let absent = CredRef::parse("cred:OTHER").unwrap().unwrap();
         let error = store.get(&absent).await.unwrap_err();

@@ -112,7 +112,9 @@ mod tests {
         let r = CredRef::parse("cred:PROXY_PASS.v2-a").unwrap().unwrap();
         assert_eq!(r.name(), "PROXY_PASS.v2-a");
         assert_eq!(r.to_string(), "cred:PROXY_PASS.v2-a");
-        for bad in ["cred:", "cred:.", "cred:..", "cred:a/b", "cred:a b", "cred:ü", "cred:a:b"] {
+        for bad in [
+            "cred:", "cred:.", "cred:..", "cred:a/b", "cred:a b", "cred:ü", "cred:a:b",
+        ] {
             assert!(CredRef::parse(bad).is_err(), "{bad}");
         }
     }

@@ -102,14 +102,15 @@ fn open_vault(
 /// An http(s) URL with a host and nothing a store address cannot have.
 fn parse_address(text: &str, from: &str) -> Result<Url> {
     let shown = without_userinfo(text);
-    let bad =
-        |why: &str| Error::Config(format!("{from}: {shown:?} is not a store address: {why}"));
+    let bad = |why: &str| Error::Config(format!("{from}: {shown:?} is not a store address: {why}"));
     let url = Url::parse(text).map_err(|e| bad(&format!("{e} (write https://host:8200)")))?;
     if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
         return Err(bad("write https://host:8200"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("it holds credentials; give the token as VAULT_TOKEN or a file"));
+        return Err(bad(
+            "it holds credentials; give the token as VAULT_TOKEN or a file",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("it has a query or fragment"));
@@ -123,7 +124,11 @@ fn without_userinfo(text: &str) -> String {
     match text.rfind('@') {
         None => text.to_string(),
         Some(at) => {
-            let start = text.find("://").map(|i| i + 3).filter(|i| *i <= at).unwrap_or(0);
+            let start = text
+                .find("://")
+                .map(|i| i + 3)
+                .filter(|i| *i <= at)
+                .unwrap_or(0);
             format!("{}***{}", &text[..start], &text[at..])
         }
     }

@@ -42,12 +42,23 @@ impl fmt::Display for Origin {
 }
 
 /// One `key=value` pair as read from a source, already checked for control
-/// characters and trimmed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// characters and trimmed. `Debug` shows the value as [`Tag::shown_value`]
+/// does: a password typed into a tag never reaches a debug line.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Tag {
     pub key: String,
     pub value: String,
     pub origin: Origin,
+}
+
+impl std::fmt::Debug for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tag")
+            .field("key", &self.key)
+            .field("value", &self.shown_value())
+            .field("origin", &self.origin)
+            .finish()
+    }
 }
 
 impl Tag {

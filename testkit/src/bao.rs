@@ -20,6 +20,17 @@
 //! * Readiness = `GET /v1/sys/health` answers 200 (polled every 20 ms).
 //! * A bind failure exits at once (status 1) with `Error initializing
 //!   listener of type tcp: ... bind: address already in use` on stdout.
+//! * The dev server prints `Unseal Key: <base64>` in its stdout banner, a
+//!   few ms *after* `/v1/sys/health` first answers 200; the harness polls
+//!   `stdout.log` for it after start-up (the key never leaves the temp dir
+//!   and HTTP bodies).
+//! * Dev mode does allow sealing: `PUT /v1/sys/seal` (root token) -> 204;
+//!   while sealed `/v1/sys/health` is 503 (`"sealed":true`) and every other
+//!   request (e.g. a KV read) is `503 {"errors":["Vault is sealed"]}`.
+//!   `PUT /v1/sys/unseal` with the banner key -> 200 `"sealed":false`, and
+//!   health is 200 again at once; the in-memory data survive (seal only
+//!   drops the keys, the inmem storage lives as long as the process).
+//! * AppRole is not mounted in dev mode (`sys/auth` has only `token/`).
 
 use std::path::Path;
 use std::process::Command;
@@ -38,6 +49,7 @@ pub struct Bao {
     proc: Option<Proc>,
     port: u16,
     token: String,
+    unseal_key: String,
     dir: tempfile::TempDir,
 }
 
@@ -100,6 +112,7 @@ impl Bao {
             proc: Some(proc),
             port,
             token,
+            unseal_key: String::new(),
             dir,
         };
         let ready = util::poll_until(START_TIMEOUT, Duration::from_millis(20), || {
@@ -114,7 +127,19 @@ impl Bao {
             None
         });
         if ready == Some(true) {
-            return Ok(bao);
+            // The banner (with the unseal key) follows readiness closely.
+            let stdout = bao.dir.path().join("stdout.log");
+            let key = util::poll_until(START_TIMEOUT, Duration::from_millis(5), || {
+                util::read_lossy(&stdout)
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("Unseal Key:").map(str::trim))
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_string)
+            });
+            if let Some(key) = key {
+                bao.unseal_key = key;
+                return Ok(bao);
+            }
         }
         bao.stop();
         let logs = bao.logs();
@@ -212,11 +237,7 @@ impl Bao {
         let mut policies = vec!["default".to_string()];
         if !policy_hcl.trim().is_empty() {
             let name = format!("testkit-{}", POLICY_COUNTER.fetch_add(1, Ordering::Relaxed));
-            self.api_ok(
-                "PUT",
-                &format!("/v1/sys/policies/acl/{name}"),
-                &json!({ "policy": policy_hcl }),
-            );
+            self.put_policy(&name, policy_hcl);
             policies.push(name);
         }
         let r = self.api_ok(
@@ -229,6 +250,123 @@ impl Bao {
             .as_str()
             .unwrap_or_else(|| panic!("no client_token in {v}"))
             .to_string()
+    }
+
+    /// Write a policy named `name` (overwrites).
+    fn put_policy(&self, name: &str, policy_hcl: &str) {
+        self.api_ok(
+            "PUT",
+            &format!("/v1/sys/policies/acl/{name}"),
+            &json!({ "policy": policy_hcl }),
+        );
+    }
+
+    /// Mount the AppRole auth method at `auth/approle` unless it is there.
+    pub fn enable_approle(&self) {
+        let r = self.api("GET", "/v1/sys/auth", Some(&self.token), None);
+        assert_eq!(r.status, 200, "bao GET /v1/sys/auth: {}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).expect("sys/auth json");
+        if v["data"]["approle/"].is_null() {
+            self.api_ok(
+                "POST",
+                "/v1/sys/auth/approle",
+                &json!({ "type": "approle" }),
+            );
+        }
+    }
+
+    /// Create (or overwrite) AppRole `role` whose tokens get a new policy
+    /// `policy_hcl` plus `default` (an empty `policy_hcl`: `default` only;
+    /// token TTL 1 h), enabling AppRole if needed. Returns `(role_id,
+    /// secret_id)` for `POST /v1/auth/approle/login`.
+    pub fn create_approle(&self, role: &str, policy_hcl: &str) -> (String, String) {
+        self.enable_approle();
+        let mut policies = vec!["default".to_string()];
+        if !policy_hcl.trim().is_empty() {
+            let name = format!(
+                "testkit-approle-{}",
+                POLICY_COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            self.put_policy(&name, policy_hcl);
+            policies.push(name);
+        }
+        let base = format!("/v1/auth/approle/role/{}", role.trim_matches('/'));
+        self.api_ok(
+            "POST",
+            &base,
+            &json!({ "token_policies": policies, "token_ttl": "1h", "token_max_ttl": "1h" }),
+        );
+        let r = self.api("GET", &format!("{base}/role-id"), Some(&self.token), None);
+        assert_eq!(r.status, 200, "bao GET {base}/role-id: {}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).expect("role-id json");
+        let role_id = v["data"]["role_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no role_id in {v}"))
+            .to_string();
+        let r = self.api_ok("POST", &format!("{base}/secret-id"), &json!({}));
+        let v: Value = serde_json::from_slice(&r.body).expect("secret-id json");
+        let secret_id = v["data"]["secret_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no secret_id in {v}"))
+            .to_string();
+        (role_id, secret_id)
+    }
+
+    /// Mount a KV v1 engine at `mount`.
+    pub fn mount_kv1(&self, mount: &str) {
+        let mount = mount.trim_matches('/');
+        self.api_ok(
+            "POST",
+            &format!("/v1/sys/mounts/{mount}"),
+            &json!({ "type": "kv", "options": { "version": "1" } }),
+        );
+    }
+
+    /// Write a KV v1 secret: `POST /v1/{mount}/{path}` with `{fields}`, as
+    /// root.
+    pub fn put_kv1(&self, mount: &str, path: &str, fields: &[(&str, &str)]) {
+        let data: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        let mount = mount.trim_matches('/');
+        let path = path.trim_matches('/');
+        self.api_ok("POST", &format!("/v1/{mount}/{path}"), &Value::Object(data));
+    }
+
+    /// The dev server's unseal key (from its stdout banner).
+    pub fn unseal_key(&self) -> String {
+        self.unseal_key.clone()
+    }
+
+    /// Seal the server (`PUT /v1/sys/seal` as root); returns once
+    /// `/v1/sys/health` answers 503.
+    pub fn seal(&self) {
+        let r = self.api("PUT", "/v1/sys/seal", Some(&self.token), None);
+        assert_eq!(r.status, 204, "bao PUT /v1/sys/seal: {}", r.text());
+        self.wait_health(503, "sealed");
+    }
+
+    /// Unseal it again with the banner key (`PUT /v1/sys/unseal`); returns
+    /// once `/v1/sys/health` answers 200.
+    pub fn unseal(&self) {
+        let r = self.api(
+            "PUT",
+            "/v1/sys/unseal",
+            None,
+            Some(&json!({ "key": self.unseal_key })),
+        );
+        assert_eq!(r.status, 200, "bao PUT /v1/sys/unseal: {}", r.text());
+        self.wait_health(200, "unsealed");
+    }
+
+    fn wait_health(&self, status: u16, what: &str) {
+        let ok = util::poll_until(START_TIMEOUT, Duration::from_millis(10), || {
+            util::http_request(self.port, "GET", "/v1/sys/health", &[], None)
+                .ok()
+                .filter(|r| r.status == status)
+        });
+        assert!(ok.is_some(), "bao not {what} after 30 s\n{}", self.logs());
     }
 
     /// Kill the server now (SIGKILL, reaped) to simulate "store down".

@@ -7,7 +7,12 @@
 //! * [`Squid`] — a real `squid` (5.x) forward proxy with optional basic auth
 //!   and a TLS (`https_port`) listener.
 //! * [`Bao`] — an OpenBao dev server (`bao server -dev`) with a random root
-//!   token and helpers to write KV v2 secrets and policies over its HTTP API.
+//!   token and helpers to write KV v1/v2 secrets, policies and AppRoles, and
+//!   to seal/unseal it, over its HTTP API.
+//! * [`BaoCluster`] — a real OpenBao HA cluster (integrated Raft storage,
+//!   3 nodes in use) whose nodes can be SIGKILLed to force a failover.
+//! * [`Relay`] — a TCP relay in front of a server that can run a hook when
+//!   the first client connects or inject HTTP request headers.
 //!
 //! Every instance owns its temp dir, its ports and its processes; dropping it
 //! kills the processes (and waits for them) and removes the temp dir.
@@ -15,16 +20,20 @@
 //! never by a fixed sleep. Nothing listens anywhere but 127.0.0.1.
 
 pub mod bao;
+pub mod bao_cluster;
 pub mod ca;
 pub mod origin;
+pub mod relay;
 pub mod squid;
 mod util;
 
 pub use bao::Bao;
+pub use bao_cluster::{BaoCluster, BaoClusterBuilder};
 pub use ca::{IssuedCert, TestCa};
 pub use origin::{
     generated_body, generated_byte, Origin, OriginBuilder, RecordedRequest, Reply, ReservedOrigin,
     GENERATED_CHUNK,
 };
+pub use relay::Relay;
 pub use squid::{Squid, SquidBuilder};
 pub use util::{free_port, http_request, HttpResponse};

@@ -220,3 +220,63 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// A local script that proves it ran by creating `ran` next to itself.
+pub struct Witness {
+    dir: TempDir,
+}
+
+impl Witness {
+    pub fn new() -> Witness {
+        Witness::with_check("")
+    }
+
+    /// A witness that runs only when its `http_proxy` is exactly
+    /// `http://USER:PASSWORD@proxy_addr` (percent-encoded): proof that the
+    /// credentials were resolved right. It compares hashes, so the script
+    /// file holds no secret.
+    pub fn expecting_proxy(proxy_addr: &str, user: &str, password: &str) -> Witness {
+        let expected = format!(
+            "http://{}:{}@{proxy_addr}",
+            secret_forms(user).pop().unwrap(),
+            secret_forms(password).pop().unwrap()
+        );
+        Witness::with_check(&format!(
+            "h=$(printf '%s' \"$http_proxy\" | sha256sum | cut -d' ' -f1)\n\
+             [ \"$h\" = {} ] || {{ echo 'witness: http_proxy is not the expected URL' >&2; exit 3; }}\n",
+            sha256_hex(expected.as_bytes())
+        ))
+    }
+
+    fn with_check(check: &str) -> Witness {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        write_file(
+            dir.path(),
+            "install.sh",
+            &format!("#!/bin/sh\n{check}touch '{}'\n", ran.display()),
+        );
+        Witness { dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.path().join("install.sh").display())
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("install.sh")).unwrap()
+    }
+
+    pub fn ran(&self) -> bool {
+        self.dir.path().join("ran").exists()
+    }
+}
+
+/// Writes `content` to `dir/name` with `mode` (a secret file for a test).
+#[cfg(unix)]
+pub fn write_secret(dir: &Path, name: &str, content: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = write_file(dir, name, content);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}

@@ -126,10 +126,7 @@ impl VaultClient {
             match self.send_to(address, request).await {
                 Ok(answer) => {
                     if index != first {
-                        tracing::info!(
-                            "{} answers for the store now",
-                            shown_address(&answer.from)
-                        );
+                        tracing::info!("{} answers for the store now", shown_address(&answer.from));
                     }
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(answer);

@@ -1,0 +1,713 @@
+//! Proof that no secret escapes. Every command (`run`, `plan`, `tags`) on
+//! every path, good and bad, with a known proxy password, store tokens and an
+//! AppRole secret ID, at the most verbose log level (`-vv` and
+//! `TAGSTRAP_LOG=trace`), in text and in JSON. For each invocation it asserts
+//! that no secret, in any form it could take (plain, percent-encoded as in a
+//! proxy URL, base64 of `user:password` as in a `Proxy-Authorization`
+//! header), appears in:
+//!
+//! - stdout or stderr;
+//! - the report `last-run.json`;
+//! - any file that is not private (0600 or stricter) under the state
+//!   directory, the script's output directory or tagstrap's `TMPDIR`;
+//! - the command line (`/proc/*/cmdline`) of any process while tagstrap runs:
+//!   scanned over and over from the test while the child lives, and once from
+//!   inside the script (the moment the secret is in the child's environment).
+//!
+//! Also: `Debug` of every configuration and credential type shows no secret.
+//! The expected exit code of each path is asserted too, so the suite proves
+//! it went down the path it names.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{sha256_hex, write_secret, Tagstrap};
+use testkit::{Bao, Origin, Reply, Squid, TestCa};
+
+const USER: &str = "svc-leak";
+/// Every character a naive URL or log formatter would trip over, but no `"`
+/// or `\` (so its JSON-escaped form is itself).
+const PASSWORD: &str = "Pw-L3ak!p@ss:/%w0rd";
+/// A second password the store holds: a wrong one, which Squid refuses.
+const WRONG: &str = "Wr0ng-L3ak:p@ss";
+/// A secret with a control character in it (refused, never shown).
+const CONTROL: &str = "Ctl-L3ak\nsecond-line";
+const ORIGIN_IP: &str = "127.0.0.2";
+
+/// The real servers and the secret material of one suite.
+struct World {
+    _ca: TestCa,
+    ca_path: PathBuf,
+    squid: Squid,
+    bao: Bao,
+    origin: Origin,
+    /// A port on 127.0.0.2 that nothing listens on, which Squid allows.
+    closed_port: u16,
+    read_token: String,
+    denied_token: String,
+    role_id: String,
+    secret_id: String,
+    /// Inputs: secret files, private or deliberately exposed. Not scanned.
+    inputs: tempfile::TempDir,
+    /// Outputs of the scripts: scanned.
+    out: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let ca = TestCa::new();
+        let ca_path = ca.ca_pem_path().to_path_buf();
+        let out = tempfile::tempdir().unwrap();
+        let closed = Origin::builder(Some(&ca))
+            .bind_ip(ORIGIN_IP.parse().unwrap())
+            .reserve();
+        let closed_port = closed.port();
+        drop(closed);
+        let snapshot = format!(
+            "#!/bin/sh\n\
+             # What every process's command line says while the secret is in this environment.\n\
+             cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' > '{}/cmdlines-'$$\n\
+             env | grep -ci _proxy= > '{}/proxy-vars-'$$\n",
+            out.path().display(),
+            out.path().display()
+        );
+        let origin = Origin::builder(Some(&ca))
+            .bind_ip(ORIGIN_IP.parse().unwrap())
+            .route("/install.sh", vec![], Reply::ok(snapshot))
+            .route("/fail.sh", vec![], Reply::ok("#!/bin/sh\nexit 3\n"))
+            .route("/missing.sh", vec![], Reply::status(404))
+            .start();
+        let squid = Squid::builder()
+            .basic_auth(USER, PASSWORD)
+            .allow_connect_ports(&[origin.port(), closed_port])
+            .start();
+        let bao = Bao::start();
+        bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
+        bao.put_kv2("secret", "PROXY_USER", &[("value", USER)]);
+        bao.put_kv2("secret", "WRONG", &[("value", WRONG)]);
+        bao.put_kv2("secret", "CONTROL", &[("value", CONTROL)]);
+        let read_token = bao.create_token("path \"secret/data/*\" { capabilities = [\"read\"] }");
+        let denied_token = bao.create_token("");
+        bao.enable_approle();
+        let (role_id, secret_id) = bao.create_approle(
+            "leak-suite",
+            "path \"secret/data/*\" { capabilities = [\"read\"] }",
+        );
+        let inputs = tempfile::tempdir().unwrap();
+        let dir = inputs.path();
+        write_secret(dir, "token-private", &read_token, 0o600);
+        write_secret(dir, "token-exposed", &read_token, 0o644);
+        write_secret(dir, "secret-id-private", &secret_id, 0o600);
+        write_secret(dir, "secret-id-exposed", &secret_id, 0o604);
+        write_secret(dir, "secret-id-wrong", "Sid-Wr0ng-L3ak", 0o600);
+        let url = format!(
+            "http://{USER}:{}@{}",
+            common::secret_forms(PASSWORD).pop().unwrap(),
+            squid.proxy_addr()
+        );
+        let tags = format!("rs_agent:http_proxy={url}\n");
+        write_secret(dir, "url-credentials.tags", &tags, 0o600);
+        let plain = format!(
+            "rs_agent:http_proxy={}\nrs_agent:http_proxy_user={USER}\n\
+             rs_agent:http_proxy_password={PASSWORD}\n",
+            squid.proxy_addr()
+        );
+        write_secret(dir, "plain-password.tags", &plain, 0o600);
+        let socks = format!("rs_agent:http_proxy=socks5://{USER}:{PASSWORD}@127.0.0.1:1080\n");
+        write_secret(dir, "socks.tags", &socks, 0o600);
+        for (sub, mode) in [("creds-private", 0o400), ("creds-exposed", 0o644)] {
+            std::fs::create_dir(dir.join(sub)).unwrap();
+            write_secret(&dir.join(sub), "PROXY_PASS", PASSWORD, mode);
+            write_secret(&dir.join(sub), "PROXY_USER", USER, 0o600);
+        }
+        World {
+            _ca: ca,
+            ca_path,
+            squid,
+            bao,
+            origin,
+            closed_port,
+            read_token,
+            denied_token,
+            role_id,
+            secret_id,
+            inputs,
+            out,
+        }
+    }
+
+    /// Every secret in play, in every form it could leak in.
+    fn secret_forms(&self) -> Vec<String> {
+        let mut forms = BTreeSet::new();
+        for secret in [
+            PASSWORD,
+            WRONG,
+            "Ctl-L3ak",
+            "Sid-Wr0ng-L3ak",
+            &self.bao.root_token(),
+            &self.read_token,
+            &self.denied_token,
+            &self.secret_id,
+        ] {
+            forms.extend(common::secret_forms(secret));
+        }
+        for password in [PASSWORD, WRONG] {
+            let basic = base64::engine::general_purpose::STANDARD;
+            forms.insert(basic.encode(format!("{USER}:{password}")));
+        }
+        forms.into_iter().collect()
+    }
+
+    fn input(&self, name: &str) -> PathBuf {
+        self.inputs.path().join(name)
+    }
+
+    fn script(&self, path: &str) -> String {
+        self.origin.url(path)
+    }
+}
+
+/// How a path's invocation is set up, after the common part.
+type SetUp = fn(&World, Tagstrap) -> Tagstrap;
+
+/// One path through the program, and the exit code `run` must give on it.
+struct Path_ {
+    name: &'static str,
+    run_exit: i32,
+    set_up: SetUp,
+}
+
+/// The proxy tags, with the user and password references given.
+fn proxy_tags(w: &World, t: Tagstrap, user: &str, password: &str) -> Tagstrap {
+    t.tag("rs_agent:http_proxy", &w.squid.proxy_addr())
+        .tag("rs_agent:http_proxy_user", user)
+        .tag("rs_agent:http_proxy_password", password)
+        .arg("--ca-file")
+        .arg(&w.ca_path)
+}
+
+fn with_vault(w: &World, t: Tagstrap, token: &str) -> Tagstrap {
+    t.vault(&w.bao.addr(), token)
+}
+
+fn with_script(w: &World, t: Tagstrap, path: &str) -> Tagstrap {
+    t.tag("rs_agent:mime_shellscript", &w.script(path))
+}
+
+fn approle(w: &World, t: Tagstrap, secret_id_file: &str) -> Tagstrap {
+    t.env("VAULT_ADDR", w.bao.addr())
+        .env("TAGSTRAP_VAULT_ROLE_ID", &w.role_id)
+        .env("TAGSTRAP_VAULT_SECRET_ID_FILE", w.input(secret_id_file))
+}
+
+fn paths() -> Vec<Path_> {
+    vec![
+        Path_ {
+            name: "token from VAULT_TOKEN, script through Squid",
+            run_exit: 0,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS");
+                with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
+            },
+        },
+        Path_ {
+            name: "user and password both credentials",
+            run_exit: 0,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, "cred:PROXY_USER", "cred:PROXY_PASS");
+                with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
+            },
+        },
+        Path_ {
+            name: "AppRole login",
+            run_exit: 0,
+            set_up: |w, t| {
+                let t = approle(
+                    w,
+                    proxy_tags(w, t, USER, "cred:PROXY_PASS"),
+                    "secret-id-private",
+                );
+                with_script(w, t, "/install.sh")
+            },
+        },
+        Path_ {
+            name: "token file",
+            run_exit: 0,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                    .env("VAULT_ADDR", w.bao.addr())
+                    .env("TAGSTRAP_VAULT_TOKEN_FILE", w.input("token-private"));
+                with_script(w, t, "/install.sh")
+            },
+        },
+        Path_ {
+            name: "directory store",
+            run_exit: 0,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, "cred:PROXY_USER", "cred:PROXY_PASS")
+                    .env("CREDENTIALS_DIRECTORY", w.input("creds-private"));
+                with_script(w, t, "/install.sh")
+            },
+        },
+        Path_ {
+            name: "credentials inside the proxy URL of a tags file (accepted with a warning)",
+            run_exit: 0,
+            set_up: |w, t| {
+                let t = t
+                    .arg("--tags-file")
+                    .arg(w.input("url-credentials.tags"))
+                    .arg("--ca-file")
+                    .arg(&w.ca_path);
+                with_script(w, t, "/install.sh")
+            },
+        },
+        Path_ {
+            name: "the script fails",
+            run_exit: 3,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS");
+                with_script(w, with_vault(w, t, &w.read_token), "/fail.sh")
+            },
+        },
+        Path_ {
+            name: "the script is not found",
+            run_exit: 66,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS");
+                with_script(w, with_vault(w, t, &w.read_token), "/missing.sh")
+            },
+        },
+        Path_ {
+            name: "checksum mismatch",
+            run_exit: 65,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                    .tag("rs_agent:mime_shellscript_sha256", &sha256_hex(b"other"));
+                with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
+            },
+        },
+        Path_ {
+            name: "wrong password: Squid answers 407",
+            run_exit: 77,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:WRONG");
+                with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
+            },
+        },
+        Path_ {
+            name: "script host down behind the proxy until the deadline",
+            run_exit: 69,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                    .tag(
+                        "rs_agent:mime_shellscript",
+                        &format!("https://{ORIGIN_IP}:{}/install.sh", w.closed_port),
+                    )
+                    .arg("--deadline")
+                    .arg("1");
+                with_vault(w, t, &w.read_token)
+            },
+        },
+        Path_ {
+            name: "the store denies the token",
+            run_exit: 77,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS");
+                with_script(w, with_vault(w, t, &w.denied_token), "/install.sh")
+            },
+        },
+        Path_ {
+            name: "the secret does not exist",
+            run_exit: 66,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:MISSING");
+                with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
+            },
+        },
+        Path_ {
+            name: "the secret holds a control character",
+            run_exit: 65,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:CONTROL");
+                with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
+            },
+        },
+        Path_ {
+            name: "the store is unreachable until the deadline",
+            run_exit: 69,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                    .vault(
+                        &format!("http://127.0.0.1:{}", w.closed_port),
+                        &w.read_token,
+                    )
+                    .arg("--deadline")
+                    .arg("0.5");
+                with_script(w, t, "/install.sh")
+            },
+        },
+        Path_ {
+            name: "AppRole with a wrong secret ID",
+            run_exit: 77,
+            set_up: |w, t| {
+                let t = approle(
+                    w,
+                    proxy_tags(w, t, USER, "cred:PROXY_PASS"),
+                    "secret-id-wrong",
+                );
+                with_script(w, t, "/install.sh")
+            },
+        },
+        Path_ {
+            name: "AppRole secret-ID file others can read",
+            run_exit: 77,
+            set_up: |w, t| {
+                let t = approle(
+                    w,
+                    proxy_tags(w, t, USER, "cred:PROXY_PASS"),
+                    "secret-id-exposed",
+                );
+                with_script(w, t, "/install.sh")
+            },
+        },
+        Path_ {
+            name: "token file others can read",
+            run_exit: 77,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                    .env("VAULT_ADDR", w.bao.addr())
+                    .env("TAGSTRAP_VAULT_TOKEN_FILE", w.input("token-exposed"));
+                with_script(w, t, "/install.sh")
+            },
+        },
+        Path_ {
+            name: "directory-store secret others can read",
+            run_exit: 77,
+            set_up: |w, t| {
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                    .env("CREDENTIALS_DIRECTORY", w.input("creds-exposed"));
+                with_script(w, t, "/install.sh")
+            },
+        },
+        // Secrets typed into tags come from tags files here: on the test's
+        // own command line they would be the test's leak, not tagstrap's.
+        Path_ {
+            name: "a plain-text password tag",
+            run_exit: 65,
+            set_up: |w, t| {
+                let t = t.arg("--tags-file").arg(w.input("plain-password.tags"));
+                with_script(w, t, "/install.sh")
+            },
+        },
+        Path_ {
+            name: "a socks proxy URL holding the password",
+            run_exit: 65,
+            set_up: |w, t| {
+                let t = t.arg("--tags-file").arg(w.input("socks.tags"));
+                with_script(w, t, "/install.sh")
+            },
+        },
+    ]
+}
+
+/// What one invocation showed, and every command line seen while it ran.
+struct Observed {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    report: String,
+    cmdlines_with_secret: BTreeSet<String>,
+    scans: usize,
+}
+
+/// Runs `t` at the most verbose level with `format`, scanning every
+/// process's command line until it exits.
+fn observe(
+    t: Tagstrap,
+    format: &str,
+    tmp: &Path,
+    forms: &[String],
+) -> (Observed, tempfile::TempDir) {
+    let t = t
+        .arg("-vv")
+        .arg("--log-format")
+        .arg(format)
+        .env("TAGSTRAP_LOG", "trace")
+        .env("TMPDIR", tmp);
+    let (mut child, state) = t.spawn();
+    // Drain the pipes on threads so a chatty child never blocks on them.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let started = Instant::now();
+    let mut leaks = BTreeSet::new();
+    let mut scans = 0;
+    let status = loop {
+        scans += 1;
+        leaks.extend(cmdlines_holding(forms));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "tagstrap did not finish"
+        );
+    };
+    let report =
+        std::fs::read_to_string(state.path().join("state/last-run.json")).unwrap_or_default();
+    let observed = Observed {
+        code: status.code().unwrap_or(-1),
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+        report,
+        cmdlines_with_secret: leaks,
+        scans,
+    };
+    (observed, state)
+}
+
+/// The command lines, among all processes now, that hold a secret form.
+fn cmdlines_holding(forms: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        if let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&bytes).replace('\0', " ");
+            if forms.iter().any(|f| text.contains(f.as_str())) {
+                found.push(format!("{}: {text}", entry.path().display()));
+            }
+        }
+    }
+    found
+}
+
+/// Files under `root` that group or others can read and that hold a secret.
+fn exposed_files_holding(root: &Path, forms: &[String]) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                let text =
+                    String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+                if forms.iter().any(|f| text.contains(f.as_str())) {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every path × every command × both formats.
+fn check_paths(world: &World, paths: &[Path_]) {
+    let forms = world.secret_forms();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for path in paths {
+        for command in ["run", "plan", "tags"] {
+            for format in ["text", "json"] {
+                let context = format!("path {:?}, {command}, {format}", path.name);
+                let t = (path.set_up)(world, Tagstrap::new(command));
+                let (seen, state) = observe(t, format, tmp.path(), &forms);
+                if command == "run" {
+                    assert_eq!(
+                        seen.code, path.run_exit,
+                        "{context}: exit code\n{}",
+                        seen.stderr
+                    );
+                }
+                for (what, text) in [
+                    ("stdout", &seen.stdout),
+                    ("stderr", &seen.stderr),
+                    ("report", &seen.report),
+                ] {
+                    for form in &forms {
+                        assert!(
+                            !text.contains(form.as_str()),
+                            "{context}: {what} holds a secret ({form:?}):\n{text}"
+                        );
+                    }
+                }
+                if format == "json" {
+                    for line in seen.stderr.lines() {
+                        assert!(
+                            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                            "{context}: not a JSON line: {line}"
+                        );
+                    }
+                }
+                assert!(
+                    seen.cmdlines_with_secret.is_empty(),
+                    "{context}: a command line holds a secret: {:?}",
+                    seen.cmdlines_with_secret
+                );
+                assert!(seen.scans >= 1);
+                for root in [state.path(), world.out.path(), tmp.path()] {
+                    let exposed = exposed_files_holding(root, &forms);
+                    assert!(exposed.is_empty(), "{context}: {exposed:?}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, paths.len() * 6);
+}
+
+#[test]
+fn no_secret_leaks_on_any_path_of_any_command_in_either_log_format() {
+    let world = World::new();
+    let all = paths();
+    check_paths(&world, &all);
+    // The scripts that ran saw the proxy variables, and each one's snapshot
+    // of every command line was scanned above (it is not a private file).
+    let snapshots: Vec<_> = std::fs::read_dir(world.out.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("cmdlines-"))
+        .collect();
+    let successes = all.iter().filter(|p| p.run_exit == 0).count();
+    assert_eq!(
+        snapshots.len(),
+        successes * 2,
+        "one snapshot per successful run in each format"
+    );
+    for entry in std::fs::read_dir(world.out.path()).unwrap().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("proxy-vars-")
+        {
+            let count = std::fs::read_to_string(entry.path()).unwrap();
+            assert_eq!(
+                count.trim(),
+                "6",
+                "http(s)_proxy and no_proxy, each in both cases"
+            );
+        }
+    }
+}
+
+#[test]
+fn debug_of_every_configuration_and_credential_type_shows_no_secret() {
+    use secrecy::SecretString;
+    use tagstrap::cli::CommonArgs;
+    use tagstrap::credentials::vault::auth::{AppRole, VaultAuth};
+    use tagstrap::credentials::vault::VaultConfig;
+    use tagstrap::settings::Settings;
+
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    write_secret(&creds, "vault-token", "Tok-L3ak-file", 0o600);
+    let env = |name: &str| {
+        let pairs = [
+            ("VAULT_ADDR", "https://vault.test:8200"),
+            ("VAULT_TOKEN", "Tok-L3ak-env"),
+            ("TAGSTRAP_VAULT_ROLE_ID", "role-1"),
+            ("TAGSTRAP_VAULT_SECRET_ID_FILE", "/run/secret-id"),
+            ("CREDENTIALS_DIRECTORY", creds.to_str().unwrap()),
+            ("https_proxy", "http://u:Pw-L3ak-env@proxy.test:3128"),
+        ];
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    let args = CommonArgs {
+        tags: vec![format!(
+            "rs_agent:http_proxy=http://u:{}@proxy.test:3128",
+            common::secret_forms(PASSWORD).pop().unwrap()
+        )],
+        config: Some(common::write_file(dir.path(), "c.toml", "")),
+        ..CommonArgs::default()
+    };
+    let settings = Settings::resolve(&args, &env).unwrap();
+
+    let auth = VaultAuth::Token {
+        token: SecretString::from("Tok-L3ak-env"),
+        from: "$VAULT_TOKEN",
+    };
+    let config = VaultConfig {
+        addresses: vec!["https://vault.test:8200".parse().unwrap()],
+        auth: auth.clone(),
+        namespace: None,
+        mount: "secret".into(),
+        path_prefix: String::new(),
+        field: "value".into(),
+        kv_version: 2,
+    };
+    let approle = VaultAuth::AppRole(AppRole {
+        mount: "approle".into(),
+        role_id: "role-1".into(),
+        secret_id_file: "/run/secret-id".into(),
+    });
+
+    let mut set = tagstrap::tags::TagSet::new();
+    set.layer(settings.tags.iter().cloned());
+    let agent =
+        tagstrap::tags::agent::AgentTags::from_tags(&set, tagstrap::tags::agent::Platform::Unix)
+            .unwrap();
+    let proxy_url = agent.proxy.as_ref().unwrap().url.clone();
+    let environment = tagstrap::proxy::ProxyEnvironment::build(None, None, &env).unwrap();
+    let tls = tagstrap::fetch::tls::client_config(&[]).unwrap();
+    let client = tagstrap::fetch::http_client(
+        &tls,
+        Some(&environment),
+        tagstrap::fetch::Redirects::HttpsOnly,
+    )
+    .unwrap();
+    let error = tagstrap::error::Error::Input("x".into());
+
+    let shown = [
+        format!("{settings:?}"),
+        format!("{:?}", settings.store),
+        format!("{:?}", settings.store.vault),
+        format!("{config:?}"),
+        format!("{auth:?}"),
+        format!("{approle:?}"),
+        format!("{set:?}"),
+        format!("{agent:?}"),
+        format!("{proxy_url:?}"),
+        format!("{proxy_url}"),
+        format!("{environment:?}"),
+        format!("{:?}", environment.proxy),
+        format!("{client:?}"),
+        format!("{error:?}"),
+        format!("{args:?}"),
+    ];
+    let secrets = ["Tok-L3ak", "Pw-L3ak", PASSWORD, "p%40ss"];
+    for text in &shown {
+        for secret in secrets {
+            assert!(!text.contains(secret), "Debug shows {secret:?}: {text}");
+        }
+    }
+    // They do show what they are about.
+    assert!(shown[0].contains("vault.test:8200") && shown[0].contains("proxy.test:3128"));
+    assert!(shown[12].contains("proxy.test:3128"), "{}", shown[12]);
+}
