@@ -394,3 +394,48 @@ fn a_store_without_any_token_is_a_configuration_error() {
     let run = t.env("VAULT_ADDR", "http://127.0.0.1:8200").run();
     assert_refused(&run, &witness, 78, "needs a token: set VAULT_TOKEN", &[]);
 }
+
+#[test]
+fn a_sealed_store_is_retried_until_it_is_unsealed() {
+    let bao = bao_with_password();
+    let token = bao.create_token(READ_POLICY);
+    bao.seal();
+    let (t, witness) = run_expecting(USER);
+    let (mut child, state) = t.vault(&bao.addr(), &token).arg("--deadline").arg("60").spawn();
+    let started = std::time::Instant::now();
+
+    // Read tagstrap's log as it comes; unseal once it has met the sealed store.
+    let stderr = child.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    while let Ok(line) = seen.recv_timeout(std::time::Duration::from_secs(30)) {
+        let sealed = line.contains("answered 503 (sealed, or not ready yet)");
+        log.push(line);
+        if sealed {
+            break;
+        }
+    }
+    assert!(
+        log.iter().any(|l| l.contains("try 1 failed")),
+        "tagstrap met the sealed store:\n{}",
+        log.join("\n")
+    );
+    bao.unseal();
+    log.extend(seen.iter());
+    let output = child.wait_with_output().unwrap();
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: log.join("\n"),
+        state,
+        elapsed: started.elapsed(),
+    };
+    assert_resolved(&run, &witness, &[&token]);
+    assert!(run.stderr.contains("succeeded after"), "{}", run.stderr);
+}
