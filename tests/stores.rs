@@ -401,7 +401,11 @@ fn a_sealed_store_is_retried_until_it_is_unsealed() {
     let token = bao.create_token(READ_POLICY);
     bao.seal();
     let (t, witness) = run_expecting(USER);
-    let (mut child, state) = t.vault(&bao.addr(), &token).arg("--deadline").arg("60").spawn();
+    let (mut child, state) = t
+        .vault(&bao.addr(), &token)
+        .arg("--deadline")
+        .arg("60")
+        .spawn();
     let started = std::time::Instant::now();
 
     // Read tagstrap's log as it comes; unseal once it has met the sealed store.
@@ -409,7 +413,10 @@ fn a_sealed_store_is_retried_until_it_is_unsealed() {
     let (lines, seen) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = lines.send(line);
         }
     });

@@ -1,6 +1,7 @@
 //! An OpenBao dev server (`bao server -dev`) on 127.0.0.1.
 //!
-//! In-memory storage, unsealed, no TLS, KV v2 mounted at `secret/`. The root
+//! In-memory storage, unsealed, KV v2 mounted at `secret/`; plain HTTP
+//! ([`Bao::start`]) or HTTPS with a generated CA ([`Bao::start_tls`]). The root
 //! token is random per instance and passed through the environment
 //! (`BAO_DEV_ROOT_TOKEN_ID`), not argv; `-dev-no-store-token` and a private
 //! `HOME` keep it from writing `~/.vault-token`. Secrets and policies are
@@ -31,10 +32,35 @@
 //!   health is 200 again at once; the in-memory data survive (seal only
 //!   drops the keys, the inmem storage lives as long as the process).
 //! * AppRole is not mounted in dev mode (`sys/auth` has only `token/`).
+//!
+//! ## TLS (`-dev-tls`)
+//! * `bao server -dev -dev-tls -dev-tls-cert-dir=DIR` generates a fresh CA
+//!   and a server cert per start. `DIR` must already exist: otherwise the
+//!   server exits at once (status 1) with `stat DIR: no such file or
+//!   directory` on stdout. Without `-dev-tls-cert-dir` it uses a new
+//!   directory under `$TMPDIR`; the harness passes `<temp dir>/tls` (mode
+//!   0700) so everything stays in the instance's temp dir.
+//! * Files written: `vault-ca.pem` (0444, CA `CN=Vault Dev CA`, CA:TRUE),
+//!   `vault-cert.pem` (0400, server cert only, not the chain) and
+//!   `vault-key.pem` (0400), all ECDSA P-256. They exist before the listener
+//!   answers. On a graceful shutdown the server deletes the three files
+//!   (not the directory); after SIGKILL they stay until the temp dir goes.
+//! * The server cert has `CN=<hostname>` and SANs `DNS:localhost`,
+//!   `localhost4`, `localhost6`, `localhost.localdomain`, `<hostname>` and
+//!   `IP:127.0.0.1` (no `::1`), valid from 1 minute ago for 1 year; it
+//!   verifies against `vault-ca.pem` for IP 127.0.0.1 (openssl and rustls).
+//! * The banner shows `Api Address: https://127.0.0.1:PORT`, `export
+//!   BAO_CACERT='DIR/vault-ca.pem'`, and the `Unseal Key:` line as without
+//!   TLS. The cluster listener is still API port + 1.
+//! * A plain-HTTP request to the TLS port gets `400` (Go's "client sent an
+//!   HTTP request to an HTTPS server"), never 200, so readiness polling
+//!   must use TLS: the harness loads `vault-ca.pem` as soon as it parses
+//!   and then polls `GET /v1/sys/health` over rustls until 200.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -50,6 +76,11 @@ pub struct Bao {
     port: u16,
     token: String,
     unseal_key: String,
+    /// `-dev-tls`: the generated CA file.
+    ca_pem: Option<PathBuf>,
+    /// `-dev-tls`: a client config trusting only that CA (loaded once the
+    /// server has written it).
+    tls: Option<Arc<rustls::ClientConfig>>,
     dir: tempfile::TempDir,
 }
 
@@ -58,9 +89,21 @@ impl Bao {
     /// token; returns when `/v1/sys/health` answers 200 (panics with the
     /// server's output after 30 s).
     pub fn start() -> Bao {
+        Self::start_with(false)
+    }
+
+    /// Like [`Bao::start`], but with `-dev-tls`: the API is
+    /// `https://127.0.0.1:PORT` with a certificate from a CA the server
+    /// generates into `<temp dir>/tls` ([`Bao::ca_pem_path`]). [`Bao::api`]
+    /// and the helpers talk TLS to it, trusting only that CA.
+    pub fn start_tls() -> Bao {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Bao {
         let mut last = String::new();
         for _ in 0..5 {
-            match Self::try_start() {
+            match Self::try_start(tls) {
                 Ok(b) => return b,
                 Err((retry, logs)) => {
                     last = logs;
@@ -73,7 +116,7 @@ impl Bao {
         panic!("bao dev server did not start:\n{last}");
     }
 
-    fn try_start() -> Result<Bao, (bool, String)> {
+    fn try_start(tls: bool) -> Result<Bao, (bool, String)> {
         let dir = tempfile::Builder::new()
             .prefix("testkit-bao-")
             .tempdir()
@@ -89,6 +132,15 @@ impl Bao {
             .env("BAO_DEV_ROOT_TOKEN_ID", &token)
             .env("HOME", dir.path())
             .current_dir(dir.path());
+        let ca_pem = tls.then(|| {
+            // bao does not create the directory itself.
+            let tls_dir = dir.path().join("tls");
+            std::fs::create_dir(&tls_dir).expect("create bao tls dir");
+            util::chmod(&tls_dir, 0o700);
+            cmd.arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", tls_dir.display()));
+            tls_dir.join("vault-ca.pem")
+        });
         for k in [
             "BAO_ADDR",
             "VAULT_ADDR",
@@ -113,12 +165,23 @@ impl Bao {
             port,
             token,
             unseal_key: String::new(),
+            ca_pem,
+            tls: None,
             dir,
         };
         let ready = util::poll_until(START_TIMEOUT, Duration::from_millis(20), || {
-            if let Ok(r) = util::http_request(port, "GET", "/v1/sys/health", &[], None) {
-                if r.status == 200 {
-                    return Some(true);
+            if bao.tls.is_none() {
+                // The CA file appears (and may be half-written) shortly
+                // after the start; it exists before the listener answers.
+                if let Some(ca) = &bao.ca_pem {
+                    bao.tls = util::client_config_from_pem(ca).ok();
+                }
+            }
+            if bao.ca_pem.is_none() || bao.tls.is_some() {
+                if let Ok(r) = bao.request("GET", "/v1/sys/health", &[], None) {
+                    if r.status == 200 {
+                        return Some(true);
+                    }
                 }
             }
             if bao.proc.as_mut().expect("proc").try_wait().is_some() {
@@ -146,9 +209,49 @@ impl Bao {
         Err((logs.contains("address already in use"), logs))
     }
 
-    /// `"http://127.0.0.1:PORT"` (what `VAULT_ADDR` / `BAO_ADDR` get).
+    /// `"http://127.0.0.1:PORT"`, or `"https://127.0.0.1:PORT"` for
+    /// [`Bao::start_tls`] (what `VAULT_ADDR` / `BAO_ADDR` get).
     pub fn addr(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// For [`Bao::start_tls`]: the generated CA certificate (PEM,
+    /// `<temp dir>/tls/vault-ca.pem`; what `VAULT_CACERT` / `BAO_CACERT`
+    /// get). `None` for a plain-HTTP server.
+    pub fn ca_pem_path(&self) -> Option<PathBuf> {
+        self.ca_pem.clone()
+    }
+
+    /// For [`Bao::start_tls`]: a rustls client config (ring provider, ALPN
+    /// `http/1.1`) that trusts only the generated CA. `None` without TLS.
+    pub fn tls_client_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
+    }
+
+    /// One HTTP/1.1 request (`Connection: close`) to the API port, over TLS
+    /// when the server has it.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> std::io::Result<HttpResponse> {
+        match (&self.ca_pem, &self.tls) {
+            (None, _) => util::http_request(self.port, method, path, headers, body),
+            (Some(_), Some(tls)) => {
+                util::https_request(self.port, tls, method, path, headers, body)
+            }
+            (Some(ca), None) => Err(std::io::Error::other(format!(
+                "bao TLS CA {} not loaded yet",
+                ca.display()
+            ))),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -175,7 +278,8 @@ impl Bao {
     }
 
     /// One API call: `method` `/v1/...` with `X-Vault-Token: token` (if
-    /// any) and a JSON body (if any).
+    /// any) and a JSON body (if any); over TLS (trusting only the generated
+    /// CA) for [`Bao::start_tls`].
     pub fn api(
         &self,
         method: &str,
@@ -188,7 +292,7 @@ impl Bao {
             headers.push(("X-Vault-Token", t));
         }
         let body = body.map(|b| serde_json::to_vec(b).expect("json"));
-        util::http_request(self.port, method, path, &headers, body.as_deref())
+        self.request(method, path, &headers, body.as_deref())
             .unwrap_or_else(|e| panic!("bao {method} {path}: {e}\n{}", self.logs()))
     }
 
@@ -362,7 +466,7 @@ impl Bao {
 
     fn wait_health(&self, status: u16, what: &str) {
         let ok = util::poll_until(START_TIMEOUT, Duration::from_millis(10), || {
-            util::http_request(self.port, "GET", "/v1/sys/health", &[], None)
+            self.request("GET", "/v1/sys/health", &[], None)
                 .ok()
                 .filter(|r| r.status == status)
         });

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub(crate) fn chmod(path: &Path, mode: u32) {
@@ -284,9 +284,88 @@ pub fn http_request(
     body: Option<&[u8]>,
 ) -> std::io::Result<HttpResponse> {
     use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let mut s = connect_loopback(port)?;
+    s.write_all(&request_bytes(port, method, path, headers, body))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw, method.eq_ignore_ascii_case("HEAD"))
+}
+
+/// Like [`http_request`], but over TLS (rustls, the given client config) to
+/// `https://127.0.0.1:port`; the server certificate must be valid for the
+/// IP address `127.0.0.1`.
+pub(crate) fn https_request(
+    port: u16,
+    tls: &Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<HttpResponse> {
+    use std::io::Write;
+    let name = rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let conn = rustls::ClientConnection::new(Arc::clone(tls), name)
+        .map_err(|e| std::io::Error::other(format!("tls client: {e}")))?;
+    let mut s = rustls::StreamOwned::new(conn, connect_loopback(port)?);
+    s.write_all(&request_bytes(port, method, path, headers, body))?;
+    s.flush()?;
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A peer that closes without close_notify: the response is still
+        // usable when it is complete (parse_response checks the length of
+        // Content-Length and chunked bodies).
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    parse_response(&raw, method.eq_ignore_ascii_case("HEAD"))
+}
+
+/// A rustls client config (ring provider, ALPN `http/1.1`) that trusts only
+/// the certificates in the PEM file `ca_pem`.
+pub(crate) fn client_config_from_pem(ca_pem: &Path) -> std::io::Result<Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let err = |e: &dyn std::fmt::Display| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", ca_pem.display()),
+        )
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem).map_err(|e| err(&e))? {
+        roots.add(cert.map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(err(&"no certificate"));
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| err(&e))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+fn connect_loopback(port: u16) -> std::io::Result<std::net::TcpStream> {
+    let s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.set_write_timeout(Some(Duration::from_secs(30)))?;
+    Ok(s)
+}
+
+/// The request head (`Connection: close`, `Content-Length` if a body) and
+/// body as one buffer.
+fn request_bytes(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Vec<u8> {
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -300,10 +379,7 @@ pub fn http_request(
     if let Some(b) = body {
         out.extend_from_slice(b);
     }
-    s.write_all(&out)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    parse_response(&raw, method.eq_ignore_ascii_case("HEAD"))
+    out
 }
 
 fn bad(msg: &str) -> std::io::Error {

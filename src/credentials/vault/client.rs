@@ -173,7 +173,11 @@ impl VaultClient {
             };
             let status = response.status().as_u16();
             if matches!(status, 301 | 302 | 303 | 307 | 308) {
-                let next = redirect_target(&url, &response, hop)?;
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok());
+                let next = redirect_target(&url, status, location, hop)?;
                 tracing::debug!(
                     "{shown} redirected the request to {} (a standby pointing at the active node)",
                     shown_address(&next)
@@ -215,17 +219,15 @@ fn api_url(address: &Url, path: &str, query: Option<&str>) -> std::result::Resul
     Ok(url)
 }
 
+/// Where a redirect from `url` (its `hop`th) leads, if it may be followed.
 fn redirect_target(
     url: &Url,
-    response: &reqwest::Response,
+    status: u16,
+    location: Option<&str>,
     hop: usize,
 ) -> std::result::Result<Url, Failure> {
     let shown = shown_address(url);
-    let status = response.status().as_u16();
-    let next = response
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
+    let next = location
         .and_then(|location| url.join(location).ok())
         .ok_or_else(|| {
             Failure::Permanent(Error::Unavailable(format!(
@@ -287,8 +289,13 @@ fn transport_failure(shown: &str, error: &reqwest::Error) -> Failure {
              --ca-file to the CA that signed its certificate"
         )));
     }
+    // No answer at all (refused, reset, closed before a status line): a node
+    // that died or is not up yet, whose recovery should be noticed at once.
+    // A timeout is a node that hangs: backoff.
     if facts.connect {
         Failure::network_down(format!("{shown} is not reachable: {}", facts.detail))
+    } else if !facts.timeout {
+        Failure::network_down(format!("{shown} gave no answer: {}", facts.detail))
     } else {
         Failure::busy(format!("{shown}: {}", facts.detail), None)
     }
@@ -350,6 +357,45 @@ mod tests {
             "https://gw.example/vault/v1/secret/metadata/P?list=true"
         );
         assert_eq!(shown_address(&behind), "https://gw.example");
+    }
+
+    fn refused(result: std::result::Result<Url, Failure>) -> Error {
+        match result {
+            Err(Failure::Permanent(error)) => error,
+            other => panic!("expected a permanent failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn redirects_are_followed_within_limits_and_never_down_to_http() {
+        let standby = Url::parse("https://vault-2:8200/v1/secret/data/P").unwrap();
+        let active = redirect_target(
+            &standby,
+            307,
+            Some("https://vault-1:8200/v1/secret/data/P"),
+            0,
+        )
+        .unwrap();
+        assert_eq!(active.as_str(), "https://vault-1:8200/v1/secret/data/P");
+        let relative = redirect_target(&standby, 307, Some("/v1/secret/data/Q"), 1).unwrap();
+        assert_eq!(relative.as_str(), "https://vault-2:8200/v1/secret/data/Q");
+
+        let downgrade = refused(redirect_target(
+            &standby,
+            307,
+            Some("http://vault-1:8200/v1/secret/data/P"),
+            0,
+        ));
+        assert_eq!(downgrade.exit_code(), 77);
+        assert!(downgrade.message().contains("without TLS"));
+        let plain = Url::parse("http://vault-2:8200/v1/x").unwrap();
+        assert!(redirect_target(&plain, 307, Some("http://vault-1:8200/v1/x"), 0).is_ok());
+        let other_scheme = refused(redirect_target(&plain, 307, Some("ftp://vault-1/v1/x"), 0));
+        assert_eq!(other_scheme.exit_code(), 77);
+        let looping = refused(redirect_target(&standby, 307, Some("/v1/x"), MAX_REDIRECTS));
+        assert!(looping.message().contains("redirected more than 3 times"));
+        let no_location = refused(redirect_target(&standby, 307, None, 0));
+        assert!(no_location.message().contains("without a usable Location"));
     }
 
     fn transient(reason: &str, class: Class, retry_after: Option<u64>) -> Transient {
