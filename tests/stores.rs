@@ -273,7 +273,9 @@ fn the_directory_store_reads_one_private_file_per_secret() {
 
 #[test]
 fn directory_store_files_that_are_missing_exposed_empty_or_unprintable_are_refused() {
-    let cases: &[(Option<(&str, u32)>, i32, &str)] = &[
+    /// The file's content and mode (none: no file), the exit code, the message.
+    type Case = (Option<(&'static str, u32)>, i32, &'static str);
+    let cases: &[Case] = &[
         (None, 66, "LoadCredential=PROXY_PASS:"),
         (Some((PASSWORD, 0o644)), 77, "has mode 0644"),
         (Some((PASSWORD, 0o604)), 77, "has mode 0604"),

@@ -42,8 +42,7 @@
 //!   0700) so everything stays in the instance's temp dir.
 //! * Files written: `vault-ca.pem` (0444, CA `CN=Vault Dev CA`, CA:TRUE),
 //!   `vault-cert.pem` (0400, server cert only, not the chain) and
-//!   `vault-key.pem` (0400), all ECDSA P-256. They exist before the listener
-//!   answers. On a graceful shutdown the server deletes the three files
+//!   `vault-key.pem` (0400), all ECDSA P-256. On a graceful shutdown the server deletes the three files
 //!   (not the directory); after SIGKILL they stay until the temp dir goes.
 //! * The server cert has `CN=<hostname>` and SANs `DNS:localhost`,
 //!   `localhost4`, `localhost6`, `localhost.localdomain`, `<hostname>` and
@@ -54,8 +53,11 @@
 //!   TLS. The cluster listener is still API port + 1.
 //! * A plain-HTTP request to the TLS port gets `400` (Go's "client sent an
 //!   HTTP request to an HTTPS server"), never 200, so readiness polling
-//!   must use TLS: the harness loads `vault-ca.pem` as soon as it parses
-//!   and then polls `GET /v1/sys/health` over rustls until 200.
+//!   must use TLS: the harness polls for `vault-ca.pem` until it parses,
+//!   then polls `GET /v1/sys/health` over rustls until 200.
+//!   With `Connection: close` the server ends each TLS connection with a
+//!   proper `close_notify` (a clean EOF for rustls). The client offers only
+//!   ALPN `http/1.1`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
