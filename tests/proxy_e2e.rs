@@ -581,3 +581,29 @@ fn a_pinned_http_script_goes_through_the_proxy_and_its_answers_are_the_proxys() 
         squid.access_log()
     );
 }
+
+#[test]
+fn an_untrusted_script_host_is_refused_at_once_direct_or_through_the_proxy() {
+    let (world, reserved) = World::with_origin();
+    let origin = reserved
+        .route("/install.sh", vec![], Reply::ok("exit 0\n"))
+        .start();
+    let direct = Origin::builder(Some(&world.ca))
+        .route("/install.sh", vec![], Reply::ok("exit 0\n"))
+        .start();
+    for url in [origin.url("/install.sh"), direct.url("/install.sh")] {
+        // The tags of World::run, without --ca-file: the test CA is unknown.
+        let run = Tagstrap::new("run")
+            .tag("rs_agent:http_proxy", &world.squid.proxy_addr())
+            .tag("rs_agent:http_proxy_user", USER)
+            .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+            .tag("rs_agent:mime_shellscript", &url)
+            .vault(&world.bao.addr(), &world.bao.root_token())
+            .run();
+        run.assert_error(77, "TLS verification of")
+            .assert_no_leak(PASSWORD);
+        assert!(run.error_lines()[0].contains("--ca-file"), "{}", run.stderr);
+        assert_eq!(run.failed_tries(), 0, "not retried:\n{}", run.stderr);
+    }
+    assert_eq!(direct.hits("/install.sh"), 0);
+}

@@ -448,3 +448,32 @@ fn a_sealed_store_is_retried_until_it_is_unsealed() {
     assert_resolved(&run, &witness, &[&token]);
     assert!(run.stderr.contains("succeeded after"), "{}", run.stderr);
 }
+
+#[test]
+fn a_tls_store_is_trusted_through_vault_cacert_or_the_ca_file_and_refused_otherwise() {
+    let bao = Bao::start_tls();
+    bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
+    let token = bao.create_token(READ_POLICY);
+    let ca = bao.ca_pem_path().expect("a TLS server has a CA file");
+    assert!(bao.addr().starts_with("https://"));
+
+    let (t, witness) = run_expecting(USER);
+    let run = t.vault(&bao.addr(), &token).env("VAULT_CACERT", &ca).run();
+    assert_resolved(&run, &witness, &[&token]);
+
+    let (t, witness) = run_expecting(USER);
+    let run = t.vault(&bao.addr(), &token).arg("--ca-file").arg(&ca).run();
+    assert_resolved(&run, &witness, &[&token]);
+
+    let (t, witness) = run_expecting(USER);
+    let run = t.vault(&bao.addr(), &token).run();
+    assert_refused(
+        &run,
+        &witness,
+        77,
+        "TLS verification of the store at",
+        &[&token],
+    );
+    assert!(run.error_lines()[0].contains("set VAULT_CACERT or --ca-file"));
+    assert_eq!(run.failed_tries(), 0, "not retried: {}", run.stderr);
+}

@@ -98,12 +98,17 @@ impl ErrorFacts {
     }
 }
 
+/// The TLS error in `e`, also when it sits inside `io::Error`s (which hide
+/// their payload from `source()`), however deeply they are nested.
 fn as_rustls<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    e.downcast_ref::<rustls::Error>().or_else(|| {
-        e.downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    })
+    let mut current = e;
+    loop {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+        current = inner as &(dyn StdError + 'static);
+    }
 }
 
 /// Failures that another try cannot fix: the certificate chain itself.
@@ -125,6 +130,19 @@ pub fn is_trust_failure(error: &rustls::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_errors_are_found_inside_nested_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let once = std::io::Error::new(std::io::ErrorKind::InvalidData, tls.clone());
+        let twice = std::io::Error::other(once);
+        for e in [&twice as &(dyn StdError + 'static)] {
+            let found = as_rustls(e).expect("found through two io::Errors");
+            assert!(is_trust_failure(found));
+        }
+        let plain = std::io::Error::other("connection reset");
+        assert!(as_rustls(&plain).is_none());
+    }
 
     #[test]
     fn statuses_are_classified_as_spec_says() {
