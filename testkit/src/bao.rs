@@ -70,6 +70,52 @@ use serde_json::{json, Value};
 use crate::util::{self, HttpResponse, Proc};
 
 static POLICY_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// `fields` as a JSON object of strings, the body of a KV write.
+pub(crate) fn string_fields(fields: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect()
+}
+
+/// The API path of a KV v2 secret: `/v1/{mount}/data/{path}`.
+pub(crate) fn kv2_path(mount: &str, path: &str) -> String {
+    format!(
+        "/v1/{}/data/{}",
+        mount.trim_matches('/'),
+        path.trim_matches('/')
+    )
+}
+
+/// Writes `policy_hcl` (when not empty) as a new ACL policy and creates a
+/// token (TTL 1 h) with it plus `default`, through `api_ok` (a root call
+/// that asserts success). Shared by the dev server and the cluster.
+pub(crate) fn create_token_via(
+    api_ok: impl Fn(&str, &str, &Value) -> HttpResponse,
+    policy_hcl: &str,
+) -> String {
+    let mut policies = vec!["default".to_string()];
+    if !policy_hcl.trim().is_empty() {
+        let name = format!("testkit-{}", POLICY_COUNTER.fetch_add(1, Ordering::Relaxed));
+        api_ok(
+            "PUT",
+            &format!("/v1/sys/policies/acl/{name}"),
+            &json!({ "policy": policy_hcl }),
+        );
+        policies.push(name);
+    }
+    let r = api_ok(
+        "POST",
+        "/v1/auth/token/create",
+        &json!({ "policies": policies, "ttl": "1h" }),
+    );
+    let v: Value = serde_json::from_slice(&r.body).expect("token create json");
+    v["auth"]["client_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no client_token in {v}"))
+        .to_string()
+}
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running OpenBao dev server; killed on Drop.
@@ -312,16 +358,10 @@ impl Bao {
     /// Write a KV v2 secret: `POST /v1/{mount}/data/{path}` with
     /// `{"data": {fields}}`, as root. The dev server mounts KV v2 at `secret`.
     pub fn put_kv2(&self, mount: &str, path: &str, fields: &[(&str, &str)]) {
-        let data: serde_json::Map<String, Value> = fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect();
-        let mount = mount.trim_matches('/');
-        let path = path.trim_matches('/');
         self.api_ok(
             "POST",
-            &format!("/v1/{mount}/data/{path}"),
-            &json!({ "data": data }),
+            &kv2_path(mount, path),
+            &json!({ "data": string_fields(fields) }),
         );
     }
 
@@ -340,22 +380,7 @@ impl Bao {
     /// gives a token with only `default` (which cannot read `secret/`:
     /// 403 there).
     pub fn create_token(&self, policy_hcl: &str) -> String {
-        let mut policies = vec!["default".to_string()];
-        if !policy_hcl.trim().is_empty() {
-            let name = format!("testkit-{}", POLICY_COUNTER.fetch_add(1, Ordering::Relaxed));
-            self.put_policy(&name, policy_hcl);
-            policies.push(name);
-        }
-        let r = self.api_ok(
-            "POST",
-            "/v1/auth/token/create",
-            &json!({ "policies": policies, "ttl": "1h" }),
-        );
-        let v: Value = serde_json::from_slice(&r.body).expect("token create json");
-        v["auth"]["client_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no client_token in {v}"))
-            .to_string()
+        create_token_via(|m, p, b| self.api_ok(m, p, b), policy_hcl)
     }
 
     /// Write a policy named `name` (overwrites).
@@ -431,10 +456,7 @@ impl Bao {
     /// Write a KV v1 secret: `POST /v1/{mount}/{path}` with `{fields}`, as
     /// root.
     pub fn put_kv1(&self, mount: &str, path: &str, fields: &[(&str, &str)]) {
-        let data: serde_json::Map<String, Value> = fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect();
+        let data = string_fields(fields);
         let mount = mount.trim_matches('/');
         let path = path.trim_matches('/');
         self.api_ok("POST", &format!("/v1/{mount}/{path}"), &Value::Object(data));

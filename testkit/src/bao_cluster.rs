@@ -130,15 +130,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::bao::{create_token_via, kv2_path, string_fields};
 use crate::util::{self, HttpResponse, Proc};
 
-static POLICY_COUNTER: AtomicUsize = AtomicUsize::new(0);
 const PROC_TIMEOUT: Duration = Duration::from_secs(30);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -666,14 +665,8 @@ cluster_addr = "https://127.0.0.1:{cport}"
     /// /v1/{mount}/data/{path}`, as root), then wait until every live node
     /// reads that version (standbys serve reads from their own replica).
     pub fn put_kv2(&self, mount: &str, path: &str, fields: &[(&str, &str)]) {
-        let data: serde_json::Map<String, Value> = fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect();
-        let mount = mount.trim_matches('/');
-        let path = path.trim_matches('/');
-        let url = format!("/v1/{mount}/data/{path}");
-        let r = self.api_ok("POST", &url, &json!({ "data": data }));
+        let url = kv2_path(mount, path);
+        let r = self.api_ok("POST", &url, &json!({ "data": string_fields(fields) }));
         let version = json_of(&r)["data"]["version"].clone();
         self.wait_replicated(&format!("{url} version {version}"), |i, local| {
             self.try_api_node_local(i, "GET", &url, Some(&self.token), None, local)
@@ -688,29 +681,7 @@ cluster_addr = "https://127.0.0.1:{cport}"
     /// the active node; returns once every live node accepts the token
     /// (`auth/token/lookup-self` 200).
     pub fn create_token(&self, policy_hcl: &str) -> String {
-        let mut policies = vec!["default".to_string()];
-        if !policy_hcl.trim().is_empty() {
-            let name = format!(
-                "testkit-cluster-{}",
-                POLICY_COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            self.api_ok(
-                "PUT",
-                &format!("/v1/sys/policies/acl/{name}"),
-                &json!({ "policy": policy_hcl }),
-            );
-            policies.push(name);
-        }
-        let r = self.api_ok(
-            "POST",
-            "/v1/auth/token/create",
-            &json!({ "policies": policies, "ttl": "1h" }),
-        );
-        let v = json_of(&r);
-        let token = v["auth"]["client_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no client_token in {v}"))
-            .to_string();
+        let token = create_token_via(|m, p, b| self.api_ok(m, p, b), policy_hcl);
         self.wait_replicated("new token", |i, local| {
             self.try_api_node_local(
                 i,
