@@ -91,7 +91,20 @@ fn open_vault(
         field: v.field.clone(),
         kv_version: v.kv_version,
     };
-    tracing::debug!("credential store: {config:?}");
+    tracing::debug!(
+        "credential store: {} addresses, {}, KV v{} at {}/ (prefix {:?}, field {:?}){}",
+        config.addresses.len(),
+        config.auth.describe(),
+        config.kv_version,
+        config.mount.trim_matches('/'),
+        config.path_prefix,
+        config.field,
+        config
+            .namespace
+            .as_ref()
+            .map(|n| format!(", namespace {n}"))
+            .unwrap_or_default()
+    );
     Ok(Box::new(VaultStore::new(
         config,
         &tls::client_config(&roots)?,
