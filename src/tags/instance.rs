@@ -2,7 +2,8 @@
 //! layer 2). Each cloud is one [`InstanceSource`] implementation in its own
 //! file; [`select`] picks one from `--source`.
 //!
-//! This build has no cloud sources yet: `auto` finds no cloud and tagstrap
+//! `auto` detects the cloud from DMI ([`super::detect`]). This build has no
+//! cloud sources yet: a detected cloud is named in a warning and tagstrap
 //! reads only files and flags; naming a cloud is refused with that said.
 
 use url::Url;
@@ -32,11 +33,20 @@ pub trait InstanceSource: Send + Sync {
 pub fn select(
     choice: SourceChoice,
     _endpoint: Option<&Url>,
+    dmi_dir: &std::path::Path,
 ) -> Result<Option<Box<dyn InstanceSource>>> {
     match choice {
         SourceChoice::None => Ok(None),
         SourceChoice::Auto => {
-            tracing::info!("no cloud metadata source detected; using tags files and --tag only");
+            match super::detect::detect(&super::detect::Dmi::read(dmi_dir)) {
+                None => tracing::info!(
+                    "no cloud detected from DMI ({}); using tags files and --tag only",
+                    dmi_dir.display()
+                ),
+                Some((cloud, evidence)) => tracing::warn!(
+                    "detected {cloud} from DMI ({evidence}), but this build cannot read its                      instance tags yet; using tags files and --tag only"
+                ),
+            }
             Ok(None)
         }
         named => Err(Error::Usage(format!(

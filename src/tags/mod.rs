@@ -7,6 +7,7 @@
 //! decided in [`agent`].
 
 pub mod agent;
+pub mod detect;
 pub mod file;
 pub mod instance;
 

@@ -1,0 +1,212 @@
+//! Which cloud this instance runs on, from its DMI (SMBIOS) strings alone, as
+//! cloud-init's `ds-identify` does: no network probe, so a machine on no
+//! cloud (or on one without a source) pays nothing at boot. The strings are
+//! read from `/sys/class/dmi/id` (or the directory `TAGSTRAP_DMI_DIR` names,
+//! for tests); a missing or unreadable file is an empty string.
+
+use std::fmt;
+use std::path::Path;
+
+/// The clouds tagstrap knows the metadata service of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    Aws,
+    Gce,
+    Azure,
+    OpenStack,
+}
+
+impl Cloud {
+    /// The `--source` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Aws => "aws",
+            Cloud::Gce => "gce",
+            Cloud::Azure => "azure",
+            Cloud::OpenStack => "openstack",
+        }
+    }
+}
+
+impl fmt::Display for Cloud {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The default DMI directory on Linux.
+pub const DMI_DIR: &str = "/sys/class/dmi/id";
+
+/// Every Azure VM carries this chassis asset tag (documented by Microsoft and
+/// used by cloud-init to recognise Azure).
+const AZURE_CHASSIS_ASSET_TAG: &str = "7783-7084-3265-9085-8269-3286-77";
+const OPENSTACK_PRODUCT_NAMES: [&str; 2] = ["OpenStack Nova", "OpenStack Compute"];
+/// OpenStack clouds that brand the chassis instead of the product name.
+const OPENSTACK_CHASSIS_ASSET_TAGS: [&str; 5] = [
+    "OpenStack Nova",
+    "OpenStack Compute",
+    "OpenTelekomCloud",
+    "SAP CCloud VM",
+    "HUAWEICLOUD",
+];
+
+/// The DMI strings detection looks at, trimmed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dmi {
+    pub sys_vendor: String,
+    pub product_name: String,
+    pub product_version: String,
+    pub product_uuid: String,
+    pub bios_vendor: String,
+    pub chassis_asset_tag: String,
+}
+
+impl Dmi {
+    pub fn read(dir: &Path) -> Dmi {
+        let field = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        Dmi {
+            sys_vendor: field("sys_vendor"),
+            product_name: field("product_name"),
+            product_version: field("product_version"),
+            product_uuid: field("product_uuid"),
+            bios_vendor: field("bios_vendor"),
+            chassis_asset_tag: field("chassis_asset_tag"),
+        }
+    }
+}
+
+/// The cloud, and the DMI evidence for it (for the log line).
+pub fn detect(dmi: &Dmi) -> Option<(Cloud, String)> {
+    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    if dmi.chassis_asset_tag == AZURE_CHASSIS_ASSET_TAG {
+        return Some((Cloud::Azure, "chassis_asset_tag is Azure's".into()));
+    }
+    if eq(&dmi.product_name, "Google Compute Engine") || eq(&dmi.sys_vendor, "Google") {
+        return Some((Cloud::Gce, format!("product_name {:?}", dmi.product_name)));
+    }
+    // Nitro instances say so in sys_vendor (and bios_vendor); Xen instances
+    // in product_version ("4.11.amazon") and the UUID's "ec2" prefix.
+    if eq(&dmi.sys_vendor, "Amazon EC2") || eq(&dmi.bios_vendor, "Amazon EC2") {
+        return Some((Cloud::Aws, format!("sys_vendor {:?}", dmi.sys_vendor)));
+    }
+    if dmi.product_version.to_ascii_lowercase().contains("amazon")
+        || dmi.product_uuid.to_ascii_lowercase().starts_with("ec2")
+    {
+        return Some((
+            Cloud::Aws,
+            format!("product_version {:?}", dmi.product_version),
+        ));
+    }
+    if OPENSTACK_PRODUCT_NAMES
+        .iter()
+        .any(|n| eq(&dmi.product_name, n))
+        || eq(&dmi.sys_vendor, "OpenStack Foundation")
+    {
+        return Some((
+            Cloud::OpenStack,
+            format!("product_name {:?}", dmi.product_name),
+        ));
+    }
+    if OPENSTACK_CHASSIS_ASSET_TAGS
+        .iter()
+        .any(|n| eq(&dmi.chassis_asset_tag, n))
+    {
+        return Some((
+            Cloud::OpenStack,
+            format!("chassis_asset_tag {:?}", dmi.chassis_asset_tag),
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dmi(pairs: &[(&str, &str)]) -> Dmi {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, value) in pairs {
+            std::fs::write(dir.path().join(name), format!("{value}\n")).unwrap();
+        }
+        Dmi::read(dir.path())
+    }
+
+    fn cloud(pairs: &[(&str, &str)]) -> Option<Cloud> {
+        detect(&dmi(pairs)).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn each_cloud_is_recognised_from_what_its_machines_report() {
+        let cases: [(&[(&str, &str)], Cloud); 9] = [
+            (
+                &[("sys_vendor", "Amazon EC2"), ("product_name", "m6i.large")],
+                Cloud::Aws,
+            ),
+            (&[("bios_vendor", "Amazon EC2")], Cloud::Aws),
+            (
+                &[("sys_vendor", "Xen"), ("product_version", "4.11.amazon")],
+                Cloud::Aws,
+            ),
+            (
+                &[("product_uuid", "EC2E1916-9099-7CAF-FD21-012345ABCDEF")],
+                Cloud::Aws,
+            ),
+            (
+                &[
+                    ("sys_vendor", "Google"),
+                    ("product_name", "Google Compute Engine"),
+                ],
+                Cloud::Gce,
+            ),
+            (
+                &[
+                    ("sys_vendor", "Microsoft Corporation"),
+                    ("product_name", "Virtual Machine"),
+                    ("chassis_asset_tag", "7783-7084-3265-9085-8269-3286-77"),
+                ],
+                Cloud::Azure,
+            ),
+            (
+                &[
+                    ("sys_vendor", "OpenStack Foundation"),
+                    ("product_name", "OpenStack Nova"),
+                ],
+                Cloud::OpenStack,
+            ),
+            (&[("product_name", "OpenStack Compute")], Cloud::OpenStack),
+            (
+                &[("chassis_asset_tag", "OpenTelekomCloud")],
+                Cloud::OpenStack,
+            ),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(cloud(pairs), Some(expected), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn other_machines_and_missing_files_are_no_cloud() {
+        assert_eq!(cloud(&[]), None);
+        assert_eq!(
+            cloud(&[
+                ("sys_vendor", "QEMU"),
+                ("product_name", "Standard PC (Q35 + ICH9, 2009)"),
+                ("chassis_asset_tag", "7783-7084"),
+            ]),
+            None
+        );
+        assert_eq!(
+            cloud(&[
+                ("sys_vendor", "Microsoft Corporation"),
+                ("product_name", "Virtual Machine")
+            ]),
+            None,
+            "Hyper-V without Azure's asset tag is not Azure"
+        );
+        assert_eq!(Dmi::read(Path::new("/nonexistent")), Dmi::default());
+    }
+}
