@@ -149,19 +149,7 @@ impl Bao {
     }
 
     fn start_with(tls: bool) -> Bao {
-        let mut last = String::new();
-        for _ in 0..5 {
-            match Self::try_start(tls) {
-                Ok(b) => return b,
-                Err((retry, logs)) => {
-                    last = logs;
-                    if !retry {
-                        break;
-                    }
-                }
-            }
-        }
-        panic!("bao dev server did not start:\n{last}");
+        util::start_with_retries("bao dev server", || Self::try_start(tls))
     }
 
     fn try_start(tls: bool) -> Result<Bao, (bool, String)> {

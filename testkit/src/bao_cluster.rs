@@ -193,19 +193,7 @@ impl BaoClusterBuilder {
     /// if it is not settled within 60 s.
     pub fn start(self) -> BaoCluster {
         assert!(self.nodes >= 1, "a cluster needs at least one node");
-        let mut last = String::new();
-        for _ in 0..5 {
-            match BaoCluster::try_start(&self) {
-                Ok(c) => return c,
-                Err((retry, logs)) => {
-                    last = logs;
-                    if !retry {
-                        break;
-                    }
-                }
-            }
-        }
-        panic!("bao cluster did not start:\n{last}");
+        util::start_with_retries("bao cluster", || BaoCluster::try_start(&self))
     }
 }
 

@@ -50,6 +50,27 @@ pub(crate) fn free_port_pair() -> u16 {
     panic!("could not find two consecutive free ports on 127.0.0.1");
 }
 
+/// Runs `attempt` up to five times while it fails with `(true, logs)` (a
+/// port clash worth another try); panics with the last logs otherwise.
+pub(crate) fn start_with_retries<T>(
+    what: &str,
+    mut attempt: impl FnMut() -> Result<T, (bool, String)>,
+) -> T {
+    let mut last = String::new();
+    for _ in 0..5 {
+        match attempt() {
+            Ok(started) => return started,
+            Err((retry, logs)) => {
+                last = logs;
+                if !retry {
+                    break;
+                }
+            }
+        }
+    }
+    panic!("{what} did not start:\n{last}");
+}
+
 /// Call `f` every `interval` until it returns `Some`, or `timeout` passes.
 pub(crate) fn poll_until<T>(
     timeout: Duration,
