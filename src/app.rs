@@ -160,23 +160,30 @@ pub async fn prepare(settings: &Settings, set: &TagSet) -> Result<Prepared> {
             if let Some((user, password)) = &proxy_tags.credentials {
                 let store = credentials::open::open(&settings.store, &extra, settings.deadline)?;
                 store_shown = Some(store.describe());
-                let user_value = match user {
-                    UserSpec::Plain(name) => {
-                        names.user = Some(name.clone());
-                        name.clone()
-                    }
-                    UserSpec::Cred(reference) => {
-                        names.user = Some(reference.to_string());
-                        credentials::resolve(store.as_ref(), reference)
-                            .await?
-                            .expose_secret()
-                            .to_string()
-                    }
-                };
-                url.user = Some(user_value);
-                url.password = Some(credentials::resolve(store.as_ref(), password).await?);
                 names.password = Some(password.to_string());
+                let resolved = async {
+                    let user_value = match user {
+                        UserSpec::Plain(name) => {
+                            names.user = Some(name.clone());
+                            name.clone()
+                        }
+                        UserSpec::Cred(reference) => {
+                            names.user = Some(reference.to_string());
+                            credentials::resolve(store.as_ref(), reference)
+                                .await?
+                                .expose_secret()
+                                .to_string()
+                        }
+                    };
+                    let password = credentials::resolve(store.as_ref(), password).await?;
+                    Ok::<_, Error>((user_value, password))
+                }
+                .await;
+                // Also after a failure: a login's token is revoked either way.
                 store.close().await;
+                let (user_value, password_value) = resolved?;
+                url.user = Some(user_value);
+                url.password = Some(password_value);
             }
             Some(Proxy {
                 url,

@@ -170,6 +170,26 @@ fn approle_logs_in_with_the_secret_id_file_and_revokes_its_token_after() {
         before,
         "the login's token was revoked once the credentials were read"
     );
+
+    // Also when a credential cannot be read.
+    let witness = Witness::new();
+    let run = Tagstrap::new("run")
+        .tag("rs_agent:http_proxy", PROXY)
+        .tag("rs_agent:http_proxy_user", USER)
+        .tag("rs_agent:http_proxy_password", "cred:MISSING")
+        .tag("rs_agent:mime_shellscript", &witness.url())
+        .env("VAULT_ADDR", bao.addr())
+        .env("TAGSTRAP_VAULT_ROLE_ID", &role_id)
+        .env("TAGSTRAP_VAULT_SECRET_ID_FILE", &file)
+        .run();
+    assert_refused(
+        &run,
+        &witness,
+        66,
+        "cred:MISSING does not exist",
+        &[&secret_id],
+    );
+    assert_eq!(live_tokens(&bao), before, "revoked after a failure too");
 }
 
 #[test]
