@@ -82,21 +82,26 @@ pub trait CredentialStore: Send + Sync {
 /// variable and a header: neither empty nor holding a control character.
 pub async fn resolve(store: &dyn CredentialStore, name: &CredRef) -> Result<SecretString> {
     let secret = store.get(name).await?;
-    check_value(name, secret.expose_secret(), &store.describe())?;
+    check_secret(
+        secret.expose_secret(),
+        &format!("credential {name} in {}", store.describe()),
+        "store it as one line, without a trailing newline",
+    )?;
     tracing::info!(credential = %name, store = %store.describe(), "credential resolved");
     Ok(secret)
 }
 
-fn check_value(name: &CredRef, value: &str, store: &str) -> Result<()> {
+/// The rule for every secret before it may become a header or an environment
+/// variable: not empty, no control character. `subject` names it (never its
+/// value); `fix` says what to do.
+pub(crate) fn check_secret(value: &str, subject: &str, fix: &str) -> Result<()> {
     if value.is_empty() {
-        return Err(Error::Input(format!(
-            "credential {name} in {store} is empty: store the proxy secret in it"
-        )));
+        return Err(Error::Input(format!("{subject} is empty: {fix}")));
     }
     if value.chars().any(char::is_control) {
         return Err(Error::Input(format!(
-            "credential {name} in {store} holds a control character (a trailing newline?), which \
-             must not reach an environment variable or a header: store it without one"
+            "{subject} holds a control character, which must not reach a header or an environment \
+             variable: {fix}"
         )));
     }
     Ok(())
@@ -121,13 +126,13 @@ mod tests {
 
     #[test]
     fn empty_secrets_and_control_characters_are_refused_without_echoing_them() {
-        let name = CredRef("P".into());
-        let empty = check_value(&name, "", "store").unwrap_err();
+        let subject = "credential cred:P in store";
+        let empty = check_secret("", subject, "fix").unwrap_err();
         assert_eq!(empty.exit_code(), 65);
-        let newline = check_value(&name, "hunter2\n", "store").unwrap_err();
+        let newline = check_secret("hunter2\n", subject, "fix").unwrap_err();
         assert_eq!(newline.exit_code(), 65);
         assert!(!newline.message().contains("hunter2"));
         assert!(newline.message().contains("cred:P"));
-        check_value(&name, "p@ss:/%w", "store").unwrap();
+        check_secret("p@ss:/%w", subject, "fix").unwrap();
     }
 }

@@ -54,17 +54,11 @@ pub fn read(path: &Path, what: &str, missing: &str) -> Result<SecretString> {
         .strip_suffix("\r\n")
         .or_else(|| text.strip_suffix('\n'))
         .unwrap_or(&text);
-    if value.is_empty() {
-        return Err(Error::Input(format!(
-            "{what}: {shown} is empty: write the secret into it"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(Error::Input(format!(
-            "{what}: {shown} holds a control character (beyond one trailing newline), which must \
-             not reach a header or an environment variable: write the secret alone on one line"
-        )));
-    }
+    super::check_secret(
+        value,
+        &format!("{what}: {shown}"),
+        "write the secret alone on one line (one trailing newline is fine)",
+    )?;
     Ok(SecretString::from(value.to_string()))
 }
 
