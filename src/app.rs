@@ -109,13 +109,10 @@ pub async fn collect_tags(settings: &Settings) -> Result<Collected> {
         sources.push(path.display().to_string());
     }
     let mut instance_id = None;
-    let dmi_dir = std::env::var_os("TAGSTRAP_DMI_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| crate::tags::detect::DMI_DIR.into());
     let source = instance::select(
         settings.source,
         settings.metadata_endpoint.as_ref(),
-        &dmi_dir,
+        &settings.dmi_dir,
     )?;
     if let Some(source) = source {
         let data = source.fetch().await?;

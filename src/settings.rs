@@ -107,6 +107,8 @@ pub struct Settings {
     pub instance_id: Option<String>,
     pub verbose: u8,
     pub store: StoreSettings,
+    /// Where `--source auto` reads DMI strings (`$TAGSTRAP_DMI_DIR`, for tests).
+    pub dmi_dir: PathBuf,
 }
 
 /// The config file's keys: one per flag, plus `[vault]`.
@@ -409,6 +411,9 @@ impl Settings {
             instance_id,
             verbose: args.verbose,
             store,
+            dmi_dir: var("TAGSTRAP_DMI_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| crate::tags::detect::DMI_DIR.into()),
         })
     }
 }
