@@ -89,11 +89,35 @@ async fn dispatch(command: &Command, settings: Settings) -> Result<i32> {
     }
 }
 
-/// The merged tags, and the instance ID when a cloud source gave one.
+/// The merged tags, and what the cloud source said, when one was read.
 pub struct Collected {
     pub tags: TagSet,
-    pub instance_id: Option<String>,
+    pub instance: Option<InstanceRead>,
     pub sources: Vec<String>,
+}
+
+/// What was read from the metadata service, for the report and `--once`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstanceRead {
+    pub source: &'static str,
+    pub instance_id: Option<String>,
+    pub from: String,
+    pub tries: crate::fetch::retry::Tries,
+}
+
+/// The extra CA certificates of `--ca-file`, and the TLS settings with them.
+fn tls_config(
+    settings: &Settings,
+) -> Result<(
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    Arc<rustls::ClientConfig>,
+)> {
+    let extra = match &settings.ca_file {
+        Some(path) => tls::read_pem_certificates(path, "--ca-file")?,
+        None => Vec::new(),
+    };
+    let tls = tls::client_config(&extra)?;
+    Ok((extra, tls))
 }
 
 /// Layer 1 (tags files), layer 2 (the instance's tags), layer 3 (`--tag`).
@@ -108,17 +132,35 @@ pub async fn collect_tags(settings: &Settings) -> Result<Collected> {
         set.layer(tags::file::read(path)?);
         sources.push(path.display().to_string());
     }
-    let mut instance_id = None;
-    let source = instance::select(
-        settings.source,
-        settings.metadata_endpoint.as_ref(),
-        &settings.dmi_dir,
-    )?;
-    if let Some(source) = source {
-        let data = source.fetch().await?;
-        instance_id = data.instance_id;
-        set.layer(data.tags);
-        sources.push(format!("{} instance tags", source.name()));
+    let mut instance = None;
+    if settings.source != crate::cli::SourceChoice::None {
+        let config = instance::SourceConfig {
+            endpoint: settings.metadata_endpoint.clone(),
+            tls: tls_config(settings)?.1,
+            deadline: settings.deadline,
+            named: settings.source != crate::cli::SourceChoice::Auto,
+            config_drive: settings.config_drive.clone(),
+        };
+        if let Some(source) = instance::select(settings.source, &settings.dmi_dir, config)? {
+            let data = source.fetch().await?;
+            tracing::info!(
+                instance_id = data.instance_id.as_deref().unwrap_or(""),
+                tags = data.tags.len(),
+                tries = data.tries.tries,
+                "{} instance: {} rs_agent: tags from {}",
+                source.name(),
+                data.tags.len(),
+                data.from
+            );
+            set.layer(data.tags.iter().cloned());
+            sources.push(format!("{} instance tags", source.name()));
+            instance = Some(InstanceRead {
+                source: source.name(),
+                instance_id: data.instance_id,
+                from: data.from,
+                tries: data.tries,
+            });
+        }
     }
     if let Some(first) = settings.tags.first() {
         sources.push(first.origin.to_string());
@@ -126,7 +168,7 @@ pub async fn collect_tags(settings: &Settings) -> Result<Collected> {
     set.layer(settings.tags.iter().cloned());
     Ok(Collected {
         tags: set,
-        instance_id,
+        instance,
         sources,
     })
 }
@@ -142,11 +184,7 @@ pub struct Prepared {
 
 pub async fn prepare(settings: &Settings, set: &TagSet) -> Result<Prepared> {
     let agent = AgentTags::from_tags(set, Platform::current())?;
-    let extra = match &settings.ca_file {
-        Some(path) => tls::read_pem_certificates(path, "--ca-file")?,
-        None => Vec::new(),
-    };
-    let tls = tls::client_config(&extra)?;
+    let (extra, tls) = tls_config(settings)?;
 
     let mut store_shown = None;
     let tagged = match &agent.proxy {
@@ -261,10 +299,15 @@ async fn run_steps(
 ) -> Result<Option<i32>> {
     let collected = collect_tags(settings).await?;
     report.tags = report_tags(&collected.tags);
-    report.instance_id = collected.instance_id.clone();
+    let from_cloud = collected
+        .instance
+        .as_ref()
+        .and_then(|i| i.instance_id.clone());
+    report.instance_id = from_cloud.clone();
+    report.instance = collected.instance.clone();
 
     let marker = if settings.once {
-        let id = instance_id(settings, collected.instance_id.clone())?;
+        let id = instance_id(settings, from_cloud)?;
         report.instance_id = Some(id.clone());
         let marker = state.marker_path(&id)?;
         if marker.exists() {
@@ -391,6 +434,23 @@ async fn plan(settings: &Settings) -> Result<()> {
     }
     if collected.tags.is_empty() {
         println!("  (none)");
+    }
+    if let Some(instance) = &collected.instance {
+        println!(
+            "instance:  {} {} (read from {}, {} {})",
+            instance.source,
+            instance
+                .instance_id
+                .as_deref()
+                .unwrap_or("(no instance ID)"),
+            instance.from,
+            instance.tries.tries,
+            if instance.tries.tries == 1 {
+                "try"
+            } else {
+                "tries"
+            }
+        );
     }
     let prepared = prepare(settings, &collected.tags).await?;
     match &prepared.env.proxy {

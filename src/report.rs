@@ -19,6 +19,8 @@ pub struct Report {
     pub finished_at: String,
     pub seconds: f64,
     pub instance_id: Option<String>,
+    /// The cloud source read, where, and how many tries it took.
+    pub instance: Option<crate::app::InstanceRead>,
     pub tags: Vec<ReportTag>,
     pub proxy: Option<ReportProxy>,
     pub no_proxy: Option<String>,

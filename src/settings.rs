@@ -109,6 +109,9 @@ pub struct Settings {
     pub store: StoreSettings,
     /// Where `--source auto` reads DMI strings (`$TAGSTRAP_DMI_DIR`, for tests).
     pub dmi_dir: PathBuf,
+    /// The OpenStack config drive device, instead of looking for the label
+    /// (`$TAGSTRAP_CONFIG_DRIVE`).
+    pub config_drive: Option<PathBuf>,
 }
 
 /// The config file's keys: one per flag, plus `[vault]`.
@@ -296,8 +299,18 @@ impl Settings {
             Some(found) => Some(
                 Url::parse(&found.value)
                     .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or_else(|| found.error("expected an http:// or https:// URL"))?,
+                    .filter(|u| match u.scheme() {
+                        "http" | "https" => u.has_host(),
+                        // A config drive's content, mounted or copied.
+                        "file" => source == SourceChoice::Openstack,
+                        _ => false,
+                    })
+                    .ok_or_else(|| {
+                        found.error(
+                            "expected an http:// or https:// URL (or, with --source openstack, \
+                             file:// and a config drive's directory)",
+                        )
+                    })?,
             ),
         };
 
@@ -414,6 +427,9 @@ impl Settings {
             dmi_dir: var("TAGSTRAP_DMI_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| crate::tags::detect::DMI_DIR.into()),
+            config_drive: var("TAGSTRAP_CONFIG_DRIVE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         })
     }
 }

@@ -70,7 +70,8 @@ impl StateDir {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+/// Creates a directory (and its parents) with mode 0700.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{sha256_hex, write_secret, Tagstrap};
-use testkit::{Bao, Origin, Reply, Squid, TestCa};
+use testkit::{Bao, Cloud, FakeMetadata, Origin, Reply, Squid, TestCa};
 
 const USER: &str = "svc-leak";
 /// Every character a naive URL or log formatter would trip over, but no `"`
@@ -51,6 +51,10 @@ struct World {
     denied_token: String,
     role_id: String,
     secret_id: String,
+    /// AWS instance tags naming the proxy, `cred:PROXY_PASS` and the script.
+    aws: FakeMetadata,
+    /// Azure instance tags holding the password in plain text (refused).
+    azure_plain: FakeMetadata,
     /// Inputs: secret files, private or deliberately exposed. Not scanned.
     inputs: tempfile::TempDir,
     /// Outputs of the scripts: scanned.
@@ -124,12 +128,26 @@ impl World {
             write_secret(&dir.join(sub), "PROXY_PASS", PASSWORD, mode);
             write_secret(&dir.join(sub), "PROXY_USER", USER, 0o600);
         }
+        let aws = FakeMetadata::builder(Cloud::Aws)
+            .tag("rs_agent:http_proxy", &squid.proxy_addr())
+            .tag("rs_agent:http_proxy_user", USER)
+            .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+            .tag("rs_agent:mime_shellscript", &origin.url("/install.sh"))
+            .start();
+        let azure_plain = FakeMetadata::builder(Cloud::Azure)
+            .tag("rs_agent:http_proxy", &squid.proxy_addr())
+            .tag("rs_agent:http_proxy_user", USER)
+            .tag("rs_agent:http_proxy_password", PASSWORD)
+            .tag("rs_agent:mime_shellscript", &origin.url("/install.sh"))
+            .start();
         World {
             _ca: ca,
             ca_path,
             squid,
             bao,
             origin,
+            aws,
+            azure_plain,
             closed_port,
             read_token,
             denied_token,
@@ -391,6 +409,29 @@ fn paths() -> Vec<Path_> {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
                     .env("CREDENTIALS_DIRECTORY", w.input("creds-exposed"));
                 with_script(w, t, "/install.sh")
+            },
+        },
+        Path_ {
+            name: "every tag from the AWS instance tags",
+            run_exit: 0,
+            set_up: |w, t| {
+                with_vault(w, t, &w.read_token)
+                    .arg("--source")
+                    .arg("aws")
+                    .arg("--metadata-endpoint")
+                    .arg(w.aws.url())
+                    .arg("--ca-file")
+                    .arg(&w.ca_path)
+            },
+        },
+        Path_ {
+            name: "a plain-text password in the Azure instance tags",
+            run_exit: 65,
+            set_up: |w, t| {
+                t.arg("--source")
+                    .arg("azure")
+                    .arg("--metadata-endpoint")
+                    .arg(w.azure_plain.url())
             },
         },
         // Secrets typed into tags come from tags files here: on the test's

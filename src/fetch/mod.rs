@@ -4,6 +4,7 @@
 //! the way. Nothing is kept in memory but one chunk.
 
 pub mod classify;
+pub mod direct;
 pub mod probe;
 pub mod retry;
 pub mod tls;

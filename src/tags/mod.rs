@@ -23,18 +23,31 @@ pub const PREFIX: &str = "rs_agent:";
 /// Where one tag value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    File { path: PathBuf, line: usize },
-    Instance { source: &'static str },
+    File {
+        path: PathBuf,
+        line: usize,
+    },
+    /// A cloud's instance tags; `line` for GCE's tags-file attribute.
+    Instance {
+        source: &'static str,
+        line: Option<usize>,
+    },
     CommandLine,
     Environment,
-    ConfigFile { path: PathBuf },
+    ConfigFile {
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
-            Origin::Instance { source } => write!(f, "{source} instance tags"),
+            Origin::Instance { source, line: None } => write!(f, "{source} instance tags"),
+            Origin::Instance {
+                source,
+                line: Some(line),
+            } => write!(f, "{source} instance tags, line {line}"),
             Origin::CommandLine => f.write_str("--tag"),
             Origin::Environment => f.write_str("TAGSTRAP_TAG"),
             Origin::ConfigFile { path } => write!(f, "tags in {}", path.display()),

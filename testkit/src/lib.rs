@@ -11,6 +11,10 @@
 //!   to seal/unseal it, over its HTTP API.
 //! * [`BaoCluster`] — a real OpenBao HA cluster (integrated Raft storage,
 //!   3 nodes in use) whose nodes can be SIGKILLed to force a failover.
+//! * [`FakeMetadata`] — fake AWS IMDSv2, GCE, Azure IMDS and OpenStack
+//!   metadata services serving `fixtures/<cloud>/`, enforcing the real
+//!   services' header/token rules (and recording what they refuse), plus an
+//!   OpenStack config-drive image builder.
 //! * [`Relay`] — a TCP relay in front of a server that can run a hook when
 //!   the first client connects or inject HTTP request headers.
 //!
@@ -22,6 +26,7 @@
 pub mod bao;
 pub mod bao_cluster;
 pub mod ca;
+pub mod metadata;
 pub mod origin;
 pub mod relay;
 pub mod squid;
@@ -30,9 +35,10 @@ mod util;
 pub use bao::Bao;
 pub use bao_cluster::{BaoCluster, BaoClusterBuilder};
 pub use ca::{IssuedCert, TestCa};
+pub use metadata::{Cloud, FakeMetadata, FakeMetadataBuilder, ReservedFakeMetadata};
 pub use origin::{
-    generated_body, generated_byte, Origin, OriginBuilder, RecordedRequest, Reply, ReservedOrigin,
-    GENERATED_CHUNK,
+    generated_body, generated_byte, Handler, Origin, OriginBuilder, RecordedRequest, Reply,
+    ReservedOrigin, GENERATED_CHUNK,
 };
 pub use relay::Relay;
 pub use squid::{Squid, SquidBuilder};

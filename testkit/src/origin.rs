@@ -12,8 +12,10 @@
 //!
 //! Requests are routed on their path without the query string (a route
 //! registered with a query string matches that exact target first). Unknown
-//! paths get `404`. Request bodies announced with `Content-Length` are read
-//! and discarded. Request heads are limited to 64 KiB (`431` otherwise).
+//! paths get `404`. A [`Handler`] (see [`OriginBuilder::handler`]) sees every
+//! request before the routes and can answer it itself. Request bodies
+//! announced with `Content-Length` are read and discarded. Request heads are
+//! limited to 64 KiB (`431` otherwise).
 //!
 //! [`Origin::stop`] / Drop stop listening and drop all open connections.
 
@@ -150,6 +152,11 @@ impl RecordedRequest {
     }
 }
 
+/// Answers a request itself (`Some`) or leaves it to the routes (`None`);
+/// see [`OriginBuilder::handler`]. Runs on the origin's runtime thread, so it
+/// must not block for long.
+pub type Handler = Arc<dyn Fn(&RecordedRequest) -> Option<Reply> + Send + Sync>;
+
 #[derive(Clone, Debug)]
 struct Route {
     queued: VecDeque<Reply>,
@@ -160,9 +167,17 @@ struct Route {
 struct Shared {
     routes: Mutex<HashMap<String, Route>>,
     log: Mutex<Vec<RecordedRequest>>,
+    handler: Option<Handler>,
 }
 
 impl Shared {
+    fn reply_to(&self, req: &RecordedRequest) -> Reply {
+        if let Some(reply) = self.handler.as_ref().and_then(|h| h(req)) {
+            return reply;
+        }
+        self.next_reply(&req.target, &req.path)
+    }
+
     fn next_reply(&self, target: &str, path: &str) -> Reply {
         let mut routes = self.routes.lock().unwrap();
         let route = if routes.contains_key(target) {
@@ -183,6 +198,7 @@ pub struct OriginBuilder {
     tls: Option<Arc<rustls::ServerConfig>>,
     routes: HashMap<String, Route>,
     ip: IpAddr,
+    handler: Option<Handler>,
 }
 
 /// An origin whose port is chosen but which does not listen yet
@@ -214,6 +230,13 @@ impl OriginBuilder {
                 then,
             },
         );
+        self
+    }
+
+    /// Give every request to `f` first: `Some(reply)` is sent, `None` falls
+    /// back to the routes. Replaces an earlier handler.
+    pub fn handler(mut self, f: Handler) -> Self {
+        self.handler = Some(f);
         self
     }
 
@@ -310,6 +333,7 @@ impl Origin {
             tls: ca.map(|c| c.server_config()),
             routes: HashMap::new(),
             ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            handler: None,
         }
     }
 
@@ -322,6 +346,7 @@ impl Origin {
         let shared = Arc::new(Shared {
             routes: Mutex::new(b.routes),
             log: Mutex::new(Vec::new()),
+            handler: b.handler.clone(),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let tls = b.tls.clone();
@@ -504,7 +529,7 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-fn reason(code: u16) -> &'static str {
+pub(crate) fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
         201 => "Created",
@@ -521,9 +546,17 @@ fn reason(code: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
@@ -572,8 +605,8 @@ async fn serve(mut conn: Conn, shared: Arc<Shared>) -> std::io::Result<()> {
     let path = target.split('?').next().unwrap_or("").to_string();
     let req = RecordedRequest {
         method: method.to_string(),
-        path: path.clone(),
-        target: target.clone(),
+        path,
+        target,
         headers,
         at: Instant::now(),
     };
@@ -582,7 +615,7 @@ async fn serve(mut conn: Conn, shared: Arc<Shared>) -> std::io::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let head_only = req.method.eq_ignore_ascii_case("HEAD");
-    shared.log.lock().unwrap().push(req);
+    shared.log.lock().unwrap().push(req.clone());
 
     // Discard the request body, if any.
     let mut have = (buf.len() - head_end) as u64;
@@ -595,7 +628,7 @@ async fn serve(mut conn: Conn, shared: Arc<Shared>) -> std::io::Result<()> {
         have += n as u64;
     }
 
-    let reply = shared.next_reply(&target, &path);
+    let reply = shared.reply_to(&req);
     write_reply(&mut conn, reply, head_only).await
 }
 

@@ -21,7 +21,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::fetch::classify::{retry_after_header, status_class, ErrorFacts, StatusClass};
+use crate::fetch::classify::{retry_after_header, status_class, StatusClass};
+use crate::fetch::direct;
 use crate::fetch::retry::{Class, Failure, Transient};
 use crate::fetch::{HttpClient, Redirects};
 
@@ -169,7 +170,7 @@ impl VaultClient {
             let shown = shown_address(&url).to_string();
             let response = match builder.send().await {
                 Ok(response) => response,
-                Err(e) => return Err(transport_failure(&shown, &e)),
+                Err(e) => return Err(direct::transport_failure(&peer(&shown), &e)),
             };
             let status = response.status().as_u16();
             if matches!(status, 301 | 302 | 303 | 307 | 308) {
@@ -192,7 +193,7 @@ impl VaultClient {
                     retry_after,
                 ));
             }
-            let body = read_body(response, &shown).await?;
+            let body = direct::read_body(response, &peer(&shown), MAX_ANSWER_BYTES).await?;
             return Ok(Answer {
                 status,
                 body,
@@ -251,53 +252,12 @@ fn redirect_target(
     Ok(next)
 }
 
-async fn read_body(
-    mut response: reqwest::Response,
-    shown: &str,
-) -> std::result::Result<Vec<u8>, Failure> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk);
-                if body.len() > MAX_ANSWER_BYTES {
-                    return Err(Failure::Permanent(Error::Unavailable(format!(
-                        "{shown} sent an answer larger than {MAX_ANSWER_BYTES} bytes: is it a \
-                         Vault/OpenBao server?"
-                    ))));
-                }
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(Failure::busy(
-                    format!(
-                        "{shown}: reading the answer failed: {}",
-                        ErrorFacts::of(&e).detail
-                    ),
-                    None,
-                ))
-            }
-        }
-    }
-}
-
-fn transport_failure(shown: &str, error: &reqwest::Error) -> Failure {
-    let facts = ErrorFacts::of(error);
-    if let Some(untrusted) = facts.untrusted {
-        return Failure::Permanent(Error::Refused(format!(
-            "TLS verification of the store at {shown} failed ({untrusted}): set VAULT_CACERT or \
-             --ca-file to the CA that signed its certificate"
-        )));
-    }
-    // No answer at all (refused, reset, closed before a status line): a node
-    // that died or is not up yet, whose recovery should be noticed at once.
-    // A timeout is a node that hangs: backoff.
-    if facts.connect {
-        Failure::network_down(format!("{shown} is not reachable: {}", facts.detail))
-    } else if !facts.timeout {
-        Failure::network_down(format!("{shown} gave no answer: {}", facts.detail))
-    } else {
-        Failure::busy(format!("{shown}: {}", facts.detail), None)
+fn peer(shown: &str) -> direct::Peer<'_> {
+    direct::Peer {
+        shown,
+        role: "the store",
+        kind: "a Vault/OpenBao server",
+        trust_hint: "set VAULT_CACERT or --ca-file to the CA that signed its certificate",
     }
 }
 

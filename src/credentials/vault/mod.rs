@@ -149,7 +149,7 @@ impl VaultStore {
             Some(other) => Err(Error::Input(format!(
                 "credential {name}: the field {field:?} of {path} in {store} is {}, not a string: \
                  store the secret as a string",
-                json_kind(other)
+                crate::fetch::direct::json_kind(other)
             ))),
             None if data.is_none() && self.config.kv_version == 2 => Err(Error::NotFound(format!(
                 "credential {name}: {path} in {store} has no current version (deleted or \
@@ -196,17 +196,6 @@ impl VaultStore {
             name.name(),
             self.config.field
         ))
-    }
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "an object",
     }
 }
 

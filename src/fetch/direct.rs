@@ -1,0 +1,90 @@
+//! Small requests sent directly, never through a proxy: the credential store
+//! and the cloud's metadata service. Both read short answers into memory and
+//! decide alike what a failure to get one means; the script download, which
+//! streams and may go through the proxy, has its own rules in [`super`].
+
+use super::classify::ErrorFacts;
+use super::retry::Failure;
+use crate::error::Error;
+
+/// What a direct request talks to, for the messages of [`read_body`] and
+/// [`transport_failure`].
+pub struct Peer<'a> {
+    /// Scheme, host and port, e.g. "http://169.254.169.254".
+    pub shown: &'a str,
+    /// Its role, e.g. "the store" or "the aws metadata service".
+    pub role: &'a str,
+    /// What it should be, e.g. "a Vault/OpenBao server".
+    pub kind: &'a str,
+    /// What to do when its TLS certificate is not trusted.
+    pub trust_hint: &'a str,
+}
+
+/// Reads a whole answer of at most `max` bytes. A larger one is refused: the
+/// peer is not what it should be.
+pub async fn read_body(
+    mut response: reqwest::Response,
+    peer: &Peer<'_>,
+    max: usize,
+) -> std::result::Result<Vec<u8>, Failure> {
+    let shown = peer.shown;
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > max {
+                    return Err(Failure::Permanent(Error::Unavailable(format!(
+                        "{shown} sent an answer larger than {max} bytes: is it {}?",
+                        peer.kind
+                    ))));
+                }
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(Failure::busy(
+                    format!(
+                        "{shown}: reading the answer failed: {}",
+                        ErrorFacts::of(&e).detail
+                    ),
+                    None,
+                ))
+            }
+        }
+    }
+}
+
+/// What a request that got no answer means. No answer at all (refused,
+/// reset, closed before a status line) is a peer that is not up yet, whose
+/// recovery should be noticed at once: short waits. A timeout is a peer that
+/// hangs: backoff. An untrusted certificate is final.
+pub fn transport_failure(peer: &Peer<'_>, error: &reqwest::Error) -> Failure {
+    let facts = ErrorFacts::of(error);
+    let shown = peer.shown;
+    if let Some(untrusted) = facts.untrusted {
+        return Failure::Permanent(Error::Refused(format!(
+            "TLS verification of {} at {shown} failed ({untrusted}): {}",
+            peer.role, peer.trust_hint
+        )));
+    }
+    if facts.connect {
+        Failure::network_down(format!("{shown} is not reachable: {}", facts.detail))
+    } else if !facts.timeout {
+        Failure::network_down(format!("{shown} gave no answer: {}", facts.detail))
+    } else {
+        Failure::busy(format!("{shown}: {}", facts.detail), None)
+    }
+}
+
+/// "a string", "a list", …: what a JSON value is, for messages that must not
+/// show the value itself.
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,205 @@
+//! AWS: instance tags from IMDSv2 (`meta-data/tags/instance`, then one
+//! request per `rs_agent:` key), and the instance ID.
+//!
+//! Each try asks for a fresh session token (`PUT latest/api/token` with its
+//! TTL header), so a token never outlives a try. A token `PUT` answered 404
+//! or 405 is an EC2-compatible service without IMDSv2, read the v1 way; 403
+//! means the instance's metadata endpoint is turned off. Tags in metadata are
+//! off by default on AWS: the tags path then answers 404, and the message
+//! says how to turn them on.
+
+#[cfg(test)]
+mod mock_tests;
+
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::client::{Answer, MetadataClient, NO_ANSWER};
+use super::{instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
+use crate::error::{Error, Result};
+use crate::fetch::retry::Failure;
+use crate::BoxFuture;
+
+const NAME: &str = "aws";
+/// Lifetime asked for each session token. A try needs it for a few requests;
+/// every try asks for a new one.
+pub const TOKEN_TTL_SECONDS: u32 = 300;
+const TOKEN_PATH: &str = "latest/api/token";
+const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
+const INSTANCE_ID_PATH: &str = "latest/meta-data/instance-id";
+const TAGS_PATH: &str = "latest/meta-data/tags/instance";
+
+pub struct Aws {
+    client: MetadataClient,
+    named: bool,
+}
+
+impl Aws {
+    pub fn new(config: &SourceConfig) -> Result<Aws> {
+        Ok(Aws {
+            client: MetadataClient::for_source(NAME, config)?,
+            named: config.named,
+        })
+    }
+
+    async fn try_once(&self) -> std::result::Result<InstanceData, Failure> {
+        let token = self.token().await?;
+        let instance_id = self.read(INSTANCE_ID_PATH, &[], &token).await?;
+        let instance_id = match instance_id {
+            Some(id) if !id.trim().is_empty() => id.trim().to_string(),
+            _ => {
+                return Err(Failure::Permanent(Error::Unavailable(format!(
+                    "{} has no instance ID at {INSTANCE_ID_PATH}: is it an EC2 metadata service?",
+                    self.client.describe()
+                ))))
+            }
+        };
+        let keys = match self.read(TAGS_PATH, &[], &token).await? {
+            Some(listing) => listing,
+            None => return self.tags_off(instance_id),
+        };
+        let mut tags = Vec::new();
+        let mut skipped = 0;
+        for key in keys.lines().filter(|k| !k.trim().is_empty()) {
+            if !is_ours(key) {
+                skipped += 1;
+                continue;
+            }
+            // A tag removed between the listing and this read is simply gone.
+            let Some(value) = self.read(TAGS_PATH, &[key], &token).await? else {
+                tracing::debug!(key, "aws tag listed but gone when read");
+                continue;
+            };
+            tags.push(instance_tag(NAME, key, &value)?);
+        }
+        tracing::debug!(
+            read = tags.len(),
+            skipped,
+            "aws instance tags: {} rs_agent: tags read, {skipped} others not fetched",
+            tags.len()
+        );
+        Ok(InstanceData {
+            instance_id: Some(instance_id),
+            tags,
+            from: self.client.shown().to_string(),
+            ..InstanceData::default()
+        })
+    }
+
+    /// Instance metadata tags are off (the default on AWS). Named with
+    /// `--source aws`, that is an error; detected, the run goes on with the
+    /// other layers, and the warning says how to turn them on.
+    fn tags_off(&self, instance_id: String) -> std::result::Result<InstanceData, Failure> {
+        let message = format!(
+            "{} answered 404 for {TAGS_PATH}: instance tags are not in the instance metadata \
+             (they are off by default). Turn them on with `aws ec2 modify-instance-metadata-options \
+             --instance-id {instance_id} --instance-metadata-tags enabled`, or \
+             InstanceMetadataTags=enabled in the launch template's MetadataOptions",
+            self.client.describe()
+        );
+        if self.named {
+            return Err(Failure::Permanent(Error::NotFound(message)));
+        }
+        tracing::warn!("{message}; going on with tags files and --tag only");
+        Ok(InstanceData {
+            instance_id: Some(instance_id),
+            from: self.client.shown().to_string(),
+            ..InstanceData::default()
+        })
+    }
+
+    /// A session token, or `None` for a service without IMDSv2.
+    async fn token(&self) -> std::result::Result<Option<SecretString>, Failure> {
+        let url = self.client.url(TOKEN_PATH, &[], None);
+        let ttl = TOKEN_TTL_SECONDS.to_string();
+        let answer = match self
+            .client
+            .send(Method::PUT, url, &[(TTL_HEADER, &ttl)])
+            .await
+        {
+            Ok(answer) => answer,
+            // A PUT whose answer never comes back is the classic sign of a
+            // hop limit of 1 with tagstrap in a container.
+            Err(Failure::Transient(mut t)) if t.reason.contains(NO_ANSWER) => {
+                t.reason.push_str(
+                    " (no answer to the token PUT: if tagstrap runs in a container, the instance's \
+                     metadata hop limit must be 2: `aws ec2 modify-instance-metadata-options \
+                     --http-put-response-hop-limit 2`)",
+                );
+                return Err(Failure::Transient(t));
+            }
+            Err(e) => return Err(e),
+        };
+        match answer.status {
+            200 => {
+                let token = self.client.text(&answer)?;
+                let token = token.trim();
+                if token.is_empty() || token.chars().any(|c| c.is_control()) {
+                    return Err(self.client.unexpected(&answer));
+                }
+                Ok(Some(SecretString::from(token.to_string())))
+            }
+            403 => Err(Failure::Permanent(Error::Refused(format!(
+                "{} refused the session token request with 403 Forbidden: the instance's metadata \
+                 endpoint is turned off. Turn it on with `aws ec2 modify-instance-metadata-options \
+                 --http-endpoint enabled`",
+                self.client.describe()
+            )))),
+            404 | 405 => {
+                tracing::info!(
+                    "{} has no IMDSv2 session tokens ({} to the token PUT); reading it without one",
+                    self.client.describe(),
+                    answer.status
+                );
+                Ok(None)
+            }
+            _ => Err(self.client.unexpected(&answer)),
+        }
+    }
+
+    /// GET `path`/`segments` with the token: `Some(text)` on 200, `None` on 404.
+    async fn read(
+        &self,
+        path: &str,
+        segments: &[&str],
+        token: &Option<SecretString>,
+    ) -> std::result::Result<Option<String>, Failure> {
+        let url = self.client.url(path, segments, None);
+        let headers: Vec<(&str, &str)> = token
+            .iter()
+            .map(|t| (TOKEN_HEADER, t.expose_secret()))
+            .collect();
+        let answer = self.client.get(url, &headers).await?;
+        match answer.status {
+            200 => self.client.text(&answer).map(Some),
+            404 => Ok(None),
+            401 => Err(self.denied(&answer, token.is_some())),
+            _ => Err(self.client.unexpected(&answer)),
+        }
+    }
+
+    fn denied(&self, answer: &Answer, had_token: bool) -> Failure {
+        let why = if had_token {
+            "it did not accept the session token it had just issued"
+        } else {
+            "it requires IMDSv2 session tokens, but did not issue one to the token PUT"
+        };
+        Failure::Permanent(Error::Refused(format!(
+            "{} answered 401 Unauthorized to {}: {why}. Is something between this instance and the \
+             metadata service rewriting requests?",
+            self.client.describe(),
+            answer.path
+        )))
+    }
+}
+
+impl InstanceSource for Aws {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn fetch(&self) -> BoxFuture<'_, Result<InstanceData>> {
+        Box::pin(self.client.read_instance(|| self.try_once()))
+    }
+}

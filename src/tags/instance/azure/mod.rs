@@ -1,0 +1,119 @@
+//! Azure: IMDS `metadata/instance/compute/tagsList` (a JSON list of
+//! `{"name", "value"}`) and `compute/vmId`, with `Metadata: true` and a
+//! pinned `api-version`, so a newer IMDS cannot change the shape read here.
+//!
+//! IMDS answers 410 Gone while it starts (Microsoft: retry for up to 70 s),
+//! so 410 is retried here, unlike elsewhere.
+
+#[cfg(test)]
+mod mock_tests;
+
+use serde_json::Value;
+
+use super::client::MetadataClient;
+use super::{instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
+use crate::error::{Error, Result};
+use crate::fetch::direct::json_kind;
+use crate::fetch::retry::Failure;
+use crate::BoxFuture;
+
+const NAME: &str = "azure";
+/// The IMDS version whose `compute` shape this reads; `tagsList` exists
+/// since 2019-06-04, and 2021-02-01 is served in every Azure region.
+pub const API_VERSION: &str = "2021-02-01";
+const HEADER: (&str, &str) = ("Metadata", "true");
+const VM_ID_PATH: &str = "metadata/instance/compute/vmId";
+const TAGS_PATH: &str = "metadata/instance/compute/tagsList";
+
+pub struct Azure {
+    client: MetadataClient,
+}
+
+impl Azure {
+    pub fn new(config: &SourceConfig) -> Result<Azure> {
+        Ok(Azure {
+            client: MetadataClient::for_source(NAME, config)?,
+        })
+    }
+
+    async fn try_once(&self) -> std::result::Result<InstanceData, Failure> {
+        let query = format!("api-version={API_VERSION}&format=text");
+        let vm_id = self.read(VM_ID_PATH, &query).await?;
+        let vm_id = self.client.text(&vm_id)?.trim().to_string();
+        let list = self
+            .read(TAGS_PATH, &format!("api-version={API_VERSION}"))
+            .await?;
+        let list = self.client.json(&list)?;
+        Ok(InstanceData {
+            instance_id: Some(vm_id).filter(|id| !id.is_empty()),
+            tags: self.tags(&list)?,
+            from: self.client.shown().to_string(),
+            ..InstanceData::default()
+        })
+    }
+
+    async fn read(
+        &self,
+        path: &str,
+        query: &str,
+    ) -> std::result::Result<super::client::Answer, Failure> {
+        let url = self.client.url(path, &[], Some(query));
+        let answer = self.client.get(url, &[HEADER]).await?;
+        match answer.status {
+            200 => Ok(answer),
+            410 => Err(Failure::busy(
+                format!(
+                    "{} answered 410 Gone: IMDS is still starting",
+                    self.client.describe()
+                ),
+                None,
+            )),
+            400 => Err(Failure::Permanent(Error::Unavailable(format!(
+                "{} answered 400 Bad Request to {}{}: IMDS refuses requests without the header \
+                 Metadata: true and requests that came through a proxy (X-Forwarded-For)",
+                self.client.describe(),
+                answer.path,
+                answer.said()
+            )))),
+            _ => Err(self.client.unexpected(&answer)),
+        }
+    }
+
+    /// `[{"name": "rs_agent:type", "value": "lite"}, …]` → tags, refusing any
+    /// other shape (exit 65) rather than guessing.
+    fn tags(&self, list: &Value) -> std::result::Result<Vec<crate::tags::Tag>, Failure> {
+        let bad = |what: String| {
+            Failure::Permanent(Error::Input(format!(
+                "{} sent a tagsList that is not a list of {{\"name\", \"value\"}} strings: {what}",
+                self.client.describe()
+            )))
+        };
+        let entries = list
+            .as_array()
+            .ok_or_else(|| bad(format!("it is {}", json_kind(list))))?;
+        let mut tags = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
+            let field = |name: &str| entry.get(name).and_then(Value::as_str);
+            let (Some(key), Some(value)) = (field("name"), field("value")) else {
+                return Err(bad(format!(
+                    "entry {index} is {} without a string name and value",
+                    json_kind(entry)
+                )));
+            };
+            if is_ours(key) {
+                tags.push(instance_tag(NAME, key, value)?);
+            }
+        }
+        Ok(tags)
+    }
+}
+
+impl InstanceSource for Azure {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn fetch(&self) -> BoxFuture<'_, Result<InstanceData>> {
+        Box::pin(self.client.read_instance(|| self.try_once()))
+    }
+}

@@ -1,0 +1,332 @@
+//! The HTTP side every metadata source shares: a direct client (no proxy, no
+//! redirects), one request at a time with its own short timeout, transient
+//! statuses turned into retries, and answers read into memory with a cap.
+//! What a non-transient status means is each cloud's own business.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::fetch::classify::{retry_after_header, status_class, StatusClass};
+use crate::fetch::direct::{self, Peer};
+use crate::fetch::retry::{self, Failure, Tries};
+use crate::fetch::{http_client, HttpClient, Redirects};
+
+/// Longest wait for one metadata answer. The service sits on the host's
+/// hypervisor and answers in milliseconds; one that takes longer is not up
+/// yet, or (AWS) its answer is being dropped by a hop limit, and a fresh try
+/// is worth more than a long wait.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest answer read. GCE's attribute values, the largest of all, are
+/// capped at 256 KiB by Google.
+pub const MAX_ANSWER_BYTES: usize = 512 * 1024;
+
+/// The words of the failure when a request timed out, for a source that
+/// knows what that means on its cloud.
+pub const NO_ANSWER: &str = "did not answer within";
+
+/// A metadata service at one base URL.
+pub struct MetadataClient {
+    cloud: &'static str,
+    base: Url,
+    http: HttpClient,
+    deadline: Duration,
+}
+
+/// A non-transient answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// The path asked for, for messages.
+    pub path: String,
+}
+
+impl MetadataClient {
+    /// `endpoint` (from `--metadata-endpoint`) or the cloud's default. The
+    /// client never uses a proxy: it is built without one, and reqwest's own
+    /// reading of `http_proxy` is switched off in [`http_client`].
+    pub fn new(
+        cloud: &'static str,
+        endpoint: Option<&Url>,
+        default: &str,
+        tls: &Arc<rustls::ClientConfig>,
+        deadline: Duration,
+    ) -> Result<MetadataClient> {
+        let mut base = match endpoint {
+            Some(url) => url.clone(),
+            None => Url::parse(default).expect("the default endpoints are valid URLs"),
+        };
+        // A base with a path keeps it: requests go below it.
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        base.set_query(None);
+        Ok(MetadataClient {
+            cloud,
+            base,
+            http: http_client(tls, None, Redirects::Manual)?,
+            deadline,
+        })
+    }
+
+    /// The client a source uses: `--metadata-endpoint`, else the standard
+    /// link-local address.
+    pub fn for_source(cloud: &'static str, config: &super::SourceConfig) -> Result<Self> {
+        MetadataClient::new(
+            cloud,
+            config.endpoint.as_ref(),
+            super::LINK_LOCAL_ENDPOINT,
+            &config.tls,
+            config.deadline,
+        )
+    }
+
+    /// Runs a source's whole read with the retry engine until the deadline,
+    /// noting the tries in what it returns.
+    pub async fn read_instance<F, Fut>(&self, attempt: F) -> Result<super::InstanceData>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<super::InstanceData, Failure>>,
+    {
+        let (mut data, tries) = self.retry(attempt).await?;
+        data.tries = tries;
+        Ok(data)
+    }
+
+    /// The base, as shown in messages: scheme, host and port.
+    pub fn shown(&self) -> &str {
+        let end = self.base[..url::Position::AfterPort].len();
+        &self.base.as_str()[..end]
+    }
+
+    /// "the aws metadata service at http://169.254.169.254".
+    pub fn describe(&self) -> String {
+        format!("the {} metadata service at {}", self.cloud, self.shown())
+    }
+
+    /// `path` (relative, e.g. "latest/meta-data/instance-id") below the base,
+    /// then each of `segments` as one percent-encoded path segment (a tag key
+    /// holds `:`, which must not be read as a scheme).
+    pub fn url(&self, path: &str, segments: &[&str], query: Option<&str>) -> Url {
+        let mut url = self
+            .base
+            .join(path)
+            .expect("relative paths join onto an http(s) base");
+        if !segments.is_empty() {
+            let mut parts = url
+                .path_segments_mut()
+                .expect("an http(s) URL has path segments");
+            parts.pop_if_empty();
+            parts.extend(segments);
+        }
+        url.set_query(query);
+        url
+    }
+
+    /// Sends one request and reads its answer. Transient statuses (SPEC §6)
+    /// and failures to get an answer come back as [`Failure::Transient`].
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        headers: &[(&str, &str)],
+    ) -> std::result::Result<Answer, Failure> {
+        let path = url.path().to_string();
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .timeout(METADATA_TIMEOUT);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let describe = self.describe();
+        let peer = Peer {
+            shown: self.shown(),
+            role: &format!("the {} metadata service", self.cloud),
+            kind: &format!("the {} metadata service", self.cloud),
+            trust_hint: "pass the CA that signed its certificate with --ca-file",
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) if e.is_timeout() => {
+                return Err(Failure::busy(
+                    format!(
+                        "{describe} {NO_ANSWER} {} s to {method} {path}",
+                        METADATA_TIMEOUT.as_secs()
+                    ),
+                    None,
+                ))
+            }
+            Err(e) => return Err(direct::transport_failure(&peer, &e)),
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if status_class(status) == StatusClass::Transient {
+            return Err(Failure::busy(
+                format!(
+                    "{describe} answered {status} {} to {method} {path}",
+                    reason(status)
+                ),
+                retry_after_header(&headers),
+            ));
+        }
+        let body = direct::read_body(response, &peer, MAX_ANSWER_BYTES).await?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            path,
+        })
+    }
+
+    /// A GET with these headers.
+    pub async fn get(
+        &self,
+        url: Url,
+        headers: &[(&str, &str)],
+    ) -> std::result::Result<Answer, Failure> {
+        self.send(Method::GET, url, headers).await
+    }
+
+    /// Runs `attempt` with the retry engine until the deadline.
+    pub async fn retry<T, F, Fut>(&self, mut attempt: F) -> Result<(T, Tries)>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, Failure>>,
+    {
+        let mut tries = Tries::default();
+        let what = self.describe();
+        let value = retry::retry(&what, self.deadline, &mut tries, |_| attempt()).await?;
+        Ok((value, tries))
+    }
+
+    /// The final failure for an answer the source has no meaning for.
+    pub fn unexpected(&self, answer: &Answer) -> Failure {
+        Failure::Permanent(Error::Unavailable(format!(
+            "{} answered {} {} to {}{}: not retried. Is --metadata-endpoint (or --source) right?",
+            self.describe(),
+            answer.status,
+            reason(answer.status),
+            answer.path,
+            answer.said()
+        )))
+    }
+
+    /// The answer's body as text; metadata is UTF-8 text.
+    pub fn text(&self, answer: &Answer) -> std::result::Result<String, Failure> {
+        String::from_utf8(answer.body.clone()).map_err(|_| {
+            Failure::Permanent(Error::Input(format!(
+                "{} sent {} that is not UTF-8 text",
+                self.describe(),
+                answer.path
+            )))
+        })
+    }
+
+    /// The answer's body as JSON.
+    pub fn json(&self, answer: &Answer) -> std::result::Result<serde_json::Value, Failure> {
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            Failure::Permanent(Error::Input(format!(
+                "{} sent {} that is not valid JSON ({e})",
+                self.describe(),
+                answer.path
+            )))
+        })
+    }
+}
+
+impl Answer {
+    /// ": <the first line of the body>", cleaned of control characters, when
+    /// the body says anything: a metadata service explains its 400s there.
+    pub fn said(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let first: String = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        if first.is_empty() {
+            String::new()
+        } else {
+            format!(" (it said: {first})")
+        }
+    }
+
+    /// Whether a response header has exactly this value.
+    pub fn header_is(&self, name: &str, value: &str) -> bool {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == value)
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(endpoint: &str) -> MetadataClient {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = crate::fetch::tls::client_config(&[]).unwrap();
+        let url = Url::parse(endpoint).unwrap();
+        MetadataClient::new("aws", Some(&url), "http://x", &tls, Duration::from_secs(1)).unwrap()
+    }
+
+    #[test]
+    fn urls_keep_the_base_path_and_encode_segments() {
+        let c = client("http://127.0.0.1:9/prefix?x=1");
+        assert_eq!(c.shown(), "http://127.0.0.1:9");
+        assert_eq!(
+            c.url(
+                "latest/meta-data/tags/instance",
+                &["rs_agent:http_proxy"],
+                None
+            )
+            .as_str(),
+            "http://127.0.0.1:9/prefix/latest/meta-data/tags/instance/rs_agent:http_proxy"
+        );
+        assert_eq!(
+            c.url("a/b", &["x/y z"], Some("api-version=1")).as_str(),
+            "http://127.0.0.1:9/prefix/a/b/x%2Fy%20z?api-version=1"
+        );
+        let bare = client("http://127.0.0.1:9");
+        assert_eq!(
+            bare.url("openstack/latest/meta_data.json", &[], None)
+                .as_str(),
+            "http://127.0.0.1:9/openstack/latest/meta_data.json"
+        );
+    }
+
+    #[test]
+    fn what_a_service_said_is_shown_cleaned() {
+        let answer = |body: &str| Answer {
+            status: 400,
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+            path: "/p".into(),
+        };
+        assert_eq!(answer("").said(), "");
+        assert_eq!(
+            answer("\n  bad \u{1b}[31mheader\nmore").said(),
+            " (it said: bad [31mheader)"
+        );
+    }
+}

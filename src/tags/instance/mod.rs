@@ -1,0 +1,149 @@
+//! The instance's own tags, from the cloud's metadata service (SPEC §1,
+//! layer 2). Each cloud is one [`InstanceSource`] in its own folder, with its
+//! `mock_tests` beside it; [`select`] picks one from `--source`, and a new
+//! cloud is a new folder and one match arm in [`build`].
+//!
+//! `auto` detects the cloud from DMI ([`super::detect`]), with no network
+//! probe. The metadata service is always reached directly, never through a
+//! proxy, whatever the environment says: the services refuse proxied requests
+//! (AWS and Azure document it), and the proxy's password may come from tags
+//! read here. Every source retries with the same engine and deadline as the
+//! rest of the run, since the service may answer late at boot.
+
+pub mod aws;
+pub mod azure;
+mod client;
+pub mod gce;
+pub mod openstack;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use super::detect::{self, Cloud, Dmi};
+use super::Tag;
+use crate::cli::SourceChoice;
+use crate::error::Result;
+use crate::fetch::retry::Tries;
+use crate::BoxFuture;
+
+pub use client::MetadataClient;
+
+/// What a metadata service says about this instance.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceData {
+    pub instance_id: Option<String>,
+    pub tags: Vec<Tag>,
+    /// Where it was read, e.g. "http://169.254.169.254" or a config drive.
+    pub from: String,
+    pub tries: Tries,
+}
+
+/// One cloud's metadata service.
+pub trait InstanceSource: Send + Sync {
+    /// "aws", "gce", …: shown in tag origins and the report.
+    fn name(&self) -> &'static str;
+
+    /// Reads the instance ID and the tags, retrying until the deadline.
+    fn fetch(&self) -> BoxFuture<'_, Result<InstanceData>>;
+}
+
+/// What every source needs besides its own endpoint rules.
+#[derive(Clone)]
+pub struct SourceConfig {
+    /// `--metadata-endpoint`: another base URL (or, for OpenStack, a
+    /// `file://` config drive root).
+    pub endpoint: Option<Url>,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub deadline: Duration,
+    /// The source was named (`--source aws`) rather than detected: a cloud
+    /// setting that hides the tags is then an error, not a warning.
+    pub named: bool,
+    /// `TAGSTRAP_CONFIG_DRIVE`: the OpenStack config drive device or image.
+    pub config_drive: Option<PathBuf>,
+}
+
+/// The source `--source` asks for, or `None` when only files and flags apply.
+pub fn select(
+    choice: SourceChoice,
+    dmi_dir: &std::path::Path,
+    config: SourceConfig,
+) -> Result<Option<Box<dyn InstanceSource>>> {
+    let cloud = match choice {
+        SourceChoice::None => return Ok(None),
+        SourceChoice::Auto => match detect::detect(&Dmi::read(dmi_dir)) {
+            None => {
+                tracing::info!(
+                    "no cloud detected from DMI ({}); using tags files and --tag only",
+                    dmi_dir.display()
+                );
+                return Ok(None);
+            }
+            Some((cloud, evidence)) => {
+                tracing::info!("detected {cloud} from DMI ({evidence}); reading its instance tags");
+                cloud
+            }
+        },
+        SourceChoice::Aws => Cloud::Aws,
+        SourceChoice::Gce => Cloud::Gce,
+        SourceChoice::Azure => Cloud::Azure,
+        SourceChoice::Openstack => Cloud::OpenStack,
+    };
+    build(cloud, config).map(Some)
+}
+
+/// The one place that knows which type reads which cloud.
+pub fn build(cloud: Cloud, config: SourceConfig) -> Result<Box<dyn InstanceSource>> {
+    Ok(match cloud {
+        Cloud::Aws => Box::new(aws::Aws::new(&config)?),
+        Cloud::Gce => Box::new(gce::Gce::new(&config)?),
+        Cloud::Azure => Box::new(azure::Azure::new(&config)?),
+        Cloud::OpenStack => Box::new(openstack::OpenStack::new(&config)?),
+    })
+}
+
+/// The standard link-local address every one of these clouds serves its
+/// metadata on. An address, not a name: DNS may not be up yet at boot.
+pub const LINK_LOCAL_ENDPOINT: &str = "http://169.254.169.254";
+
+/// A tag read from a cloud, refused (exit 65) like any other bad tag.
+fn instance_tag(source: &'static str, key: &str, value: &str) -> Result<Tag> {
+    Tag::new(key, value, super::Origin::Instance { source, line: None })
+}
+
+/// Whether a cloud tag key is one tagstrap reads; others are not fetched at
+/// all (AWS costs one request per key) and never reach a log line's value.
+fn is_ours(key: &str) -> bool {
+    key.trim_matches([' ', '\t']).starts_with(super::PREFIX)
+}
+
+/// What the `mock_tests` beside each source share: a configuration aimed at
+/// a fake metadata service, exactly as `--metadata-endpoint` would give it.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub fn config(endpoint: &str, named: bool, deadline: Duration) -> SourceConfig {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        SourceConfig {
+            endpoint: Some(Url::parse(endpoint).expect("a test endpoint")),
+            tls: crate::fetch::tls::client_config(&[]).expect("TLS settings"),
+            deadline,
+            named,
+            config_drive: None,
+        }
+    }
+
+    /// `(key, value)` of every tag, sorted, for comparisons.
+    pub fn pairs(data: &InstanceData) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = data
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+}

@@ -1,0 +1,173 @@
+//! OpenStack: `openstack/latest/meta_data.json`, whose `meta` object holds
+//! the instance's metadata key/value pairs and whose `uuid` is the instance
+//! ID; read from a config drive when the instance has one (no network
+//! needed, as cloud-init prefers), else from the metadata service.
+//!
+//! Where it is read, in order: `--metadata-endpoint` (an http(s) URL of a
+//! metadata service, or `file://` a directory holding a config drive's
+//! content); the config drive device `TAGSTRAP_CONFIG_DRIVE` names; a
+//! filesystem labelled `config-2` ([`config_drive`]); the metadata service
+//! at 169.254.169.254.
+
+pub mod config_drive;
+#[cfg(test)]
+mod mock_tests;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::client::MetadataClient;
+use super::{instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
+use crate::error::{Error, Result};
+use crate::fetch::direct::json_kind;
+use crate::fetch::retry::Tries;
+use crate::tags::file::read_small_text;
+use crate::BoxFuture;
+
+const NAME: &str = "openstack";
+/// The same path on the metadata service and on a config drive.
+pub const META_DATA_PATH: &str = "openstack/latest/meta_data.json";
+
+pub struct OpenStack {
+    place: Place,
+}
+
+enum Place {
+    /// A metadata service; `search` when no endpoint was given, so a config
+    /// drive found at fetch time takes precedence.
+    Service {
+        client: MetadataClient,
+        search: bool,
+    },
+    /// A directory holding a config drive's content.
+    Directory(PathBuf),
+    /// A config drive device (or image file) to mount.
+    Drive(PathBuf),
+}
+
+impl OpenStack {
+    pub fn new(config: &SourceConfig) -> Result<OpenStack> {
+        let service = |search| {
+            Ok::<_, Error>(Place::Service {
+                client: MetadataClient::for_source(NAME, config)?,
+                search,
+            })
+        };
+        let place = match (&config.endpoint, &config.config_drive) {
+            (Some(url), _) if url.scheme() == "file" => {
+                Place::Directory(url.to_file_path().map_err(|()| {
+                    Error::Usage(format!(
+                        "--metadata-endpoint {url}: not a local directory path"
+                    ))
+                })?)
+            }
+            (Some(_), _) => service(false)?,
+            (None, Some(device)) => Place::Drive(device.clone()),
+            (None, None) => service(true)?,
+        };
+        Ok(OpenStack { place })
+    }
+
+    async fn from_service(client: &MetadataClient) -> Result<InstanceData> {
+        let url = client.url(META_DATA_PATH, &[], None);
+        client
+            .read_instance(|| async {
+                let answer = client.get(url.clone(), &[]).await?;
+                match answer.status {
+                    200 => Ok(parse(&client.json(&answer)?, client.shown())?),
+                    _ => Err(client.unexpected(&answer)),
+                }
+            })
+            .await
+    }
+}
+
+/// Reads `meta_data.json` below a config drive's root.
+fn from_directory(root: &Path, shown: &str) -> Result<InstanceData> {
+    let path = root.join(META_DATA_PATH);
+    let text = read_small_text(
+        &path,
+        super::client::MAX_ANSWER_BYTES as u64,
+        "OpenStack metadata",
+    )?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| {
+        Error::Input(format!(
+            "{} is not valid JSON ({e}): is it a config drive?",
+            path.display()
+        ))
+    })?;
+    let mut data = parse(&json, shown)?;
+    data.tries = Tries {
+        tries: 1,
+        seconds: 0.0,
+    };
+    Ok(data)
+}
+
+/// `meta_data.json` → the instance ID (`uuid`) and the `meta` pairs. Nova
+/// omits `meta` when the instance has none; its values are strings, and any
+/// other type is refused (exit 65) rather than guessed at.
+pub fn parse(json: &Value, from: &str) -> Result<InstanceData> {
+    let bad = |what: String| Error::Input(format!("the OpenStack metadata from {from}: {what}"));
+    let object = json
+        .as_object()
+        .ok_or_else(|| bad(format!("it is {}, not an object", json_kind(json))))?;
+    let instance_id = object
+        .get("uuid")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string);
+    let mut tags = Vec::new();
+    match object.get("meta") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(meta)) => {
+            for (key, value) in meta.iter().filter(|(key, _)| is_ours(key)) {
+                let value = value.as_str().ok_or_else(|| {
+                    bad(format!("meta {key} is {}, not a string", json_kind(value)))
+                })?;
+                tags.push(instance_tag(NAME, key, value)?);
+            }
+        }
+        Some(other) => {
+            return Err(bad(format!("meta is {}, not an object", json_kind(other))));
+        }
+    }
+    Ok(InstanceData {
+        instance_id,
+        tags,
+        from: from.to_string(),
+        tries: Tries::default(),
+    })
+}
+
+impl InstanceSource for OpenStack {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn fetch(&self) -> BoxFuture<'_, Result<InstanceData>> {
+        Box::pin(async move {
+            match &self.place {
+                Place::Directory(root) => {
+                    from_directory(root, &format!("file://{}", root.display()))
+                }
+                Place::Drive(device) => config_drive::read(device, from_directory).await,
+                Place::Service { client, search } => {
+                    if *search {
+                        if let Some(device) = config_drive::find() {
+                            tracing::info!(
+                                "found the config drive {}; reading it instead of the metadata \
+                                 service",
+                                device.display()
+                            );
+                            return config_drive::read(&device, from_directory).await;
+                        }
+                    }
+                    OpenStack::from_service(client).await
+                }
+            }
+        })
+    }
+}
