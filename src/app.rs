@@ -136,7 +136,11 @@ pub async fn collect_tags(settings: &Settings) -> Result<Collected> {
     if settings.source != crate::cli::SourceChoice::None {
         let config = instance::SourceConfig {
             endpoint: settings.metadata_endpoint.clone(),
-            tls: tls_config(settings)?.1,
+            tls: match &settings.metadata_endpoint {
+                Some(url) if url.scheme() == "https" => tls_config(settings)?.1,
+                // Plain http:// on a link-local address: nothing to verify.
+                _ => tls::trusting_nothing()?,
+            },
             deadline: settings.deadline,
             named: settings.source != crate::cli::SourceChoice::Auto,
             config_drive: settings.config_drive.clone(),

@@ -52,7 +52,20 @@ pub fn read_pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateD
 
 /// A client configuration trusting the system roots plus `extra`.
 pub fn client_config(extra: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>> {
-    let mut roots = system_roots().clone();
+    with_roots(system_roots().clone(), extra)
+}
+
+/// A client configuration that trusts nothing, for a client that only speaks
+/// plain http:// (the metadata services): loading the system's store costs
+/// milliseconds at boot for nothing there.
+pub fn trusting_nothing() -> Result<Arc<ClientConfig>> {
+    with_roots(RootCertStore::empty(), &[])
+}
+
+fn with_roots(
+    mut roots: RootCertStore,
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>> {
     for cert in extra {
         roots.add(cert.clone()).map_err(|e| {
             Error::Input(format!(
