@@ -508,3 +508,29 @@ fn an_openstack_config_drive_directory_can_be_named_as_the_endpoint() {
         format!("file://{}", dir.path().display())
     );
 }
+
+#[test]
+fn plan_names_the_instance_and_where_its_tags_were_read() {
+    let fake = fake(Cloud::Gce)
+        .tag(
+            "rs_agent:mime_shellscript",
+            "https://repo.example/install.sh",
+        )
+        .start();
+    let run = against("plan", &fake).run();
+    run.assert_success();
+    assert!(
+        run.stdout.contains(&format!(
+            "instance:  gce 4520031799277581759 (read from {}, 1 try)",
+            fake.url()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("script:    https://repo.example/install.sh (rs_agent:mime_shellscript, gce instance tags, line"),
+        "{}",
+        run.stdout
+    );
+}

@@ -183,11 +183,16 @@ async fn a_service_without_session_tokens_is_read_the_v1_way() {
 }
 
 #[tokio::test]
-async fn a_turned_off_metadata_endpoint_is_refused_with_the_fix() {
+async fn a_turned_off_metadata_endpoint_is_refused_with_the_fix_when_aws_was_named() {
     let origin = v1_only(403);
     let aws = Aws::new(&config(&origin.url("/"), true, MINUTE)).unwrap();
     let err = aws.fetch().await.unwrap_err();
     assert_eq!(err.exit_code(), 77, "{err}");
     assert!(err.message().contains("--http-endpoint enabled"), "{err}");
     assert_eq!(origin.requests().len(), 1, "not retried");
+
+    // Only detected: the other layers still apply.
+    let aws = Aws::new(&config(&origin.url("/"), false, MINUTE)).unwrap();
+    let data = aws.fetch().await.unwrap();
+    assert!(data.tags.is_empty() && data.instance_id.is_none());
 }

@@ -30,6 +30,15 @@ const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
 const INSTANCE_ID_PATH: &str = "latest/meta-data/instance-id";
 const TAGS_PATH: &str = "latest/meta-data/tags/instance";
 
+/// What the token PUT gave.
+enum Session {
+    Token(SecretString),
+    /// An EC2-compatible service without IMDSv2 (404 or 405).
+    NoTokens,
+    /// 403: the instance's metadata endpoint is turned off.
+    EndpointOff,
+}
+
 pub struct Aws {
     client: MetadataClient,
     named: bool,
@@ -44,7 +53,19 @@ impl Aws {
     }
 
     async fn try_once(&self) -> std::result::Result<InstanceData, Failure> {
-        let token = self.token().await?;
+        let token = match self.token().await? {
+            Session::Token(token) => Some(token),
+            Session::NoTokens => None,
+            Session::EndpointOff => {
+                let message = format!(
+                    "{} refused the session token request with 403 Forbidden: the instance's \
+                     metadata endpoint is turned off. Turn it on with `aws ec2 \
+                     modify-instance-metadata-options --instance-id ID --http-endpoint enabled`",
+                    self.client.describe()
+                );
+                return self.not_available(message, None, Error::Refused);
+            }
+        };
         let instance_id = self.read(INSTANCE_ID_PATH, &[], &token).await?;
         let instance_id = match instance_id {
             Some(id) if !id.trim().is_empty() => id.trim().to_string(),
@@ -57,7 +78,17 @@ impl Aws {
         };
         let keys = match self.read(TAGS_PATH, &[], &token).await? {
             Some(listing) => listing,
-            None => return self.tags_off(instance_id),
+            None => {
+                let message = format!(
+                    "{} answered 404 for {TAGS_PATH}: instance tags are not in the instance \
+                     metadata (they are off by default). Turn them on with `aws ec2 \
+                     modify-instance-metadata-options --instance-id {instance_id} \
+                     --instance-metadata-tags enabled`, or InstanceMetadataTags=enabled in the \
+                     launch template's MetadataOptions",
+                    self.client.describe()
+                );
+                return self.not_available(message, Some(instance_id), Error::NotFound);
+            }
         };
         let mut tags = Vec::new();
         let mut skipped = 0;
@@ -87,30 +118,29 @@ impl Aws {
         })
     }
 
-    /// Instance metadata tags are off (the default on AWS). Named with
-    /// `--source aws`, that is an error; detected, the run goes on with the
-    /// other layers, and the warning says how to turn them on.
-    fn tags_off(&self, instance_id: String) -> std::result::Result<InstanceData, Failure> {
-        let message = format!(
-            "{} answered 404 for {TAGS_PATH}: instance tags are not in the instance metadata \
-             (they are off by default). Turn them on with `aws ec2 modify-instance-metadata-options \
-             --instance-id {instance_id} --instance-metadata-tags enabled`, or \
-             InstanceMetadataTags=enabled in the launch template's MetadataOptions",
-            self.client.describe()
-        );
+    /// The instance's settings keep its tags from tagstrap (metadata tags
+    /// off, or the whole endpoint). Named with `--source aws`, that is an
+    /// error; detected, the run goes on with the other layers, and the
+    /// warning says how to change the setting.
+    fn not_available(
+        &self,
+        message: String,
+        instance_id: Option<String>,
+        error: fn(String) -> Error,
+    ) -> std::result::Result<InstanceData, Failure> {
         if self.named {
-            return Err(Failure::Permanent(Error::NotFound(message)));
+            return Err(Failure::Permanent(error(message)));
         }
         tracing::warn!("{message}; going on with tags files and --tag only");
         Ok(InstanceData {
-            instance_id: Some(instance_id),
+            instance_id,
             from: self.client.shown().to_string(),
             ..InstanceData::default()
         })
     }
 
-    /// A session token, or `None` for a service without IMDSv2.
-    async fn token(&self) -> std::result::Result<Option<SecretString>, Failure> {
+    /// A session token, if the service gives one.
+    async fn token(&self) -> std::result::Result<Session, Failure> {
         let url = self.client.url(TOKEN_PATH, &[], None);
         let ttl = TOKEN_TTL_SECONDS.to_string();
         let answer = match self
@@ -138,21 +168,16 @@ impl Aws {
                 if token.is_empty() || token.chars().any(|c| c.is_control()) {
                     return Err(self.client.unexpected(&answer));
                 }
-                Ok(Some(SecretString::from(token.to_string())))
+                Ok(Session::Token(SecretString::from(token.to_string())))
             }
-            403 => Err(Failure::Permanent(Error::Refused(format!(
-                "{} refused the session token request with 403 Forbidden: the instance's metadata \
-                 endpoint is turned off. Turn it on with `aws ec2 modify-instance-metadata-options \
-                 --http-endpoint enabled`",
-                self.client.describe()
-            )))),
+            403 => Ok(Session::EndpointOff),
             404 | 405 => {
                 tracing::info!(
                     "{} has no IMDSv2 session tokens ({} to the token PUT); reading it without one",
                     self.client.describe(),
                     answer.status
                 );
-                Ok(None)
+                Ok(Session::NoTokens)
             }
             _ => Err(self.client.unexpected(&answer)),
         }
