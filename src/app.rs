@@ -28,7 +28,7 @@ pub fn main() -> i32 {
         Err(e) => return clap_exit(e),
     };
     let args = cli.command.args();
-    let settings = Settings::resolve(args, &|name| std::env::var(name).ok());
+    let settings = Settings::resolve(&args, &|name| std::env::var(name).ok());
     let (format, verbose) = match &settings {
         Ok(s) => (s.log_format, s.verbose),
         Err(_) => (
@@ -316,6 +316,12 @@ async fn run_steps(
         let marker = state.marker_path(&id)?;
         if marker.exists() {
             tracing::info!(instance_id = %id, "--once: the script already ran on instance {id} (marker {}); nothing to do", marker.display());
+            if let Some(path) = &settings.write_env {
+                // Later boot stages read the file on every boot, and the
+                // password may have been rotated since the first one.
+                let prepared = prepare(settings, &collected.tags).await?;
+                write_env(path, &prepared.env)?;
+            }
             return Ok(None);
         }
         Some(marker)
@@ -324,6 +330,10 @@ async fn run_steps(
     };
 
     let prepared = prepare(settings, &collected.tags).await?;
+    if let Some(path) = &settings.write_env {
+        write_env(path, &prepared.env)?;
+        report.env_file = Some(path.display().to_string());
+    }
     report.proxy = prepared.env.proxy.as_ref().map(|p| ReportProxy {
         url: p.url.without_credentials(),
         source: p.source.to_string(),
@@ -385,6 +395,14 @@ async fn run_steps(
         );
     }
     Ok(Some(code))
+}
+
+/// `--write-env`: the script's proxy environment, for later boot stages.
+fn write_env(path: &std::path::Path, env: &ProxyEnvironment) -> Result<()> {
+    let text = env.env_file()?;
+    crate::state::write_private_named(path, text.expose_secret().as_bytes(), "--write-env")?;
+    tracing::info!("wrote the proxy environment to {} (0600)", path.display());
+    Ok(())
 }
 
 fn report_tags(set: &TagSet) -> Vec<ReportTag> {

@@ -56,7 +56,7 @@ pub enum Command {
     /// Exits with the script's own exit code, or with one of the codes below
     /// after one error line saying what failed and what to do.
     #[command(after_long_help = EXIT_CODES)]
-    Run(CommonArgs),
+    Run(RunArgs),
     /// Resolve everything that needs no download (tags, credentials, proxy
     /// environment, script URL) and print it, secrets redacted.
     #[command(after_long_help = EXIT_CODES)]
@@ -67,11 +67,29 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn args(&self) -> &CommonArgs {
+    /// The settings' flags; for `run`, with its own flags folded in.
+    pub fn args(&self) -> CommonArgs {
         match self {
-            Command::Run(args) | Command::Plan(args) | Command::Tags(args) => args,
+            Command::Run(run) => CommonArgs {
+                write_env: run.write_env.clone(),
+                ..run.common.clone()
+            },
+            Command::Plan(args) | Command::Tags(args) => args.clone(),
         }
     }
+}
+
+/// `run`'s flags: the shared ones, and what only a run does.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Also write the proxy environment to PATH (0600, NAME='value' lines
+    /// that systemd's EnvironmentFile= and sh's `set -a; . PATH` both read),
+    /// for later boot stages and services [env: TAGSTRAP_WRITE_ENV] [config: write_env]
+    #[arg(long, value_name = "PATH")]
+    pub write_env: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -170,6 +188,11 @@ pub struct CommonArgs {
     /// More log lines (-v debug, -vv trace) [env: TAGSTRAP_LOG, e.g. debug]
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// `run --write-env`, carried here so that one settings resolution sees
+    /// every flag; not a flag of `plan` or `tags`.
+    #[arg(skip)]
+    pub write_env: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for CommonArgs {
@@ -198,6 +221,7 @@ impl std::fmt::Debug for CommonArgs {
             .field("once", &self.once)
             .field("instance_id", &self.instance_id)
             .field("verbose", &self.verbose)
+            .field("write_env", &self.write_env)
             .finish()
     }
 }

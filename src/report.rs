@@ -25,6 +25,8 @@ pub struct Report {
     pub proxy: Option<ReportProxy>,
     pub no_proxy: Option<String>,
     pub credentials: Vec<String>,
+    /// Where `--write-env` wrote the proxy environment.
+    pub env_file: Option<String>,
     pub script: Option<ReportScript>,
     pub exit_code: i32,
     pub error: Option<ReportError>,

@@ -105,6 +105,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub once: bool,
     pub instance_id: Option<String>,
+    /// `run --write-env`: where to write the proxy environment.
+    pub write_env: Option<PathBuf>,
     pub verbose: u8,
     pub store: StoreSettings,
     /// Where `--source auto` reads DMI strings (`$TAGSTRAP_DMI_DIR`, for tests).
@@ -129,6 +131,7 @@ struct ConfigFile {
     log_format: Option<String>,
     once: Option<bool>,
     instance_id: Option<String>,
+    write_env: Option<PathBuf>,
     store: Option<String>,
     vault: Option<VaultFile>,
     directory: Option<DirectoryFile>,
@@ -397,6 +400,17 @@ impl Settings {
         )
         .map(|f| f.value);
 
+        let write_env = pick(
+            args.write_env.clone(),
+            "--write-env",
+            var("TAGSTRAP_WRITE_ENV").map(PathBuf::from),
+            "TAGSTRAP_WRITE_ENV",
+            file.write_env.map(relative),
+            "write_env",
+            &config,
+        )
+        .map(|f| f.value);
+
         let store = store_settings(
             StoreFiles {
                 store: file.store,
@@ -422,6 +436,7 @@ impl Settings {
             log_format,
             once,
             instance_id,
+            write_env,
             verbose: args.verbose,
             store,
             dmi_dir: var("TAGSTRAP_DMI_DIR")

@@ -129,6 +129,23 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&temporary, path).map_err(|e| cant_create(path, &e))
 }
 
+/// [`write_private`] for a file the operator named outside the state
+/// directory, `flag` naming the setting in the error.
+pub fn write_private_named(path: &Path, bytes: &[u8], flag: &str) -> Result<()> {
+    write_private(path, bytes).map_err(|_| {
+        let why = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+                format!("its directory {} does not exist", dir.display())
+            }
+            _ => "it is not writable here".to_string(),
+        };
+        Error::CantCreate(format!(
+            "cannot write {flag} {}: {why}; point {flag} at a writable place",
+            path.display()
+        ))
+    })
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;

@@ -177,3 +177,91 @@ fn once_runs_the_script_once_per_instance_and_only_marks_success() {
     run("i-0def").assert_success();
     assert_eq!(runs(), 3, "a new instance runs it");
 }
+
+/// `run --write-env` with the password from systemd credentials and a
+/// witness that checks the proxy URL it gets.
+fn write_env_run(creds: &std::path::Path, path: &std::path::Path) -> (Tagstrap, common::Witness) {
+    let witness = common::Witness::expecting_proxy("proxy.test:3128", "svc", "p@ss:/%w0rd");
+    let t = Tagstrap::new("run")
+        .tag("rs_agent:http_proxy", "proxy.test:3128")
+        .tag("rs_agent:http_proxy_user", "svc")
+        .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+        .tag("rs_agent:http_no_proxy", ".corp")
+        .tag("rs_agent:mime_shellscript", &witness.url())
+        .env("CREDENTIALS_DIRECTORY", creds)
+        .arg("--write-env")
+        .arg(path);
+    (t, witness)
+}
+
+#[cfg(unix)]
+#[test]
+fn write_env_leaves_a_private_file_that_sh_reads_as_the_script_got_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    common::write_secret(&creds, "PROXY_PASS", "p@ss:/%w0rd", 0o400);
+    let path = dir.path().join("proxy.env");
+
+    let (t, witness) = write_env_run(&creds, &path);
+    let run = t.arg("--once").arg("--instance-id").arg("i-1").run();
+    run.assert_success().assert_no_leak("p@ss:/%w0rd");
+    assert!(witness.ran());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(run.report_json()["env_file"], path.display().to_string());
+
+    let expected = "http://svc:p%40ss%3A%2F%25w0rd@proxy.test:3128";
+    for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "set -a; . '{}'; printf %s \"${name}\"",
+                path.display()
+            ))
+            .env_clear()
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{name}");
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("NO_PROXY='localhost,127.0.0.1,::1,169.254.169.254,.corp'\n"),
+        "{text}"
+    );
+
+    // A later boot of the same instance runs nothing but writes the file
+    // again: later stages read it on every boot.
+    std::fs::remove_file(&path).unwrap();
+    let (t, witness) = write_env_run(&creds, &path);
+    let state = run.state.path().join("state");
+    let again = t
+        .arg("--once")
+        .arg("--instance-id")
+        .arg("i-1")
+        .arg("--state-dir")
+        .arg(&state)
+        .run();
+    again.assert_success();
+    assert!(!witness.ran(), "--once: not again");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+}
+
+#[test]
+fn write_env_to_a_place_that_cannot_be_written_is_73_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    common::write_secret(&creds, "PROXY_PASS", "p@ss:/%w0rd", 0o400);
+    let (t, witness) = write_env_run(&creds, &dir.path().join("missing/proxy.env"));
+    let run = t.run();
+    run.assert_error(73, "--write-env")
+        .assert_no_leak("p@ss:/%w0rd");
+    assert!(
+        run.error_lines()[0].contains("does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(!witness.ran());
+}

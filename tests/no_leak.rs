@@ -412,6 +412,17 @@ fn paths() -> Vec<Path_> {
             },
         },
         Path_ {
+            name: "--write-env into a scanned directory (must be 0600)",
+            run_exit: 0,
+            set_up: |w, t| {
+                // The variable, not the flag: `plan` and `tags` have no
+                // --write-env, and ignore the setting.
+                let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                    .env("TAGSTRAP_WRITE_ENV", w.out.path().join("proxy.env"));
+                with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
+            },
+        },
+        Path_ {
             name: "every tag from the AWS instance tags",
             run_exit: 0,
             set_up: |w, t| {

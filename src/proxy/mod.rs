@@ -141,6 +141,33 @@ impl ProxyEnvironment {
         vars
     }
 
+    /// The variables as a file both systemd's `EnvironmentFile=` and `sh`
+    /// (`set -a; . FILE`) read: one `NAME='value'` per line. Single quotes
+    /// mean the same to both; a value holding one (or a backslash, which
+    /// systemd could read as an escape) is refused rather than guessed at.
+    /// Without a proxy the file says so and sets nothing.
+    pub fn env_file(&self) -> Result<SecretString> {
+        use secrecy::ExposeSecret;
+        let mut text = String::from(
+            "# Written by tagstrap run --write-env: the proxy environment of this instance.\n\
+             # Private (0600): the proxy URL holds the proxy password.\n",
+        );
+        if self.proxy.is_none() {
+            text.push_str("# No proxy: nothing to set.\n");
+        }
+        for (name, value) in self.child_env() {
+            let value = value.expose_secret();
+            if value.contains(['\'', '\\']) {
+                return Err(Error::Input(format!(
+                    "--write-env: the value of {name} holds a quote or a backslash, which an \
+                     environment file cannot carry the same way for systemd and sh"
+                )));
+            }
+            text.push_str(&format!("{name}='{value}'\n"));
+        }
+        Ok(SecretString::from(text))
+    }
+
     /// The same variables with the password shown as `***`, for `plan`.
     pub fn shown_env(&self) -> Vec<(&'static str, String)> {
         let Some(proxy) = &self.proxy else {
@@ -191,6 +218,41 @@ mod tests {
             source: ProxySource::Tag(Origin::CommandLine),
             credentials: CredentialNames::default(),
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_env_file_reads_back_in_sh_exactly_as_the_child_gets_it() {
+        let proxy = tagged("http://svc:p%40ss%3A%2F%25w0rd%20x@proxy.corp:3128");
+        let pe = ProxyEnvironment::build(Some(proxy), None, &env_of(&[])).unwrap();
+        let text = pe.env_file().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.env");
+        std::fs::write(&path, text.expose_secret()).unwrap();
+        for (name, value) in pe.child_env() {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "set -a; . '{}'; printf %s \"${name}\"",
+                    path.display()
+                ))
+                .env_clear()
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap(),
+                value.expose_secret(),
+                "{name}"
+            );
+        }
+        assert!(text
+            .expose_secret()
+            .contains("no_proxy='localhost,127.0.0.1,::1,169.254.169.254'\n"));
+
+        let none = ProxyEnvironment::build(None, None, &env_of(&[])).unwrap();
+        let text = none.env_file().unwrap();
+        assert!(text.expose_secret().contains("No proxy"));
+        assert!(!text.expose_secret().contains('='));
     }
 
     #[test]
