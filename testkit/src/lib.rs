@@ -17,6 +17,10 @@
 //!   OpenStack config-drive image builder.
 //! * [`Relay`] — a TCP relay in front of a server that can run a hook when
 //!   the first client connects or inject HTTP request headers.
+//! * [`Rootfs`] — a Debian bookworm tree with the real `cloud-init`
+//!   (debootstrap, cached under `target/testkit-rootfs/`), one private
+//!   overlay per test, commands run in it under `unshare ... chroot`; and
+//!   [`static_tagstrap`], the musl build of tagstrap to put in it.
 //!
 //! Every instance owns its temp dir, its ports and its processes; dropping it
 //! kills the processes (and waits for them) and removes the temp dir.
@@ -29,6 +33,7 @@ pub mod ca;
 pub mod metadata;
 pub mod origin;
 pub mod relay;
+pub mod rootfs;
 pub mod squid;
 mod util;
 
@@ -41,5 +46,6 @@ pub use origin::{
     ReservedOrigin, GENERATED_CHUNK,
 };
 pub use relay::Relay;
+pub use rootfs::{static_tagstrap, Rootfs};
 pub use squid::{Squid, SquidBuilder};
 pub use util::{free_port, http_request, HttpResponse};

@@ -1,0 +1,756 @@
+//! A real Debian bookworm root filesystem with Debian's own `cloud-init`,
+//! for running tagstrap's boot integration under the real thing.
+//!
+//! # What is built, and where it is cached
+//! `debootstrap --variant=minbase --include=cloud-init,python3-cffi-backend,
+//! ca-certificates,curl bookworm DIR http://deb.debian.org/debian` (about
+//! 290 MiB and 13,000 files; cloud-init 22.4.2). `python3-cffi-backend` is
+//! named because debootstrap does not resolve virtual packages:
+//! `python3-cryptography` (cloud-init → oauthlib) needs
+//! `python3-cffi-backend-api-*`, which only that package provides, and
+//! without it the build stops with cloud-init unconfigured. The downloaded
+//! `.deb`s are deleted afterwards.
+//!
+//! The tree is cached in `target/testkit-rootfs/bookworm-<key>/` (honouring
+//! `CARGO_TARGET_DIR`), where `<key>` hashes the suite, mirror, variant,
+//! package list and [`RECIPE`] version, so changing any of them builds a
+//! new tree. A build goes into `.bookworm-<key>.building` and is renamed into
+//! place only when it is complete, so a killed build never leaves a half
+//! cache (the next build deletes the leftover). One build per process (a
+//! `OnceLock`) and per machine (an `flock` on `bookworm-<key>.lock`, so
+//! concurrent test binaries wait for the first one).
+//! A cold build took 68–74 s here (2 cores, deb.debian.org), mostly
+//! downloading and unpacking; the build prints its time. A killed test
+//! takes its debootstrap down with it (`PR_SET_PDEATHSIG`). `debootstrap` comes from Debian's package of
+//! that name (`.ci/install`).
+//!
+//! # One private copy per test
+//! [`Rootfs::cached`] gives each test its own writable view of the cached
+//! tree: an overlayfs whose lower layer is the cache (never written) and
+//! whose upper layer is in the test's temp dir. Measured here: the overlay
+//! takes 7–14 ms, a `cp -a --reflink=auto` of the tree 1–5 s (ext4, no
+//! reflinks; 2–3 s with two tests copying at once), so the copy is only the fallback where overlayfs is not
+//! available (or `TESTKIT_ROOTFS_COPY=1`).
+//!
+//! # Why nothing is ever mounted on the host
+//! The overlay is mounted inside a private mount namespace held by a small
+//! holder process (`unshare --mount ... cat`, reading a pipe from this
+//! process). The test reaches the merged tree through `/proc/<holder>/root`,
+//! so [`Rootfs::path`] works with plain `std::fs`. When the `Rootfs` is
+//! dropped, or this process dies, the pipe closes, the holder exits and the
+//! kernel drops the namespace with its mount: nothing to unmount, nothing
+//! left behind by a killed test. Every [`Rootfs::run`] then goes one level
+//! deeper: `unshare --mount --uts --pid --fork --mount-proc=ROOT/proc`, a
+//! tmpfs on `ROOT/run`, a read-only sysfs on `ROOT/sys`, then `chroot`. Those
+//! mounts vanish with the command (a fresh `/run` per run is what a reboot
+//! gives cloud-init); the hostname cloud-init sets stays in the UTS
+//! namespace; every process it starts dies with the PID namespace. The
+//! network is the host's, so servers on 127.0.0.x are reachable from inside.
+//! `/dev` is the tree's own (debootstrap creates the usual device nodes).
+//! debootstrap itself runs in a mount and PID namespace too, because it
+//! mounts `/proc` and `/sys` into the target while it configures packages.
+//!
+//! Everything here needs root (chroot, mount namespaces), as CI has.
+//!
+//! # Image settings
+//! Each copy gets `/etc/cloud/cloud.cfg.d/90-testkit-image.cfg` (what an
+//! image builder would bake): `locale: C.UTF-8`, because Debian's
+//! `locale-gen` ignores cloud-init's argument and the default `en_US.UTF-8`
+//! then fails the `locale` module; `resize_rootfs: false` and `growpart`
+//! off, so no stage ever looks at a host disk. cloud-init's `ssh` module
+//! still logs warnings (no `ssh-keygen` in a minimal tree); they are not
+//! errors.
+//!
+//! # A static tagstrap
+//! [`static_tagstrap`] builds `tagstrap` for `x86_64-unknown-linux-musl`
+//! (release) once per process, so the same binary runs inside any tree,
+//! and checks it has no ELF interpreter. Needs `rustup target add
+//! x86_64-unknown-linux-musl` and Debian's `musl-tools` (`.ci/install`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Debian release of the tree.
+pub const SUITE: &str = "bookworm";
+/// Where debootstrap downloads from.
+pub const MIRROR: &str = "http://deb.debian.org/debian";
+/// Packages on top of `minbase` (see the module doc for the cffi one).
+pub const PACKAGES: &[&str] = &[
+    "cloud-init",
+    "python3-cffi-backend",
+    "ca-certificates",
+    "curl",
+];
+/// Bumped when the build steps change in a way the package list does not show.
+pub const RECIPE: u32 = 1;
+
+/// The four cloud-init stages, in boot order (what its systemd units run).
+pub const CLOUD_INIT_STAGES: [&[&str]; 4] = [
+    &["cloud-init", "init", "--local"],
+    &["cloud-init", "init"],
+    &["cloud-init", "modules", "--mode", "config"],
+    &["cloud-init", "modules", "--mode", "final"],
+];
+
+/// A command inside the tree that has not finished by then is killed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+/// `PATH` inside the tree, as systemd gives services.
+const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The image-level cloud-init settings every copy gets (module doc).
+const IMAGE_CFG: &str = "\
+# testkit: what an image builder would bake in.
+locale: C.UTF-8
+resize_rootfs: false
+growpart:
+  mode: 'off'
+";
+
+/// A test's own writable view of the cached tree (see the module doc).
+pub struct Rootfs {
+    /// The merged tree as this process sees it (`/proc/<holder>/root/...`
+    /// for an overlay, the copy itself otherwise).
+    root: PathBuf,
+    /// The same tree as the chroot target, in the holder's namespace.
+    chroot_dir: PathBuf,
+    holder: Option<Holder>,
+    setup: Duration,
+    /// Dropped last: the upper and work layers, or the copy.
+    _dir: tempfile::TempDir,
+}
+
+/// The process that holds the overlay's mount namespace.
+struct Holder {
+    child: Child,
+    /// Closed on drop: the holder's `cat` ends, and the namespace with it.
+    stdin: Option<ChildStdin>,
+}
+
+impl Rootfs {
+    /// A private writable copy of the cached tree (built on first use; see
+    /// the module doc for how long that takes and where it goes).
+    pub fn cached() -> Rootfs {
+        require_root();
+        let cache = cache_dir();
+        let started = Instant::now();
+        let dir = tempfile::Builder::new()
+            .prefix("testkit-rootfs-")
+            .tempdir()
+            .expect("create rootfs temp dir");
+        let force_copy = std::env::var_os("TESTKIT_ROOTFS_COPY").is_some_and(|v| v != "0");
+        let overlay = if force_copy {
+            Err("TESTKIT_ROOTFS_COPY is set".to_string())
+        } else {
+            mount_overlay(cache, dir.path())
+        };
+        let (root, chroot_dir, holder, how) = match overlay {
+            Ok((holder, merged)) => {
+                let root = Path::new("/proc")
+                    .join(holder.child.id().to_string())
+                    .join("root")
+                    .join(merged.strip_prefix("/").expect("absolute temp dir"));
+                (root, merged, Some(holder), "overlay")
+            }
+            Err(why) => {
+                if !force_copy {
+                    eprintln!("testkit rootfs: no overlay ({why}), copying the tree instead");
+                }
+                let copy = dir.path().join("root");
+                let out = Command::new("cp")
+                    .arg("-a")
+                    .arg("--reflink=auto")
+                    .arg(cache)
+                    .arg(&copy)
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("spawn cp");
+                assert!(
+                    out.status.success(),
+                    "cp -a {}: {}",
+                    cache.display(),
+                    text(&out)
+                );
+                (copy.clone(), copy, None, "copy")
+            }
+        };
+        let rootfs = Rootfs {
+            root,
+            chroot_dir,
+            holder,
+            setup: started.elapsed(),
+            _dir: dir,
+        };
+        eprintln!(
+            "testkit rootfs: private {how} of {} in {:.1?}",
+            cache.display(),
+            rootfs.setup
+        );
+        rootfs.write(
+            "/etc/cloud/cloud.cfg.d/90-testkit-image.cfg",
+            IMAGE_CFG,
+            0o644,
+        );
+        rootfs
+    }
+
+    /// How long making this private copy took.
+    pub fn setup_time(&self) -> Duration {
+        self.setup
+    }
+
+    /// The host path of `rel` (`/etc/x` or `etc/x`) inside the tree.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel.trim_start_matches('/'))
+    }
+
+    /// Writes `content` to `rel` with `mode` (owner root), creating parent
+    /// directories (0755) as needed; returns the host path.
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>, mode: u32) -> PathBuf {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+        }
+        // Remove first: a file from the lower layer may have another mode,
+        // and `write` keeps an existing file's mode until the chmod.
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        path
+    }
+
+    /// The contents of `rel` as (lossy) UTF-8, or `None` if it does not exist.
+    pub fn read(&self, rel: &str) -> Option<String> {
+        std::fs::read(self.path(rel))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Copies the host file `src` to `dest` in the tree, mode 0755.
+    pub fn install_binary(&self, src: &Path, dest: &str) {
+        let bytes = std::fs::read(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
+        self.write(dest, bytes, 0o755);
+    }
+
+    /// Seeds cloud-init's NoCloud datasource: `meta-data` (`instance-id`,
+    /// `local-hostname`) and `user-data` in `/var/lib/cloud/seed/nocloud/`,
+    /// and `/etc/cloud/cloud.cfg.d/99-test.cfg` limiting cloud-init to that
+    /// datasource with networking left alone. A new `instance_id` makes the
+    /// next stages a new instance's first boot.
+    pub fn seed_nocloud(&self, instance_id: &str, user_data: &[u8]) {
+        assert!(
+            !instance_id.is_empty()
+                && instance_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            "instance id {instance_id:?}: use [A-Za-z0-9_.-]"
+        );
+        let seed = "/var/lib/cloud/seed/nocloud";
+        self.write(
+            &format!("{seed}/meta-data"),
+            format!("instance-id: {instance_id}\nlocal-hostname: testkit-rootfs\n"),
+            0o644,
+        );
+        self.write(&format!("{seed}/user-data"), user_data, 0o600);
+        self.write(
+            "/etc/cloud/cloud.cfg.d/99-test.cfg",
+            "datasource_list: [NoCloud]\nnetwork: {config: disabled}\n",
+            0o644,
+        );
+    }
+
+    /// Runs `cmd` inside the tree (see the module doc for the namespaces and
+    /// mounts) with an environment of `PATH` and `env` only, stdin empty;
+    /// killed after 5 minutes.
+    pub fn run(&self, cmd: &[&str], env: &[(&str, &str)]) -> Output {
+        assert!(!cmd.is_empty(), "an empty command");
+        let root = self.chroot_dir.to_str().expect("a UTF-8 temp dir path");
+        let mut command = match &self.holder {
+            Some(holder) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--target={}", holder.child.id()))
+                    .args(["--mount", "--", "unshare"]);
+                c
+            }
+            None => Command::new("unshare"),
+        };
+        command
+            .args(["--mount", "--uts", "--pid", "--fork", "--kill-child"])
+            .arg(format!("--mount-proc={root}/proc"))
+            .args(["--", "sh", "-euc", IN_NAMESPACE, "sh", root])
+            .args(cmd)
+            .env_clear()
+            .env("PATH", CHROOT_PATH)
+            .envs(env.iter().copied());
+        run_with_timeout(command, RUN_TIMEOUT)
+    }
+
+    /// Runs the four cloud-init stages in boot order (each with a fresh
+    /// `/run`, as after a reboot) and returns their outputs.
+    pub fn cloud_init_stages(&self) -> Vec<Output> {
+        CLOUD_INIT_STAGES
+            .iter()
+            .map(|stage| self.run(stage, &[]))
+            .collect()
+    }
+
+    /// The errors cloud-init recorded for its last boot: each stage's
+    /// `errors` in `/var/lib/cloud/data/status.json` (as `"stage: error"`),
+    /// plus those of `result.json` (written when the final stage ends). A
+    /// missing file is an error too, so an empty list means every stage ran
+    /// and none failed. (`/run/cloud-init/` only links to these, and `/run`
+    /// does not outlive a [`Rootfs::run`].)
+    pub fn cloud_init_errors(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let read = |name: &str| -> Result<serde_json::Value, String> {
+            let rel = format!("/var/lib/cloud/data/{name}");
+            let text = self
+                .read(&rel)
+                .ok_or_else(|| format!("no {rel}: cloud-init did not get that far"))?;
+            serde_json::from_str(&text).map_err(|e| format!("{rel}: {e}"))
+        };
+        match read("status.json") {
+            Ok(status) => {
+                if let Some(stages) = status["v1"].as_object() {
+                    for (stage, v) in stages {
+                        for e in v["errors"].as_array().into_iter().flatten() {
+                            errors.push(format!("{stage}: {}", json_text(e)));
+                        }
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+        match read("result.json") {
+            Ok(result) => {
+                for e in result["v1"]["errors"].as_array().into_iter().flatten() {
+                    let e = json_text(e);
+                    if !errors.iter().any(|seen| seen.ends_with(&e)) {
+                        errors.push(format!("result: {e}"));
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+        errors
+    }
+
+    /// The multipart user-data that `cloud-init devel make-mime -a FILE:TYPE
+    /// ...` builds from `parts` (host files and short types such as
+    /// `x-shellscript` or `cloud-config`), run inside the tree so the result
+    /// is what this cloud-init itself produces.
+    pub fn make_mime(&self, parts: &[(&Path, &str)]) -> Vec<u8> {
+        let dir = "/tmp/testkit-make-mime";
+        let _ = std::fs::remove_dir_all(self.path(dir));
+        // Relative names: make-mime puts the path as given into each part's
+        // Content-Disposition filename.
+        let mut cmd: Vec<String> = ["sh", "-c", MAKE_MIME, "sh", dir]
+            .map(String::from)
+            .to_vec();
+        for (file, kind) in parts {
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_else(|| panic!("a file name in {}", file.display()));
+            assert!(!name.contains(':'), "make-mime splits on ':': {name}");
+            let bytes =
+                std::fs::read(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+            self.write(&format!("{dir}/{name}"), bytes, 0o644);
+            cmd.push("-a".into());
+            cmd.push(format!("{name}:{kind}"));
+        }
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let out = self.run(&cmd, &[]);
+        let _ = std::fs::remove_dir_all(self.path(dir));
+        assert!(out.status.success(), "make-mime: {}", text(&out));
+        out.stdout
+    }
+}
+
+impl Drop for Rootfs {
+    fn drop(&mut self) {
+        if let Some(mut holder) = self.holder.take() {
+            drop(holder.stdin.take());
+            let exited =
+                crate::util::poll_until(Duration::from_secs(5), Duration::from_millis(5), || {
+                    holder.child.try_wait().ok().flatten()
+                });
+            if exited.is_none() {
+                let _ = holder.child.kill();
+            }
+            let _ = holder.child.wait();
+        }
+    }
+}
+
+impl std::fmt::Debug for Rootfs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rootfs")
+            .field("root", &self.root)
+            .field("overlay", &self.holder.is_some())
+            .finish()
+    }
+}
+
+/// The mounts each run makes in its own namespace before the chroot:
+/// `$1` is the tree, the rest the command.
+const IN_NAMESPACE: &str = r#"
+r=$1; shift
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$r/run"
+mkdir -m 1777 "$r/run/lock"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$r/sys"
+exec chroot "$r" "$@"
+"#;
+
+/// `cloud-init devel make-mime` in `$1`, with the rest as its arguments.
+const MAKE_MIME: &str = r#"cd "$1" && shift && exec cloud-init devel make-mime "$@""#;
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout:\n{}\n--- stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+fn require_root() {
+    // SAFETY: geteuid(2) has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "testkit rootfs needs root (debootstrap, chroot, mount namespaces)"
+    );
+}
+
+/// Mounts the overlay in a new mount namespace held by a child process;
+/// returns it and the merged directory (a path in that namespace).
+fn mount_overlay(lower: &Path, dir: &Path) -> Result<(Holder, PathBuf), String> {
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir(d).map_err(|e| format!("create {}: {e}", d.display()))?;
+    }
+    // Overlay options are split on ',' and ':'.
+    for p in [lower, &upper, &work] {
+        let s = p.to_str().ok_or("a non-UTF-8 path")?;
+        if s.contains([',', ':']) {
+            return Err(format!("{s} holds ',' or ':'"));
+        }
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount -t overlay overlay -o "$1" "$2" && echo mounted && exec cat >/dev/null"#)
+        .args(["sh", &options])
+        .arg(&merged)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn unshare: {e}"))?;
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let _ = stdout.read_line(&mut line);
+    if line.trim() != "mounted" {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("mount -t overlay: {}", err.trim()));
+    }
+    let stdin = child.stdin.take();
+    Ok((Holder { child, stdin }, merged))
+}
+
+/// Spawns `command` with stdin empty and its output captured; SIGKILLs it
+/// if it has not exited after `timeout` (the output then ends with a note).
+fn run_with_timeout(mut command: Command, timeout: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", command.get_program()));
+    let pump = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = pump(child.stdout.take().map(|s| Box::new(s) as _));
+    let err = pump(child.stderr.take().map(|s| Box::new(s) as _));
+    let finished = crate::util::poll_until(timeout, Duration::from_millis(10), || {
+        child.try_wait().ok().flatten()
+    });
+    let status: ExitStatus = finished.unwrap_or_else(|| {
+        // --kill-child: the namespace's processes die with unshare.
+        let _ = child.kill();
+        child.wait().expect("wait for killed child")
+    });
+    let stdout = out.join().unwrap_or_default();
+    let mut stderr = err.join().unwrap_or_default();
+    if finished.is_none() {
+        let _ = writeln!(stderr, "testkit rootfs: killed after {timeout:?}");
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// `target/` of this workspace, or `$CARGO_TARGET_DIR`.
+fn target_dir() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit sits in the workspace")
+        .to_path_buf();
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => workspace.join(d),
+        _ => workspace.join("target"),
+    }
+}
+
+/// FNV-1a: a stable cache key (std's hashers may change between releases).
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The cached tree, built first if needed (see the module doc).
+pub fn cache_dir() -> &'static Path {
+    static CACHE: OnceLock<PathBuf> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        require_root();
+        let recipe = format!(
+            "{SUITE}\n{MIRROR}\nminbase\n{}\n{RECIPE}\n",
+            PACKAGES.join(",")
+        );
+        let name = format!("{SUITE}-{:016x}", fnv1a(recipe.as_bytes()));
+        let base = target_dir().join("testkit-rootfs");
+        std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
+        let dir = base.join(&name);
+        let lock = FileLock::acquire(&base.join(format!("{name}.lock")));
+        if !dir.is_dir() {
+            build(&base, &name, &recipe);
+        }
+        drop(lock);
+        dir
+    })
+}
+
+/// An exclusive `flock` on a file, released on drop (or when the process dies).
+struct FileLock {
+    _file: std::fs::File,
+}
+
+impl FileLock {
+    fn acquire(path: &Path) -> FileLock {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let fd = file.as_raw_fd();
+        // SAFETY: flock(2) on a descriptor this function owns.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            eprintln!(
+                "testkit rootfs: waiting for another process building {}",
+                path.display()
+            );
+            // SAFETY: as above, now blocking.
+            let rc = unsafe { libc::flock(fd, libc::LOCK_EX) };
+            assert_eq!(rc, 0, "flock {}", path.display());
+        }
+        FileLock { _file: file }
+    }
+}
+
+/// Builds `base/name` through `base/.name.building`; the caller holds the lock.
+fn build(base: &Path, name: &str, recipe: &str) {
+    let started = Instant::now();
+    let building = base.join(format!(".{name}.building"));
+    if building.exists() {
+        // A build that was killed: it held the lock we now hold.
+        std::fs::remove_dir_all(&building)
+            .unwrap_or_else(|e| panic!("remove stale {}: {e}", building.display()));
+    }
+    let log_path = base.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
+    eprintln!(
+        "testkit rootfs: building Debian {SUITE} with {} (debootstrap, about 70 s; log: {})",
+        PACKAGES.join(","),
+        log_path.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--pid", "--fork", "--kill-child", "--"])
+        .arg("debootstrap")
+        .arg("--variant=minbase")
+        .arg(format!("--include={}", PACKAGES.join(",")))
+        .arg(SUITE)
+        .arg(&building)
+        .arg(MIRROR)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log);
+    // SAFETY: prctl(2) only, between fork and exec: debootstrap dies with
+    // this process instead of writing into a tree the next build deletes.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let status = match cmd.status() {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("unshare not found (util-linux)")
+        }
+        Err(e) => panic!("spawn debootstrap: {e}"),
+    };
+    if !status.success() {
+        let log = crate::util::read_lossy(&log_path);
+        let detail = crate::util::read_lossy(&building.join("debootstrap/debootstrap.log"));
+        panic!(
+            "debootstrap failed ({status}); is it installed (.ci/install)?\n{}\n--- debootstrap.log:\n{}",
+            tail(&log, 40),
+            tail(&detail, 40)
+        );
+    }
+    // The downloaded packages: a third of the tree, and never needed again.
+    let archives = building.join("var/cache/apt/archives");
+    for entry in std::fs::read_dir(&archives).into_iter().flatten().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "deb") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    std::fs::write(building.join("etc/testkit-rootfs"), recipe).expect("write recipe stamp");
+    std::fs::rename(&building, base.join(name))
+        .unwrap_or_else(|e| panic!("rename {} into place: {e}", building.display()));
+    eprintln!(
+        "testkit rootfs: built {} in {:.1?}",
+        base.join(name).display(),
+        started.elapsed()
+    );
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The musl target the static tagstrap is built for.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// `tagstrap` built static (`--release --target x86_64-unknown-linux-musl`)
+/// from this workspace, once per process; panics if the binary has an ELF
+/// interpreter (i.e. is dynamically linked).
+pub fn static_tagstrap() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("testkit sits in the workspace");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let started = Instant::now();
+        let out = Command::new(&cargo)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                MUSL_TARGET,
+                "--bin",
+                "tagstrap",
+            ])
+            .current_dir(workspace)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("spawn {cargo:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "cargo build --target {MUSL_TARGET} failed; it needs `rustup target add {MUSL_TARGET}` \
+             and Debian's musl-tools (.ci/install):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = target_dir().join(MUSL_TARGET).join("release/tagstrap");
+        let elf = std::fs::read(&bin).unwrap_or_else(|e| panic!("read {}: {e}", bin.display()));
+        assert!(
+            !has_interpreter(&elf),
+            "{} is dynamically linked (has PT_INTERP)",
+            bin.display()
+        );
+        eprintln!(
+            "testkit rootfs: static tagstrap ({} bytes) ready in {:.1?}",
+            elf.len(),
+            started.elapsed()
+        );
+        bin
+    })
+    .clone()
+}
+
+/// Whether a 64-bit little-endian ELF file has a `PT_INTERP` program header.
+fn has_interpreter(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    assert!(
+        elf.len() >= 64 && elf.starts_with(b"\x7fELF\x02\x01"),
+        "not a 64-bit little-endian ELF file"
+    );
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().expect("8 bytes")) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        elf.get(o..o + 4)
+            .is_some_and(|t| u32::from_le_bytes(t.try_into().expect("4 bytes")) == PT_INTERP)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_executable_has_an_interpreter_and_the_musl_build_has_none() {
+        let sh = std::fs::read("/bin/sh").unwrap();
+        assert!(has_interpreter(&sh));
+        let musl = target_dir().join(MUSL_TARGET).join("release/tagstrap");
+        if let Ok(elf) = std::fs::read(musl) {
+            assert!(!has_interpreter(&elf));
+        }
+    }
+
+    #[test]
+    fn the_cache_key_is_stable() {
+        // Changing FNV would silently rebuild every cache.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

@@ -1,0 +1,621 @@
+//! tagstrap's Linux boot integration under the real cloud-init: Debian
+//! bookworm's `cloud-init` 22.4 in a debootstrapped tree ([`Rootfs`]), a
+//! static tagstrap baked in at `/usr/local/bin/tagstrap`, the NoCloud
+//! datasource seeded with the repository's own user-data, and the four
+//! cloud-init stages run in a chroot in private namespaces. The tree shares
+//! the host's loopback, where this test starts a Squid with basic auth, an
+//! OpenBao holding the proxy password and an HTTPS origin serving the
+//! install script. The origin is on 127.0.0.2: 127.0.0.1 is always in
+//! tagstrap's no-proxy list, and the point is to go through the proxy.
+//!
+//! The install script proves, inside the tree, that it ran (a line per run
+//! in `/var/lib/agent/runs`) with the right proxy environment (it compares a
+//! sha256 of `http_proxy`, so no file holds the password) and that `curl`
+//! reaches the origin through the proxy with that environment.
+//!
+//! Needs root, `debootstrap`, the musl target and network access to
+//! deb.debian.org for the first build of the tree (`.ci/install`); the
+//! first run of this file takes a few minutes (tree + musl build), later
+//! ones use the caches in `target/`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{secret_forms, sha256_hex};
+use testkit::rootfs::text;
+use testkit::{static_tagstrap, Bao, Origin, Reply, Rootfs, Squid, TestCa};
+
+const USER: &str = "svc-agent";
+/// Holds every character that breaks a naive proxy URL.
+const PASSWORD: &str = "p@ss:/%w0rd";
+const ORIGIN_IP: &str = "127.0.0.2";
+const NO_PROXY: &str = "localhost,127.0.0.1,::1,169.254.169.254";
+/// What the install script appends one line to per run.
+const RUNS: &str = "/var/lib/agent/runs";
+const PROXY_ENV: &str = "/etc/tagstrap/proxy.env";
+
+/// Where the store's address and token come from in the tree.
+#[derive(Clone, Copy, PartialEq)]
+enum Store {
+    /// `/etc/tagstrap/vault.env` (0600), sourced by the cloud-init part.
+    VaultEnv,
+    /// `[vault] address` in config.toml and the token in
+    /// `/etc/tagstrap/vault-token`, loaded as a systemd credential.
+    UnitCredential,
+}
+
+/// The servers on loopback and the tree that boots against them.
+struct World {
+    _ca: TestCa,
+    origin: Origin,
+    squid: Squid,
+    _bao: Bao,
+    token: String,
+    rootfs: Rootfs,
+    started: Instant,
+}
+
+impl World {
+    fn new(store: Store) -> World {
+        let started = Instant::now();
+        // The musl build overlaps the tree's first build, and the tree comes
+        // first so that the servers do not idle through that.
+        let tagstrap = std::thread::spawn(static_tagstrap);
+        let rootfs = Rootfs::cached();
+        let ca = TestCa::new();
+        let reserved = Origin::builder(Some(&ca))
+            .bind_ip(ORIGIN_IP.parse::<IpAddr>().unwrap())
+            .reserve();
+        let port = reserved.port();
+        let squid = Squid::builder()
+            .basic_auth(USER, PASSWORD)
+            .allow_connect_ports(&[port])
+            .start();
+        let bao = Bao::start();
+        bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
+        let token =
+            bao.create_token(r#"path "secret/data/PROXY_PASS" { capabilities = ["read"] }"#);
+        let origin = reserved
+            .route(
+                "/install.sh",
+                vec![],
+                Reply::ok(install_script(&squid.proxy_addr(), port)),
+            )
+            .route("/payload", vec![], Reply::ok("agent bits"))
+            .start();
+
+        let tagstrap = tagstrap.join().expect("the static tagstrap build");
+        rootfs.install_binary(&tagstrap, "/usr/local/bin/tagstrap");
+        rootfs.write("/etc/tagstrap/ca.pem", ca.ca_pem(), 0o644);
+        rootfs.write(
+            "/etc/tagstrap/tags",
+            format!(
+                "# baked into the image\n\
+                 rs_agent:http_proxy={}\n\
+                 rs_agent:http_proxy_user={USER}\n\
+                 rs_agent:http_proxy_password=cred:PROXY_PASS\n\
+                 rs_agent:mime_shellscript={}\n",
+                squid.proxy_addr(),
+                origin.url("/install.sh")
+            ),
+            0o644,
+        );
+        // A failure should end the test in a minute, not after the
+        // default ten minutes of retries.
+        let mut config = "ca_file = \"/etc/tagstrap/ca.pem\"\n\
+                          source = \"none\"\n\
+                          deadline = 60\n"
+            .to_string();
+        match store {
+            Store::VaultEnv => {
+                rootfs.write(
+                    "/etc/tagstrap/vault.env",
+                    format!("VAULT_ADDR={}\nVAULT_TOKEN={token}\n", bao.addr()),
+                    0o600,
+                );
+            }
+            Store::UnitCredential => {
+                config.push_str(&format!("\n[vault]\naddress = \"{}\"\n", bao.addr()));
+                rootfs.write("/etc/tagstrap/vault-token", format!("{token}\n"), 0o600);
+            }
+        }
+        rootfs.write("/etc/tagstrap/config.toml", config, 0o644);
+        World {
+            _ca: ca,
+            origin,
+            squid,
+            _bao: bao,
+            token,
+            rootfs,
+            started,
+        }
+    }
+
+    /// One boot of instance `instance_id` under cloud-init: every stage
+    /// exits 0 and cloud-init records no error.
+    fn boot(&self, instance_id: &str, user_data: &[u8]) -> Vec<Output> {
+        self.rootfs.seed_nocloud(instance_id, user_data);
+        let started = Instant::now();
+        let outputs = self.rootfs.cloud_init_stages();
+        for (stage, out) in testkit::rootfs::CLOUD_INIT_STAGES.iter().zip(&outputs) {
+            assert!(
+                out.status.success(),
+                "{} ({instance_id}): {}\n--- cloud-init-output.log:\n{}",
+                stage.join(" "),
+                text(out),
+                self.rootfs
+                    .read("/var/log/cloud-init-output.log")
+                    .unwrap_or_default()
+            );
+        }
+        assert_eq!(
+            self.rootfs.cloud_init_errors(),
+            Vec::<String>::new(),
+            "cloud-init errors ({instance_id})"
+        );
+        eprintln!(
+            "boot of {instance_id}: four stages in {:.1?}",
+            started.elapsed()
+        );
+        outputs
+    }
+
+    /// The instance IDs the install script ran for, in order.
+    fn runs(&self) -> Vec<String> {
+        let runs = self.rootfs.read(RUNS).unwrap_or_default();
+        runs.lines()
+            .map(|l| {
+                assert!(
+                    l.ends_with(&format!(" no_proxy={NO_PROXY}")),
+                    "the script's no_proxy: {l}"
+                );
+                l.split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_start_matches("instance=")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn proxy_url(&self) -> String {
+        format!(
+            "http://{}:{}@{}",
+            USER,
+            secret_forms(PASSWORD).pop().unwrap(),
+            self.squid.proxy_addr()
+        )
+    }
+
+    /// `/etc/tagstrap/proxy.env` is 0600 and holds exactly the six variables.
+    fn assert_proxy_env(&self) {
+        let path = self.rootfs.path(PROXY_ENV);
+        let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{PROXY_ENV}: {e}"));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{PROXY_ENV} mode");
+        let url = self.proxy_url();
+        let expected: BTreeSet<String> = [
+            ("http_proxy", url.as_str()),
+            ("https_proxy", &url),
+            ("HTTP_PROXY", &url),
+            ("HTTPS_PROXY", &url),
+            ("no_proxy", NO_PROXY),
+            ("NO_PROXY", NO_PROXY),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}='{v}'"))
+        .collect();
+        let content = self.rootfs.read(PROXY_ENV).unwrap();
+        let lines: BTreeSet<String> = content
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        // Compare without printing the file: it holds the password.
+        let missing: Vec<&str> = expected
+            .iter()
+            .filter(|l| !lines.contains(*l))
+            .map(|l| l.split('=').next().unwrap())
+            .collect();
+        let extra: Vec<&str> = lines
+            .iter()
+            .filter(|l| !expected.contains(*l))
+            .map(|l| l.split('=').next().unwrap())
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{PROXY_ENV}: wrong or missing {missing:?}, unexpected {extra:?}"
+        );
+        // And sh reads it back as the same URL (hash only: no secret in argv or output).
+        let out = self.rootfs.run(
+            &[
+                "sh",
+                "-euc",
+                "set -a; . /etc/tagstrap/proxy.env; set +a; \
+                 printf '%s' \"$https_proxy\" | sha256sum | cut -d' ' -f1",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "sourcing {PROXY_ENV}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            sha256_hex(url.as_bytes()),
+            "sh -c '. {PROXY_ENV}' gives another https_proxy"
+        );
+    }
+
+    /// Squid saw the CONNECTs to the origin, all authenticated as USER.
+    fn assert_connects_through_squid(&self) {
+        let needle = format!("CONNECT {ORIGIN_IP}:{} {USER} ", self.origin.port());
+        assert!(
+            self.squid
+                .wait_for_access_log(&needle, Duration::from_secs(10)),
+            "no {needle:?} in Squid's access.log:\n{}",
+            self.squid.access_log()
+        );
+        let log = self.squid.access_log();
+        for line in log.lines().filter(|l| l.contains(" CONNECT ")) {
+            assert!(
+                line.contains(&needle) && line.contains("TCP_TUNNEL/200"),
+                "{log}"
+            );
+        }
+    }
+
+    /// No form of the password or the store token in cloud-init's logs, in
+    /// `outputs`, or in any file under /etc/tagstrap, /var/lib/tagstrap
+    /// or /var/lib/cloud that is not mode 0600.
+    fn assert_no_leak(&self, outputs: &[Output]) {
+        let mut forms = secret_forms(PASSWORD);
+        forms.extend(secret_forms(&self.token));
+        forms.push(base64(format!("{USER}:{PASSWORD}").as_bytes()));
+        let check = |what: &str, bytes: &[u8]| {
+            let text = String::from_utf8_lossy(bytes);
+            for (i, form) in forms.iter().enumerate() {
+                assert!(
+                    !text.contains(form.as_str()),
+                    "{what} holds a secret (form {i})"
+                );
+            }
+        };
+        for out in outputs {
+            check("a command's stdout", &out.stdout);
+            check("a command's stderr", &out.stderr);
+        }
+        for log in ["/var/log/cloud-init-output.log", "/var/log/cloud-init.log"] {
+            if let Some(text) = self.rootfs.read(log) {
+                check(log, text.as_bytes());
+            }
+        }
+        for dir in ["/etc/tagstrap", "/var/lib/tagstrap", "/var/lib/cloud"] {
+            for (path, mode) in files_under(&self.rootfs.path(dir)) {
+                if mode & 0o777 != 0o600 {
+                    check(
+                        &format!("{} (mode {mode:o})", path.display()),
+                        &std::fs::read(&path).unwrap(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        eprintln!("test took {:.1?}", self.started.elapsed());
+    }
+}
+
+/// The agent's install script as the origin serves it: it checks its proxy
+/// environment (hashes only), fetches a payload with curl through that
+/// proxy, and appends `instance=ID no_proxy=...` to [`RUNS`].
+fn install_script(proxy_addr: &str, origin_port: u16) -> String {
+    let expected = format!(
+        "http://{USER}:{}@{proxy_addr}",
+        secret_forms(PASSWORD).pop().unwrap()
+    );
+    format!(
+        r#"#!/bin/sh
+set -eu
+fail() {{ echo "install.sh: $*" >&2; exit 3; }}
+h=$(printf '%s' "${{http_proxy:-}}" | sha256sum | cut -d' ' -f1)
+[ "$h" = {hash} ] || fail "http_proxy is not the expected URL"
+[ "${{https_proxy:-}}" = "$http_proxy" ] || fail "https_proxy differs from http_proxy"
+[ "${{HTTPS_PROXY:-}}" = "$http_proxy" ] || fail "HTTPS_PROXY differs from http_proxy"
+[ "${{HTTP_PROXY:-}}" = "$http_proxy" ] || fail "HTTP_PROXY differs from http_proxy"
+[ -n "${{no_proxy:-}}" ] || fail "no_proxy is not set"
+[ "${{NO_PROXY:-}}" = "$no_proxy" ] || fail "NO_PROXY differs from no_proxy"
+mkdir -p /var/lib/agent
+curl -sS --fail --cacert /etc/tagstrap/ca.pem -o /var/lib/agent/payload https://{ORIGIN_IP}:{origin_port}/payload
+[ "$(cat /var/lib/agent/payload)" = "agent bits" ] || fail "wrong payload"
+id=$(cat /var/lib/cloud/data/instance-id 2>/dev/null || cat /etc/machine-id)
+echo "instance=$id no_proxy=$no_proxy" >> {RUNS}
+echo "install.sh: agent installed on $id"
+"#,
+        hash = sha256_hex(expected.as_bytes()),
+    )
+}
+
+/// A file of this repository.
+fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Regular files below `dir` (not following symlinks) with their modes.
+fn files_under(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(files_under(&entry.path()));
+        } else if meta.is_file() {
+            out.push((entry.path(), meta.permissions().mode()));
+        }
+    }
+    out
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Three boots under cloud-init: the first runs the script, a reboot of the
+/// same instance does not, a new instance does.
+fn runs_once_per_instance_under_cloud_init(make_user_data: impl FnOnce(&Rootfs) -> Vec<u8>) {
+    let world = World::new(Store::VaultEnv);
+    let user_data = &make_user_data(&world.rootfs);
+
+    let first = world.boot("i-first", user_data);
+    assert_eq!(world.runs(), ["i-first"]);
+    assert_eq!(world.origin.hits("/install.sh"), 1);
+    world.assert_proxy_env();
+    world.assert_connects_through_squid();
+    world.assert_no_leak(&first);
+    let output_log = world
+        .rootfs
+        .read("/var/log/cloud-init-output.log")
+        .unwrap_or_default();
+    assert!(
+        output_log.contains("install.sh: agent installed on i-first"),
+        "the script's output belongs in cloud-init's output log:\n{output_log}"
+    );
+
+    let reboot = world.boot("i-first", user_data);
+    assert_eq!(world.runs(), ["i-first"], "a reboot ran the script again");
+    assert_eq!(world.origin.hits("/install.sh"), 1);
+
+    let second = world.boot("i-second", user_data);
+    assert_eq!(world.runs(), ["i-first", "i-second"]);
+    assert_eq!(world.origin.hits("/install.sh"), 2);
+    world.assert_proxy_env();
+    world.assert_no_leak(&[first, reboot, second].concat());
+    assert!(
+        !testkit::rootfs::cache_dir().join("etc/tagstrap").exists(),
+        "the test wrote into the cached tree"
+    );
+}
+
+#[test]
+fn mime_shellscript_part_runs_tagstrap_once_per_instance() {
+    runs_once_per_instance_under_cloud_init(|rootfs| {
+        let part = repo_file("cloud-init/user-data.sh");
+        let user_data = rootfs.make_mime(&[(&part, "x-shellscript")]);
+        let text = String::from_utf8_lossy(&user_data);
+        assert!(
+            text.starts_with("Content-Type: multipart/mixed")
+                && text.contains("Content-Type: text/x-shellscript")
+                && text.contains("filename=\"user-data.sh\""),
+            "{text}"
+        );
+        user_data
+    });
+}
+
+#[test]
+fn cloud_config_runcmd_runs_tagstrap_once_per_instance() {
+    runs_once_per_instance_under_cloud_init(|_| {
+        let user_data = std::fs::read(repo_file("cloud-init/cloud-config.yaml")).unwrap();
+        assert!(user_data.starts_with(b"#cloud-config\n"));
+        user_data
+    });
+}
+
+/// What of a systemd unit this test carries out itself.
+#[derive(Debug, Default)]
+struct Unit {
+    exec_start: Vec<String>,
+    environment: Vec<(String, String)>,
+    /// `LoadCredential=ID:PATH`
+    credentials: Vec<(String, String)>,
+    umask: Option<String>,
+    state_directory: Option<String>,
+    state_directory_mode: Option<String>,
+}
+
+impl Unit {
+    fn parse(text: &str) -> Unit {
+        let mut unit = Unit::default();
+        let mut section = String::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with(['#', ';']) {
+                continue;
+            }
+            if line.starts_with('[') {
+                section = line.to_string();
+                continue;
+            }
+            if section != "[Service]" {
+                continue;
+            }
+            let (key, value) = line.split_once('=').expect("KEY=VALUE");
+            let value = value.trim();
+            match key.trim() {
+                "ExecStart" => {
+                    assert!(unit.exec_start.is_empty(), "one ExecStart= in a oneshot");
+                    unit.exec_start =
+                        split_words(value.trim_start_matches(['-', '@', ':', '+', '!']));
+                }
+                "Environment" => {
+                    unit.environment
+                        .extend(split_words(value).into_iter().map(|kv| {
+                            let (k, v) = kv.split_once('=').expect("Environment=K=V");
+                            (k.to_string(), v.to_string())
+                        }))
+                }
+                "LoadCredential" => {
+                    let (id, path) = value.split_once(':').expect("LoadCredential=ID:PATH");
+                    unit.credentials.push((id.to_string(), path.to_string()));
+                }
+                "UMask" => unit.umask = Some(value.to_string()),
+                "StateDirectory" => unit.state_directory = Some(value.to_string()),
+                "StateDirectoryMode" => unit.state_directory_mode = Some(value.to_string()),
+                _ => {}
+            }
+        }
+        unit
+    }
+
+    /// The command line that starts the unit's process inside the tree the
+    /// way systemd would: umask, state directory, credentials in a private
+    /// directory of the run's `/run`, then `exec` of `ExecStart=`.
+    fn command(&self, name: &str) -> (Vec<String>, Vec<(String, String)>) {
+        let creds = format!("/run/credentials/{name}");
+        let mut script = String::from("set -eu\n");
+        if let Some(umask) = &self.umask {
+            script.push_str(&format!("umask {umask}\n"));
+        }
+        let mut env = self.environment.clone();
+        if let Some(dir) = &self.state_directory {
+            let mode = self.state_directory_mode.as_deref().unwrap_or("0755");
+            script.push_str(&format!(
+                "mkdir -p /var/lib/{dir}\nchmod {mode} /var/lib/{dir}\n"
+            ));
+            env.push(("STATE_DIRECTORY".into(), format!("/var/lib/{dir}")));
+        }
+        if !self.credentials.is_empty() {
+            script.push_str(&format!(
+                "mkdir -p -m 0755 /run/credentials\nmkdir -m 0700 {creds}\n"
+            ));
+            for (id, path) in &self.credentials {
+                script.push_str(&format!(
+                    "cp {path} {creds}/{id}\nchmod 0400 {creds}/{id}\n"
+                ));
+            }
+            env.push(("CREDENTIALS_DIRECTORY".into(), creds));
+        }
+        script.push_str("exec \"$@\"\n");
+        let mut argv = vec!["sh".into(), "-c".into(), script, "sh".into()];
+        argv.extend(self.exec_start.iter().cloned());
+        (argv, env)
+    }
+}
+
+/// Words of a systemd command line or `Environment=` value: blanks split,
+/// double or single quotes group.
+fn split_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                word.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => words.extend(word.take()),
+            (None, c) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    assert!(quote.is_none(), "unbalanced quotes in {s:?}");
+    words.extend(word);
+    words
+}
+
+#[test]
+fn baked_unit_command_line_runs_once_per_instance() {
+    let unit =
+        Unit::parse(&std::fs::read_to_string(repo_file("dist/systemd/tagstrap.service")).unwrap());
+    assert_eq!(
+        unit.exec_start.first().map(String::as_str),
+        Some("/usr/local/bin/tagstrap"),
+        "{unit:?}"
+    );
+    assert!(
+        unit.credentials
+            .iter()
+            .any(|(id, path)| id == "vault-token" && path == "/etc/tagstrap/vault-token"),
+        "the unit loads the store token as a credential: {unit:?}"
+    );
+    let world = World::new(Store::UnitCredential);
+    let (argv, env) = unit.command("tagstrap.service");
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let boot = |machine_id: &str| {
+        world
+            .rootfs
+            .write("/etc/machine-id", format!("{machine_id}\n"), 0o444);
+        let started = Instant::now();
+        let out = world.rootfs.run(&argv, &env);
+        assert!(
+            out.status.success(),
+            "the unit's ExecStart=: {}",
+            text(&out)
+        );
+        eprintln!("unit run on {machine_id}: {:.1?}", started.elapsed());
+        out
+    };
+    assert!(
+        world
+            .rootfs
+            .read("/var/lib/cloud/data/instance-id")
+            .is_none(),
+        "no cloud-init here: the machine ID is the instance ID"
+    );
+    let first_id = "0123456789abcdef0123456789abcdef";
+    let second_id = "fedcba9876543210fedcba9876543210";
+
+    let first = boot(first_id);
+    assert_eq!(world.runs(), [first_id]);
+    world.assert_proxy_env();
+    world.assert_connects_through_squid();
+    let state = world.rootfs.path("/var/lib/tagstrap");
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    let reboot = boot(first_id);
+    assert_eq!(world.runs(), [first_id], "a reboot ran the script again");
+    assert_eq!(world.origin.hits("/install.sh"), 1);
+    world.assert_proxy_env();
+
+    let second = boot(second_id);
+    assert_eq!(world.runs(), [first_id, second_id]);
+    assert_eq!(world.origin.hits("/install.sh"), 2);
+    world.assert_no_leak(&[first, reboot, second]);
+}
