@@ -86,6 +86,7 @@ async fn dispatch(command: &Command, settings: Settings) -> Result<i32> {
         Command::Run(_) => run(&settings).await,
         Command::Plan(_) => plan(&settings).await.map(|()| 0),
         Command::Tags(_) => show_tags(&settings).await.map(|()| 0),
+        Command::Doctor(_) => crate::doctor::doctor(&settings).await.map(|()| 0),
     }
 }
 

@@ -64,6 +64,13 @@ pub enum Command {
     /// Print the merged tags and where each value came from.
     #[command(after_long_help = EXIT_CODES)]
     Tags(CommonArgs),
+    /// Check each step once (tags, credentials, proxy over TCP, CONNECT, TLS
+    /// to the script host, the script URL) and say what is wrong.
+    ///
+    /// One line per step: ok, FAIL with what to do, or skip when an earlier
+    /// step it needs failed. Exits with the first failure's code.
+    #[command(after_long_help = EXIT_CODES)]
+    Doctor(CommonArgs),
 }
 
 impl Command {
@@ -74,7 +81,7 @@ impl Command {
                 write_env: run.write_env.clone(),
                 ..run.common.clone()
             },
-            Command::Plan(args) | Command::Tags(args) => args.clone(),
+            Command::Plan(args) | Command::Tags(args) | Command::Doctor(args) => args.clone(),
         }
     }
 }

@@ -7,11 +7,13 @@
 //! - [`proxy`]: the proxy URL, the no-proxy list and the script's environment.
 //! - [`fetch`]: the download, with retries, classification and streaming.
 //! - [`run`]: running the script; [`report`] and [`state`]: what is left on disk.
+//! - [`doctor`]: the same steps one at a time, each diagnosed.
 //! - [`error`]: the one error type and its exit codes.
 
 pub mod app;
 pub mod cli;
 pub mod credentials;
+pub mod doctor;
 pub mod error;
 pub mod fetch;
 pub mod logging;

@@ -1,4 +1,4 @@
-//! Proof that no secret escapes. Every command (`run`, `plan`, `tags`) on
+//! Proof that no secret escapes. Every command (`run`, `plan`, `tags`, `doctor`) on
 //! every path, good and bad, with a known proxy password, store tokens and an
 //! AppRole secret ID, at the most verbose log level (`-vv` and
 //! `TAGSTRAP_LOG=trace`), in text and in JSON. For each invocation it asserts
@@ -582,7 +582,7 @@ fn check_paths(world: &World, paths: &[Path_]) {
     let tmp = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for path in paths {
-        for command in ["run", "plan", "tags"] {
+        for command in ["run", "plan", "tags", "doctor"] {
             for format in ["text", "json"] {
                 let context = format!("path {:?}, {command}, {format}", path.name);
                 let t = (path.set_up)(world, Tagstrap::new(command));
@@ -628,7 +628,7 @@ fn check_paths(world: &World, paths: &[Path_]) {
             }
         }
     }
-    assert_eq!(checked, paths.len() * 6);
+    assert_eq!(checked, paths.len() * 8);
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod direct;
 pub mod probe;
 pub mod retry;
 pub mod tls;
+pub mod x509;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -525,7 +526,11 @@ impl Attempt<'_> {
 /// 502/503/504 mean it cannot reach the host yet, which is retried like a
 /// network that is still coming up.
 /// `request` says what was asked, e.g. "CONNECT repo:443".
-fn proxy_answer_failure(proxy: &Proxy, request: &str, answer: &probe::ConnectAnswer) -> Failure {
+pub fn proxy_answer_failure(
+    proxy: &Proxy,
+    request: &str,
+    answer: &probe::ConnectAnswer,
+) -> Failure {
     let authority = proxy.url.authority();
     let status = format!("{} {}", answer.status, answer.reason);
     let squid = answer

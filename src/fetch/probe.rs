@@ -63,16 +63,58 @@ pub async fn connect(
 }
 
 async fn connect_inner(proxy: &ProxyUrl, target: &str, tls: &Arc<rustls::ClientConfig>) -> Probe {
+    match open(proxy, target, tls).await {
+        Ok((answer, mut stream)) => {
+            let _ = stream.shutdown().await;
+            Probe::Answered(answer)
+        }
+        Err(probe) => probe,
+    }
+}
+
+/// A byte stream to the script host through the proxy.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+/// Opens a tunnel: `CONNECT target` with the proxy's credentials. On a 2xx
+/// answer the stream is the tunnel, ready for TLS to the target (`doctor`
+/// looks at the certificate on the other side).
+pub async fn tunnel(
+    proxy: &ProxyUrl,
+    target: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<Box<dyn Stream>, Probe> {
+    match tokio::time::timeout(timeout, open(proxy, target, tls)).await {
+        Ok(Ok((answer, stream))) if answer.status / 100 == 2 => Ok(stream),
+        Ok(Ok((answer, _))) => Err(Probe::Answered(answer)),
+        Ok(Err(probe)) => Err(probe),
+        Err(_) => Err(Probe::Failed(format!(
+            "the proxy did not answer CONNECT within {} s",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+/// Connects to the proxy (TLS for an https:// proxy), sends CONNECT and reads
+/// the answer's head, leaving the stream open.
+async fn open(
+    proxy: &ProxyUrl,
+    target: &str,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<(ConnectAnswer, Box<dyn Stream>), Probe> {
     let tcp = match TcpStream::connect((proxy.host.as_str(), proxy.port)).await {
         Ok(tcp) => tcp,
-        Err(e) => return Probe::ProxyUnreachable(e.to_string()),
+        Err(e) => return Err(Probe::ProxyUnreachable(e.to_string())),
     };
     let request = connect_request(proxy, target);
     match proxy.scheme {
-        ProxyScheme::Http => exchange(tcp, &request).await,
+        ProxyScheme::Http => exchange(Box::new(tcp), &request).await,
         ProxyScheme::Https => {
             let Ok(name) = ServerName::try_from(proxy.host.clone()) else {
-                return Probe::Failed("the proxy's host is not a valid TLS server name".into());
+                return Err(Probe::Failed(
+                    "the proxy's host is not a valid TLS server name".into(),
+                ));
             };
             let mut config = (**tls).clone();
             config.alpn_protocols.clear();
@@ -80,16 +122,16 @@ async fn connect_inner(proxy: &ProxyUrl, target: &str, tls: &Arc<rustls::ClientC
                 .connect(name, tcp)
                 .await
             {
-                Ok(stream) => exchange(stream, &request).await,
+                Ok(stream) => exchange(Box::new(stream), &request).await,
                 Err(e) => {
                     let trust = e
                         .get_ref()
                         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
                         .filter(|tls| super::classify::is_trust_failure(tls));
-                    match trust {
+                    Err(match trust {
                         Some(tls) => Probe::ProxyUntrusted(tls.to_string()),
                         None => Probe::Failed(format!("TLS to the proxy failed: {e}")),
-                    }
+                    })
                 }
             }
         }
@@ -123,26 +165,37 @@ fn connect_request(proxy: &ProxyUrl, target: &str) -> Zeroizing<Vec<u8>> {
     request
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &[u8]) -> Probe {
+/// Sends the CONNECT request and reads the answer's head one byte at a time,
+/// so that nothing after its blank line is consumed: after a 200 that
+/// belongs to the tunnel.
+async fn exchange(
+    mut stream: Box<dyn Stream>,
+    request: &[u8],
+) -> Result<(ConnectAnswer, Box<dyn Stream>), Probe> {
     if let Err(e) = stream.write_all(request).await {
-        return Probe::Failed(format!("sending CONNECT failed: {e}"));
+        return Err(Probe::Failed(format!("sending CONNECT failed: {e}")));
     }
     let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
         if head.len() > MAX_HEAD {
-            return Probe::Failed("the proxy's answer head is too long".into());
+            return Err(Probe::Failed("the proxy's answer head is too long".into()));
         }
-        match stream.read(&mut buf).await {
+        match stream.read(&mut byte).await {
             Ok(0) => break,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e) => return Probe::Failed(format!("reading the CONNECT answer failed: {e}")),
+            Ok(_) => head.push(byte[0]),
+            Err(e) => {
+                return Err(Probe::Failed(format!(
+                    "reading the CONNECT answer failed: {e}"
+                )))
+            }
         }
     }
-    let _ = stream.shutdown().await;
     match parse_answer(&head) {
-        Some(answer) => Probe::Answered(answer),
-        None => Probe::Failed("the proxy's answer to CONNECT is not HTTP".into()),
+        Some(answer) => Ok((answer, stream)),
+        None => Err(Probe::Failed(
+            "the proxy's answer to CONNECT is not HTTP".into(),
+        )),
     }
 }
 

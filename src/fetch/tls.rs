@@ -7,7 +7,7 @@
 //! for the store, `VAULT_CACERT`.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -63,16 +63,10 @@ pub fn trusting_nothing() -> Result<Arc<ClientConfig>> {
 }
 
 fn with_roots(
-    mut roots: RootCertStore,
+    roots: RootCertStore,
     extra: &[CertificateDer<'static>],
 ) -> Result<Arc<ClientConfig>> {
-    for cert in extra {
-        roots.add(cert.clone()).map_err(|e| {
-            Error::Input(format!(
-                "an extra CA certificate cannot be used as a trust anchor: {e}"
-            ))
-        })?;
-    }
+    let roots = anchors(roots, extra)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -83,6 +77,103 @@ fn with_roots(
     // that intercept TLS handle it best.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The system roots (or the ones given) plus `extra`.
+fn anchors(mut roots: RootCertStore, extra: &[CertificateDer<'static>]) -> Result<RootCertStore> {
+    for cert in extra {
+        roots.add(cert.clone()).map_err(|e| {
+            Error::Input(format!(
+                "an extra CA certificate cannot be used as a trust anchor: {e}"
+            ))
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The end-entity certificate a server presented, kept by a configuration
+/// from [`inspecting_config`] whether or not it was trusted.
+#[derive(Debug, Default)]
+pub struct SeenCertificate(Mutex<Option<Vec<u8>>>);
+
+impl SeenCertificate {
+    pub fn get(&self) -> Option<Vec<u8>> {
+        self.0.lock().ok()?.clone()
+    }
+}
+
+/// Verifies as [`client_config`] does, and keeps the certificate.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    seen: Arc<SeenCertificate>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if let Ok(mut seen) = self.seen.0.lock() {
+            *seen = Some(end_entity.to_vec());
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A configuration that trusts exactly what [`client_config`] trusts and
+/// also keeps the certificate the server presented: `doctor` names its issuer
+/// when it is not trusted, which is how a TLS-intercepting proxy shows.
+pub fn inspecting_config(
+    extra: &[CertificateDer<'static>],
+) -> Result<(Arc<ClientConfig>, Arc<SeenCertificate>)> {
+    let roots = anchors(system_roots().clone(), extra)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?;
+    let seen = Arc::new(SeenCertificate::default());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Recording {
+            inner,
+            seen: seen.clone(),
+        }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(config), seen))
 }
 
 #[cfg(test)]
