@@ -36,6 +36,14 @@ impl World {
             .reserve()
     }
 
+    /// The usual set-up: an origin with the trusted CA's certificate, and a
+    /// Squid with basic auth allowing CONNECT to it.
+    fn proxied_origin(&self) -> (Squid, Origin) {
+        let reserved = self.origin(&self.ca);
+        let squid = self.squid(reserved.port());
+        (squid, started(reserved))
+    }
+
     fn squid(&self, port: u16) -> Squid {
         Squid::builder()
             .basic_auth(USER, PASSWORD)
@@ -97,9 +105,7 @@ fn expect(run: &Run, want: &[(&str, &str)]) {
 #[test]
 fn every_step_is_ok_when_everything_is_right() {
     let world = World::new();
-    let reserved = world.origin(&world.ca);
-    let squid = world.squid(reserved.port());
-    let origin = started(reserved);
+    let (squid, origin) = world.proxied_origin();
     let run = world
         .doctor(&squid.proxy_addr(), "cred:PROXY_PASS", &script_url(&origin))
         .run();
@@ -124,9 +130,7 @@ fn every_step_is_ok_when_everything_is_right() {
 #[test]
 fn a_wrong_password_is_a_407_that_names_the_credential() {
     let world = World::new();
-    let reserved = world.origin(&world.ca);
-    let squid = world.squid(reserved.port());
-    let origin = started(reserved);
+    let (squid, origin) = world.proxied_origin();
     let run = world
         .doctor(&squid.proxy_addr(), "cred:WRONG", &script_url(&origin))
         .run();
@@ -261,9 +265,7 @@ fn subject_cn(ca: &TestCa) -> String {
 #[test]
 fn a_script_url_that_is_not_there_is_66() {
     let world = World::new();
-    let reserved = world.origin(&world.ca);
-    let squid = world.squid(reserved.port());
-    let origin = started(reserved);
+    let (squid, origin) = world.proxied_origin();
     let missing = format!("https://{ORIGIN_IP}:{}/missing.sh", origin.port());
     let run = world
         .doctor(&squid.proxy_addr(), "cred:PROXY_PASS", &missing)
@@ -285,9 +287,7 @@ fn a_script_url_that_is_not_there_is_66() {
 #[test]
 fn a_missing_credential_still_checks_the_proxy_over_tcp() {
     let world = World::new();
-    let reserved = world.origin(&world.ca);
-    let squid = world.squid(reserved.port());
-    let origin = started(reserved);
+    let (squid, origin) = world.proxied_origin();
     let run = world
         .doctor(&squid.proxy_addr(), "cred:NOT_THERE", &script_url(&origin))
         .run();
