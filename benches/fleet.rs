@@ -1,0 +1,3 @@
+//! Placeholder: filled in by the fleet benchmark work.
+
+fn main() {}

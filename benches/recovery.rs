@@ -1,0 +1,3 @@
+//! Placeholder: filled in by the recovery benchmark work.
+
+fn main() {}
