@@ -366,12 +366,17 @@ async fn run_steps(
         max_bytes: settings.max_script_bytes,
     };
     let paths = state.script_paths(Platform::current() == Platform::Windows)?;
-    let downloaded = fetch::download(script, &prepared.env, &options, paths).await?;
+    let mut tries = fetch::retry::Tries::default();
+    let downloaded = fetch::download(script, &prepared.env, &options, paths, &mut tries).await;
+    if let Some(shown) = report.script.as_mut() {
+        // Also when the download failed: the report says how hard it tried.
+        shown.download = tries;
+    }
+    let downloaded = downloaded?;
     if let Some(shown) = report.script.as_mut() {
         shown.route = Some(downloaded.route.clone());
         shown.bytes = Some(downloaded.bytes);
         shown.sha256 = Some(fetch::hex(&downloaded.sha256));
-        shown.download = downloaded.tries;
     }
 
     let ran = Instant::now();

@@ -375,7 +375,7 @@ async fn status_check(script: &ScriptTag, url: &Url, prepared: &Prepared) -> Res
     } else {
         Redirects::HttpsOnly
     };
-    let client = fetch::http_client(&prepared.tls, Some(&prepared.env), redirects)?;
+    let client = fetch::http_client(&prepared.tls, Some(&prepared.env), redirects, STEP_TIMEOUT)?;
     let response = tokio::time::timeout(STEP_TIMEOUT, client.get(url.clone()).send())
         .await
         .map_err(|_| {

@@ -732,6 +732,7 @@ fn debug_of_every_configuration_and_credential_type_shows_no_secret() {
         &tls,
         Some(&environment),
         tagstrap::fetch::Redirects::HttpsOnly,
+        tagstrap::fetch::MAX_READ_TIMEOUT,
     )
     .unwrap();
     let error = tagstrap::error::Error::Input("x".into());

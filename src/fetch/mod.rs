@@ -32,9 +32,20 @@ use crate::tags::agent::{redact_url, ScriptLocation, ScriptTag};
 /// dead link delays the start after the link comes up, and the kernel's own
 /// SYN retransmission (1 s, then 3 s) is slower than a fresh try.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest silence while waiting for a response or reading its body. A
-/// server that stops sending is given up on and the download tried again.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bounds of the longest silence while waiting for a response or reading its
+/// body; see [`read_timeout`].
+pub const MIN_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub const MAX_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest silence tolerated from a peer before the try is given up and
+/// a fresh one made: a tenth of the deadline, between 5 and 30 s. A fixed
+/// 30 s meant that one connection which accepted and then hung cost 30 s at
+/// boot, and with a deadline under 30 s ended the run although the next
+/// request would have been answered (tests/faults.rs); a slow drip is not
+/// affected, since only silence counts.
+pub fn read_timeout(deadline: Duration) -> Duration {
+    (deadline / 10).clamp(MIN_READ_TIMEOUT, MAX_READ_TIMEOUT)
+}
 /// Longest time for the CONNECT probe after a failed tunnel.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REDIRECTS: usize = 10;
@@ -87,13 +98,14 @@ pub fn http_client(
     tls: &Arc<rustls::ClientConfig>,
     route: Option<&ProxyEnvironment>,
     redirects: Redirects,
+    read_timeout: Duration,
 ) -> Result<HttpClient> {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .tls_backend_preconfigured((**tls).clone())
         .http1_only()
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
+        .read_timeout(read_timeout)
         .user_agent(user_agent())
         .redirect(redirect_policy(redirects));
     let mut via = None;
@@ -166,15 +178,16 @@ pub struct Downloaded {
 
 /// Downloads (or copies, for `file://`) the script to `paths.1`, via
 /// `paths.0` while it streams. The final path exists only if the script is
-/// complete, within the size cap, and matches its pin.
+/// complete, within the size cap, and matches its pin. `tries` counts the
+/// tries as they happen, so a failed download's report has them too.
 pub async fn download(
     script: &ScriptTag,
     env: &ProxyEnvironment,
     options: &FetchOptions,
     paths: (PathBuf, PathBuf),
+    tries: &mut Tries,
 ) -> Result<Downloaded> {
     let (partial, path) = paths;
-    let mut tries = Tries::default();
     let outcome = match &script.location {
         ScriptLocation::File(source) => {
             tries.tries = 1;
@@ -194,7 +207,12 @@ pub async fn download(
             } else {
                 Redirects::HttpsOnly
             };
-            let client = http_client(&options.tls, Some(env), redirects)?;
+            let client = http_client(
+                &options.tls,
+                Some(env),
+                redirects,
+                read_timeout(options.budget),
+            )?;
             let attempt = Attempt {
                 client: &client,
                 url,
@@ -202,8 +220,9 @@ pub async fn download(
                 tls: &options.tls,
                 partial: &partial,
                 max_bytes: options.max_bytes,
+                budget: options.budget,
             };
-            retry::retry(&what, options.budget, &mut tries, |_| attempt.run())
+            retry::retry(&what, options.budget, tries, |_| attempt.run())
                 .await
                 .map(|sink| (sink, route))
         }
@@ -232,6 +251,7 @@ pub async fn download(
         Error::CantCreate(format!("cannot move the script to {}: {e}", path.display()))
     })?;
     tracing::info!(bytes, sha256 = %hex(&sha256), tries = tries.tries, "script saved to {}", path.display());
+    let tries = *tries;
     Ok(Downloaded {
         path,
         bytes,
@@ -333,6 +353,7 @@ struct Attempt<'a> {
     tls: &'a Arc<rustls::ClientConfig>,
     partial: &'a Path,
     max_bytes: u64,
+    budget: Duration,
 }
 
 impl Attempt<'_> {
@@ -481,7 +502,10 @@ impl Attempt<'_> {
         }
         if facts.timeout {
             return Failure::busy(
-                format!("{host} did not answer within {} s", READ_TIMEOUT.as_secs()),
+                format!(
+                    "{host} stayed silent for {} s",
+                    read_timeout(self.budget).as_secs()
+                ),
                 None,
             );
         }
@@ -571,5 +595,20 @@ pub fn proxy_answer_failure(
         _ => Failure::Permanent(Error::Refused(format!(
             "the proxy {authority} answered {status}{squid} to {request}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_timeout_is_a_tenth_of_the_deadline_within_bounds() {
+        let s = Duration::from_secs;
+        assert_eq!(read_timeout(s(600)), s(30));
+        assert_eq!(read_timeout(s(3600)), MAX_READ_TIMEOUT);
+        assert_eq!(read_timeout(s(120)), s(12));
+        assert_eq!(read_timeout(s(20)), MIN_READ_TIMEOUT);
+        assert_eq!(read_timeout(Duration::ZERO), MIN_READ_TIMEOUT);
     }
 }

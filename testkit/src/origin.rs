@@ -7,8 +7,8 @@
 //! (no readiness wait needed). Every connection gets its own task; every
 //! response carries `Connection: close` and the server closes the connection
 //! after it (TLS: with `close_notify`), except for [`Reply::Truncated`]
-//! (connection closed without `close_notify`, i.e. like a crashed server) and
-//! [`Reply::Hang`].
+//! (connection closed without `close_notify`, i.e. like a crashed server),
+//! [`Reply::ResetAfter`] (TCP RST) and [`Reply::Hang`].
 //!
 //! Requests are routed on their path without the query string (a route
 //! registered with a query string matches that exact target first). Unknown
@@ -64,6 +64,23 @@ pub enum Reply {
     /// Headers claiming `Content-Length: declared_len`, then `body`, then the
     /// connection is closed (TCP FIN; no TLS `close_notify`).
     Truncated { declared_len: u64, body: Vec<u8> },
+    /// Headers claiming `Content-Length: declared_len`, then `body`, then
+    /// the connection is reset: once the peer's kernel has acknowledged every
+    /// byte sent (or after 2 s), `SO_LINGER` 0 and close, so the peer gets a
+    /// TCP RST (`ECONNRESET` after reading `body`) instead of a FIN, like a
+    /// crashed host or a middlebox dropping the connection.
+    ResetAfter { declared_len: u64, body: Vec<u8> },
+    /// `200` with `Content-Length` of `body`, headers at once, then the body
+    /// one byte at a time, each byte `interval` after the previous one (the
+    /// first `interval` after the headers): a server or a link at 1 B/s.
+    Drip { body: Vec<u8>, interval: Duration },
+    /// Like [`Reply::Drip`] but `chunk` bytes per `interval`: a slow large
+    /// body (e.g. 4 MiB in 64 KiB steps every 25 ms).
+    Paced {
+        body: Vec<u8>,
+        chunk: usize,
+        interval: Duration,
+    },
     /// Reads the request and never answers (until the origin is dropped).
     Hang,
     /// Waits `delay`, then answers `reply` (e.g. for client timeouts).
@@ -523,6 +540,50 @@ impl Conn {
             Conn::Tls(s) => s.get_mut().0.shutdown().await,
         }
     }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    /// Arms an abortive close: dropping the connection then sends a TCP RST
+    /// instead of a FIN. Waits first (up to [`RESET_DRAIN`]) until the peer
+    /// has acknowledged everything written, because an RST discards what
+    /// is still in our send queue: so the peer reads every byte written,
+    /// then gets `ECONNRESET`.
+    async fn arm_reset(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
+        let tcp = self.tcp();
+        let until = Instant::now() + RESET_DRAIN;
+        while unacknowledged(tcp) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // `set_zero_linger` needs tokio 1.50 and Cargo.toml asks for 1.47;
+        // the deprecation is about linger > 0 blocking on drop, which a
+        // linger of zero never does.
+        #[allow(deprecated)]
+        tcp.set_linger(Some(Duration::ZERO))
+    }
+}
+
+/// Longest wait for the peer to acknowledge a [`Reply::ResetAfter`] body.
+const RESET_DRAIN: Duration = Duration::from_secs(2);
+
+/// Bytes written to `tcp` that the peer has not acknowledged yet
+/// (`SIOCOUTQ`); 0 when it cannot be asked.
+fn unacknowledged(tcp: &TcpStream) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut pending: libc::c_int = 0;
+    // SAFETY: ioctl(2) SIOCOUTQ (= TIOCOUTQ) on a socket we own, writing one
+    // int into `pending`.
+    let rc = unsafe { libc::ioctl(tcp.as_raw_fd(), libc::TIOCOUTQ, &mut pending) };
+    if rc == 0 {
+        pending
+    } else {
+        0
+    }
 }
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
@@ -696,7 +757,53 @@ async fn write_reply(conn: &mut Conn, mut reply: Reply, head_only: bool) -> std:
             }
             conn.close_abruptly().await
         }
+        Reply::ResetAfter { declared_len, body } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {declared_len}\r\nConnection: close\r\n\r\n"
+            );
+            conn.write_all(head.as_bytes()).await?;
+            if !head_only {
+                conn.write_all(&body).await?;
+            }
+            // The caller drops the connection right after: RST.
+            conn.arm_reset().await
+        }
+        Reply::Drip { body, interval } => write_paced(conn, &body, 1, interval, head_only).await,
+        Reply::Paced {
+            body,
+            chunk,
+            interval,
+        } => write_paced(conn, &body, chunk, interval, head_only).await,
         Reply::Hang => std::future::pending().await,
         Reply::Delayed { .. } => unreachable!(),
     }
+}
+
+/// `200` with `Content-Length`, the head at once, then `chunk` bytes of
+/// `body` every `interval`, each flushed on its own (for TLS: its own
+/// record), then an orderly close.
+async fn write_paced(
+    conn: &mut Conn,
+    body: &[u8],
+    chunk: usize,
+    interval: Duration,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await?;
+    conn.flush().await?;
+    if !head_only {
+        // Deadlines from the start, so the pace does not drift by the time
+        // each write takes.
+        let start = tokio::time::Instant::now();
+        for (i, piece) in body.chunks(chunk.max(1)).enumerate() {
+            tokio::time::sleep_until(start + interval * (i as u32 + 1)).await;
+            conn.write_all(piece).await?;
+            conn.flush().await?;
+        }
+    }
+    conn.close().await
 }

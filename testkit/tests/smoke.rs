@@ -722,3 +722,138 @@ fn ca_server_config_is_usable_and_leaf_files_exist() {
         String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Sends `GET path` over plain TCP to the origin and returns the stream,
+/// positioned after the response head, with the head.
+fn raw_get(origin: &Origin, path: &str) -> (std::net::TcpStream, String, Vec<u8>) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", origin.port())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the end of the head");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let early_body = raw[end..].to_vec();
+    (s, head, early_body)
+}
+
+#[test]
+fn origin_reset_after_sends_the_body_then_an_rst() {
+    use std::io::Read;
+    let body: Vec<u8> = (0..5000u32).map(|i| (i % 199) as u8).collect();
+    let origin = Origin::builder(None)
+        .route(
+            "/reset",
+            vec![],
+            Reply::ResetAfter {
+                declared_len: 100_000,
+                body: body.clone(),
+            },
+        )
+        .start();
+    let (mut s, head, mut got) = raw_get(&origin, "/reset");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 100000\r\n"), "{head}");
+    let mut buf = [0u8; 4096];
+    let error = loop {
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "a FIN (orderly close) after {} bytes, not an RST",
+                got.len()
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
+    assert_eq!(got.len(), body.len(), "every byte arrives before the RST");
+    assert!(got == body, "the body arrives intact");
+    assert_eq!(origin.hits("/reset"), 1);
+}
+
+#[test]
+fn origin_drip_sends_one_byte_per_interval() {
+    use std::io::Read;
+    let interval = Duration::from_millis(100);
+    let body = b"drip!".to_vec();
+    let origin = Origin::builder(None)
+        .route(
+            "/drip",
+            vec![],
+            Reply::Drip {
+                body: body.clone(),
+                interval,
+            },
+        )
+        .start();
+    let (mut s, head, early) = raw_get(&origin, "/drip");
+    assert!(head.contains("Content-Length: 5\r\n"), "{head}");
+    assert!(early.is_empty(), "no body byte comes with the head");
+    // Each byte's arrival, against when the origin read the request.
+    let mut arrivals = Vec::new();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        let at = Instant::now();
+        for b in &buf[..n] {
+            got.push(*b);
+            arrivals.push(at);
+        }
+    }
+    assert_eq!(got, body);
+    let asked = origin.requests()[0].at;
+    for (i, at) in arrivals.iter().enumerate() {
+        let since = at.duration_since(asked);
+        assert!(
+            since >= interval * (i as u32 + 1),
+            "byte {i} came {since:?} after the request, before its turn"
+        );
+    }
+    let total = arrivals.last().unwrap().duration_since(asked);
+    assert!(
+        total < interval * 5 + Duration::from_secs(1),
+        "paced, not stalled: {total:?}"
+    );
+}
+
+#[test]
+fn origin_paced_sends_a_large_body_in_timed_chunks() {
+    use std::io::Read;
+    let len = 1 << 20;
+    let body = generated_body(len);
+    let interval = Duration::from_millis(20);
+    let origin = Origin::builder(None)
+        .route(
+            "/paced",
+            vec![],
+            Reply::Paced {
+                body: body.clone(),
+                chunk: 64 * 1024,
+                interval,
+            },
+        )
+        .start();
+    let (mut s, head, mut got) = raw_get(&origin, "/paced");
+    assert!(
+        head.contains(&format!("Content-Length: {len}\r\n")),
+        "{head}"
+    );
+    s.read_to_end(&mut got).unwrap();
+    let done = Instant::now();
+    assert!(got == body, "the body arrives intact");
+    let took = done.duration_since(origin.requests()[0].at);
+    assert!(took >= interval * 16, "16 chunks, 20 ms apart: {took:?}");
+}

@@ -105,7 +105,13 @@ impl VaultClient {
         assert!(!addresses.is_empty(), "a store has at least one address");
         Ok(VaultClient {
             addresses,
-            http: crate::fetch::http_client(tls, None, Redirects::Manual)?,
+            // Store answers are small and quick; a silent store is stuck.
+            http: crate::fetch::http_client(
+                tls,
+                None,
+                Redirects::Manual,
+                crate::fetch::MIN_READ_TIMEOUT,
+            )?,
             namespace,
             preferred: AtomicUsize::new(0),
         })

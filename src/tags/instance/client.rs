@@ -71,7 +71,7 @@ impl MetadataClient {
         Ok(MetadataClient {
             cloud,
             base,
-            http: http_client(tls, None, Redirects::Manual)?,
+            http: http_client(tls, None, Redirects::Manual, METADATA_TIMEOUT)?,
             deadline,
         })
     }
