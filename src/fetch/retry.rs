@@ -15,12 +15,22 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 
 /// First backoff step after a server-side failure (503, 429, a truncated
-/// body): short, because most boot-time failures clear within a second.
-pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// body). A second: a host that answered "busy" is told so by a whole fleet
+/// at once, and at 250 ms the fleet's retries in the first seconds were
+/// heavier than a naive 1 s loop's (bench/README.md, fleet); a single blip
+/// still costs only half a second on average.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest backoff step. Large enough that a fleet booting at once against a
 /// struggling host spreads out, small enough that a host that recovers is
 /// used within seconds rather than minutes.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(8);
+/// No backoff step is longer than a fifth of the time already spent on the
+/// resource (but 2 s is always allowed): after a host recovers, every
+/// instance has its answer within 1.2 times the outage, however long the
+/// outage was, while a long outage still spreads the fleet up to
+/// [`BACKOFF_CAP`].
+pub const LATENESS_SHARE: u32 = 5;
+pub const LATENESS_FLOOR: Duration = Duration::from_secs(2);
 /// Longest wait while the network itself is down (connection refused, no
 /// route, DNS not answering, the proxy not listening yet). Such a try costs
 /// nobody anything, and the script should start within about a second of the
@@ -87,15 +97,16 @@ pub struct Tries {
     pub seconds: f64,
 }
 
-/// The wait before try `next_try` (2 for the first retry), given the failure
-/// and a uniform random number in [0, 1). Pure, so the schedule is testable.
-pub fn wait_before(next_try: u32, failure: &Transient, unit: f64) -> Duration {
+/// The wait before try `next_try` (2 for the first retry), given the
+/// failure, the time already spent on the resource, and a uniform random
+/// number in [0, 1). Pure, so the schedule is testable.
+pub fn wait_before(next_try: u32, failure: &Transient, unit: f64, elapsed: Duration) -> Duration {
     if let Some(after) = failure.retry_after {
         return after.max(MIN_WAIT);
     }
     let cap = match failure.class {
         Class::NetworkDown => NETWORK_DOWN_CAP,
-        Class::ServerBusy => BACKOFF_CAP,
+        Class::ServerBusy => BACKOFF_CAP.min((elapsed / LATENESS_SHARE).max(LATENESS_FLOOR)),
     };
     let exponent = next_try.saturating_sub(2).min(16);
     let ceiling = BACKOFF_BASE.saturating_mul(1u32 << exponent).min(cap);
@@ -148,7 +159,12 @@ where
             }
         };
         let left = budget.saturating_sub(start.elapsed());
-        let wait = wait_before(number + 1, &failure, rand::rng().random::<f64>());
+        let wait = wait_before(
+            number + 1,
+            &failure,
+            rand::rng().random::<f64>(),
+            start.elapsed(),
+        );
         if wait >= left {
             let reason = match failure.retry_after {
                 Some(after) if after >= left => format!(
@@ -199,35 +215,68 @@ mod tests {
         }
     }
 
+    const LONG_AGO: Duration = Duration::from_secs(3600);
+
     #[test]
     fn server_backoff_doubles_up_to_its_cap_with_full_jitter() {
         let busy = transient(Class::ServerBusy, None);
-        let ceilings: Vec<Duration> = (2..10).map(|n| wait_before(n, &busy, 1.0)).collect();
+        let ceilings: Vec<Duration> = (2..10)
+            .map(|n| wait_before(n, &busy, 1.0, LONG_AGO))
+            .collect();
         assert_eq!(ceilings[0], BACKOFF_BASE);
         assert_eq!(ceilings[1], BACKOFF_BASE * 2);
         assert_eq!(ceilings[2], BACKOFF_BASE * 4);
         assert_eq!(*ceilings.last().unwrap(), BACKOFF_CAP);
         assert_eq!(
-            wait_before(5, &busy, 0.5),
-            BACKOFF_BASE * 4,
-            "half of 8×base"
+            wait_before(4, &busy, 0.5, LONG_AGO),
+            BACKOFF_BASE * 2,
+            "half of 4×base"
         );
-        assert_eq!(wait_before(5, &busy, 0.0), MIN_WAIT, "never a busy loop");
-        assert_eq!(wait_before(1000, &busy, 1.0), BACKOFF_CAP, "no overflow");
+        assert_eq!(
+            wait_before(5, &busy, 0.0, LONG_AGO),
+            MIN_WAIT,
+            "never a busy loop"
+        );
+        assert_eq!(
+            wait_before(1000, &busy, 1.0, LONG_AGO),
+            BACKOFF_CAP,
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn no_step_is_longer_than_a_fifth_of_the_time_spent_or_2_s() {
+        let busy = transient(Class::ServerBusy, None);
+        let s = Duration::from_secs;
+        // Early on, 2 s at most: a 10 s outage is over by 12 s for everyone.
+        assert_eq!(wait_before(9, &busy, 1.0, s(0)), LATENESS_FLOOR);
+        assert_eq!(wait_before(9, &busy, 1.0, s(10)), LATENESS_FLOOR);
+        // Later, a fifth of the time spent, up to the cap.
+        assert_eq!(wait_before(9, &busy, 1.0, s(25)), s(5));
+        assert_eq!(wait_before(9, &busy, 1.0, s(100)), BACKOFF_CAP);
+        for elapsed in [0, 3, 10, 20, 30, 60, 600] {
+            for n in 2..30 {
+                let wait = wait_before(n, &busy, 1.0, s(elapsed));
+                assert!(wait <= (s(elapsed) / LATENESS_SHARE).max(LATENESS_FLOOR));
+            }
+        }
     }
 
     #[test]
     fn network_down_waits_stay_short() {
         let down = transient(Class::NetworkDown, None);
         for n in 2..50 {
-            assert!(wait_before(n, &down, 1.0) <= NETWORK_DOWN_CAP);
+            assert!(wait_before(n, &down, 1.0, LONG_AGO) <= NETWORK_DOWN_CAP);
         }
     }
 
     #[test]
     fn retry_after_is_honoured() {
         let busy = transient(Class::ServerBusy, Some(Duration::from_secs(3)));
-        assert_eq!(wait_before(2, &busy, 0.0), Duration::from_secs(3));
+        assert_eq!(
+            wait_before(2, &busy, 0.0, Duration::ZERO),
+            Duration::from_secs(3)
+        );
     }
 
     #[tokio::test(start_paused = true)]
