@@ -21,16 +21,23 @@
 //!   (debootstrap, cached under `target/testkit-rootfs/`), one private
 //!   overlay per test, commands run in it under `unshare ... chroot`; and
 //!   [`static_tagstrap`], the musl build of tagstrap to put in it.
+//! * [`netns`] — the boot-time network race for real: an "instance" and a
+//!   "cloud" network namespace joined by a veth pair whose link comes up on
+//!   demand ([`NetnsPair`]), a real dnsmasq ([`Dnsmasq`]), and [`BootRace`]:
+//!   Squid, OpenBao and an HTTPS origin in the cloud, reached by name
+//!   (needs root).
 //!
 //! Every instance owns its temp dir, its ports and its processes; dropping it
 //! kills the processes (and waits for them) and removes the temp dir.
 //! Readiness is detected from the servers' own logs or by polling them —
-//! never by a fixed sleep. Nothing listens anywhere but 127.0.0.1.
+//! never by a fixed sleep. Nothing listens anywhere but 127.0.0.1, except
+//! inside the private network namespaces of [`netns`].
 
 pub mod bao;
 pub mod bao_cluster;
 pub mod ca;
 pub mod metadata;
+pub mod netns;
 pub mod origin;
 pub mod relay;
 pub mod rootfs;
@@ -41,6 +48,7 @@ pub use bao::Bao;
 pub use bao_cluster::{BaoCluster, BaoClusterBuilder};
 pub use ca::{IssuedCert, TestCa};
 pub use metadata::{Cloud, FakeMetadata, FakeMetadataBuilder, ReservedFakeMetadata};
+pub use netns::{BootRace, Dnsmasq, Forward, LinkUp, Netns, NetnsPair, Outage};
 pub use origin::{
     generated_body, generated_byte, Handler, Origin, OriginBuilder, RecordedRequest, Reply,
     ReservedOrigin, GENERATED_CHUNK,
