@@ -117,8 +117,17 @@ fn normalize(raw: &str) -> Result<(String, Pattern), String> {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
         _ => entry.as_str(),
     };
+    let suffix = entry.starts_with('.') || entry.starts_with("*.");
     let name = name.strip_prefix('*').unwrap_or(name);
     let name = name.trim_start_matches('.').trim_end_matches('.');
+    // An address with a port or a trailing dot is still an address: read as
+    // a name it would never match, while the script's curl, given the
+    // address, would go direct (found by fuzzing).
+    if !suffix {
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            return Ok((ip.to_string(), Pattern::Ip(ip)));
+        }
+    }
     let valid = !name.is_empty()
         && name
             .chars()
@@ -128,7 +137,7 @@ fn normalize(raw: &str) -> Result<(String, Pattern), String> {
             "no-proxy entry {raw:?} is not a host name, address or address range"
         ));
     }
-    let shown = if entry.starts_with('.') || entry.starts_with("*.") {
+    let shown = if suffix {
         format!(".{name}")
     } else {
         name.to_string()
@@ -156,6 +165,25 @@ mod tests {
 
     fn list(entries: &str) -> NoProxy {
         NoProxy::with_defaults([entries]).unwrap()
+    }
+
+    #[test]
+    fn an_address_with_a_port_or_a_trailing_dot_is_an_address() {
+        // Found by fuzzing (fuzz/artifacts-found/no_proxy/ipv4-*).
+        for entry in ["10.0.0.5:3128", "10.0.0.5.", "10.0.0.5:3128,10.0.0.5"] {
+            let np = list(entry);
+            assert!(np.matches("10.0.0.5"), "{entry}");
+            assert!(!np.matches("10.0.0.6"), "{entry}");
+            assert_eq!(
+                np.env_value(),
+                "localhost,127.0.0.1,::1,169.254.169.254,10.0.0.5",
+                "{entry}: what tagstrap matches is what the script gets"
+            );
+        }
+        let np = list("4.9.4.0.");
+        assert!(np.matches("4.9.4.0"));
+        // A leading dot still means a name suffix.
+        assert!(!list(".10.0.0.5").matches("10.0.0.5"));
     }
 
     #[test]

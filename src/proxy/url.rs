@@ -47,6 +47,13 @@ const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// RFC 3986's scheme: a letter, then letters, digits, `+`, `-`, `.`.
+fn is_scheme_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
 impl ProxyUrl {
     /// Parses a proxy value. The error is a reason without the value itself:
     /// the caller names the tag or variable, and the value may hold a password.
@@ -66,10 +73,18 @@ impl ProxyUrl {
                 ))
             }
             s if s.starts_with("pac+") || s == "file" => return Err(pac_refusal()),
-            s => {
+            // Quoted only when it is a scheme name: anything else before
+            // "://" may be credentials written in the wrong place.
+            s if is_scheme_name(s) => {
                 return Err(format!(
                     "the proxy scheme {s}:// is not supported: use http://host:port or https://host:port"
                 ))
+            }
+            _ => {
+                return Err("the proxy value is not a URL of the form \
+                            http(s)://[user[:password]@]host:port (something stands before \
+                            its \"://\")"
+                    .into())
             }
         };
 
@@ -227,6 +242,32 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_never_quotes_what_stands_before_the_scheme_unless_it_is_one() {
+        // Found by fuzzing (fuzz/artifacts-found/proxy_url/scheme-echo-*).
+        for value in [
+            "svc:S3cretPw@http://proxy.corp:3128",
+            "svc S3cretPw http://proxy.corp:3128",
+            "svc proxy.corp:3128/http://",
+            "\0://",
+        ] {
+            let err = ProxyUrl::parse(value).unwrap_err();
+            assert!(!err.to_lowercase().contains("s3cretpw"), "{err}");
+            assert!(!err.contains("svc"), "{err}");
+            assert!(
+                err.contains("http(s)://[user[:password]@]host:port"),
+                "{err}"
+            );
+        }
+        let err = ProxyUrl::parse("ftp://p:1").unwrap_err();
+        assert!(
+            err.contains("the proxy scheme ftp:// is not supported"),
+            "{err}"
+        );
+        assert!(is_scheme_name("socks5h") && is_scheme_name("a+b-c.d"));
+        assert!(!is_scheme_name("") && !is_scheme_name("1x") && !is_scheme_name("u:p@http"));
+    }
 
     #[test]
     fn bare_host_port_means_http() {
