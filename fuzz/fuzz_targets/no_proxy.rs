@@ -155,4 +155,3 @@ fn derived_hosts(entry: &str) -> Vec<String> {
     }
     hosts
 }
-

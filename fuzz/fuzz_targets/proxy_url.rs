@@ -25,7 +25,15 @@ fuzz_target!(|data: &[u8]| {
         check_accepted(&url);
     }
     if let Some((prefix, suffix)) = text.split_once('\0') {
-        check_canary(&format!("{prefix}:{CANARY}@{suffix}"));
+        // The fuzzer learns the canary from the comparisons below and copies
+        // it elsewhere, e.g. into a scheme, where quoting it is no leak.
+        let copied = |s: &str| {
+            s.to_ascii_lowercase()
+                .contains(&CANARY.to_ascii_lowercase())
+        };
+        if !copied(prefix) && !copied(suffix) {
+            check_canary(&format!("{prefix}:{CANARY}@{suffix}"));
+        }
     }
 });
 
@@ -85,7 +93,11 @@ fn check_accepted(url: &ProxyUrl) {
 
     // Shown forms never depend on the password...
     let other = with_other_password(url);
-    assert_eq!(url.to_string(), other.to_string(), "Display shows the password");
+    assert_eq!(
+        url.to_string(),
+        other.to_string(),
+        "Display shows the password"
+    );
     assert_eq!(url.without_credentials(), other.without_credentials());
     assert_eq!(url.authority(), other.authority());
     // ...so they hold it only where it is also part of the rest (e.g. a
