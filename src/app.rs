@@ -183,6 +183,9 @@ pub struct Prepared {
     pub agent: AgentTags,
     pub env: ProxyEnvironment,
     pub tls: Arc<rustls::ClientConfig>,
+    /// The `--ca-file` certificates in `tls`, for a configuration of its own
+    /// (`doctor`'s certificate inspection).
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// What store resolved the credentials, for `plan`.
     pub store: Option<String>,
 }
@@ -239,11 +242,12 @@ pub async fn prepare(settings: &Settings, set: &TagSet) -> Result<Prepared> {
         agent,
         env,
         tls,
+        extra_roots: extra,
         store: store_shown,
     })
 }
 
-fn require_script<'a>(agent: &'a AgentTags, collected: &Collected) -> Result<&'a ScriptTag> {
+pub fn require_script<'a>(agent: &'a AgentTags, collected: &Collected) -> Result<&'a ScriptTag> {
     agent.script.as_ref().ok_or_else(|| {
         let key = match Platform::current() {
             Platform::Unix => crate::tags::agent::MIME_SHELLSCRIPT,
@@ -344,14 +348,7 @@ async fn run_steps(
         .proxy
         .as_ref()
         .map(|_| prepared.env.no_proxy.env_value());
-    report.credentials = prepared
-        .env
-        .proxy
-        .iter()
-        .flat_map(|p| [p.credentials.user.clone(), p.credentials.password.clone()])
-        .flatten()
-        .filter(|name| name.starts_with(credentials::REF_PREFIX))
-        .collect();
+    report.credentials = prepared.env.credential_refs();
     let script = require_script(&prepared.agent, &collected)?;
     report.script = Some(ReportScript {
         url: script.shown(),

@@ -21,7 +21,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use url::Url;
 
-use crate::app::{collect_tags, prepare, Prepared};
+use crate::app::{collect_tags, prepare, require_script, Prepared};
 use crate::error::{Error, Result};
 use crate::fetch::classify::{status_class, ErrorFacts, StatusClass};
 use crate::fetch::probe::{self, Probe};
@@ -82,31 +82,18 @@ pub async fn doctor(settings: &Settings) -> Result<()> {
         collected.sources.join(", ")
     };
     steps.ok("tags", format!("{count} rs_agent: tags from {from}"));
-    let script = agent.script.clone();
-    if script.is_none() {
-        let key = match Platform::current() {
-            Platform::Unix => crate::tags::agent::MIME_SHELLSCRIPT,
-            Platform::Windows => crate::tags::agent::POWERSHELL_URL,
-        };
-        steps.fail(
-            "tags",
-            Error::Input(format!(
-                "no {key} tag names a script: add one (file, instance tags or --tag)"
-            )),
-        );
-    }
+    let script = match require_script(&agent, &collected) {
+        Ok(script) => Some(script.clone()),
+        Err(e) => {
+            steps.fail("tags", e);
+            None
+        }
+    };
 
     // 2. Credentials (and the proxy environment they complete).
     let prepared = match prepare(settings, &collected.tags).await {
         Ok(prepared) => {
-            let names: Vec<String> = prepared
-                .env
-                .proxy
-                .iter()
-                .flat_map(|p| [p.credentials.user.clone(), p.credentials.password.clone()])
-                .flatten()
-                .filter(|n| n.starts_with(crate::credentials::REF_PREFIX))
-                .collect();
+            let names = prepared.env.credential_refs();
             match (&prepared.store, names.is_empty()) {
                 (Some(store), false) => steps.ok(
                     "credentials",
@@ -197,11 +184,7 @@ pub async fn doctor(settings: &Settings) -> Result<()> {
         steps.skip("connect", "the script URL is http://: no tunnel");
         steps.skip("tls", "the script URL is http://");
     } else {
-        let target = target(&url);
-        let extra = match &settings.ca_file {
-            Some(path) => tls::read_pem_certificates(path, "--ca-file")?,
-            None => Vec::new(),
-        };
+        let target = fetch::connect_target(&url);
         let stream: Option<Box<dyn probe::Stream>> = match &route {
             Some(proxy) => {
                 match probe::tunnel(&proxy.url, &target, &prepared.tls, STEP_TIMEOUT).await {
@@ -242,7 +225,7 @@ pub async fn doctor(settings: &Settings) -> Result<()> {
             steps.skip("script", "needs the connection to the script host");
             return finish(steps);
         };
-        match tls_check(stream, &host, &extra).await {
+        match tls_check(stream, &host, &prepared.extra_roots).await {
             Ok(line) => steps.ok("tls", line),
             Err(e) => {
                 steps.fail("tls", e);
@@ -265,16 +248,6 @@ fn finish(steps: Steps) -> Result<()> {
         None => Ok(()),
         Some(error) => Err(error),
     }
-}
-
-/// `host:port` of the script host, as in a CONNECT line.
-fn target(url: &Url) -> String {
-    let host = match url.host() {
-        Some(url::Host::Ipv6(addr)) => format!("[{addr}]"),
-        Some(host) => host.to_string(),
-        None => String::new(),
-    };
-    format!("{host}:{}", url.port_or_known_default().unwrap_or(443))
 }
 
 async fn tcp_check(url: &ProxyUrl) -> Result<Duration> {
@@ -306,22 +279,9 @@ async fn tcp_check(url: &ProxyUrl) -> Result<Duration> {
 
 /// What a failed tunnel means, in the words `run` uses.
 fn connect_error(proxy: &Proxy, target: &str, probe: Probe) -> Error {
-    let authority = proxy.url.authority();
-    match probe {
-        Probe::Answered(answer) => {
-            match fetch::proxy_answer_failure(proxy, &format!("CONNECT {target}"), &answer) {
-                Failure::Permanent(error) => error,
-                Failure::Transient(t) => Error::Unavailable(t.reason),
-            }
-        }
-        Probe::ProxyUnreachable(why) => {
-            Error::Unavailable(format!("the proxy {authority} is not reachable ({why})"))
-        }
-        Probe::ProxyUntrusted(why) => Error::Refused(format!(
-            "TLS verification of the proxy {authority} failed ({why}): pass the proxy's CA \
-             certificate with --ca-file"
-        )),
-        Probe::Failed(why) => Error::Unavailable(format!("the proxy {authority}: {why}")),
+    match fetch::probe_failure(proxy, target, probe) {
+        Failure::Permanent(error) => error,
+        Failure::Transient(t) => Error::Unavailable(t.reason),
     }
 }
 
@@ -345,20 +305,14 @@ async fn tls_check(
         Ok(Ok(_)) => Ok(format!(
             "{host} presents a trusted certificate issued by {issuer}"
         )),
-        Ok(Err(e)) => {
-            let untrusted = e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .filter(|tls| fetch::classify::is_trust_failure(tls));
-            Err(match untrusted {
-                Some(why) => Error::Refused(format!(
-                    "{host} presents a certificate issued by {issuer}, which this instance does \
+        Ok(Err(e)) => Err(match fetch::classify::untrusted_handshake(&e) {
+            Some(why) => Error::Refused(format!(
+                "{host} presents a certificate issued by {issuer}, which this instance does \
                      not trust ({why}). If that is your proxy's CA (a TLS-intercepting proxy), \
                      pass its certificate with --ca-file"
-                )),
-                None => Error::Unavailable(format!("TLS with {host} failed: {e}")),
-            })
-        }
+            )),
+            None => Error::Unavailable(format!("TLS with {host} failed: {e}")),
+        }),
         Err(_) => Err(Error::Unavailable(format!(
             "{host} did not complete a TLS handshake within {} s",
             STEP_TIMEOUT.as_secs()

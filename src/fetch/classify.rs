@@ -111,6 +111,12 @@ fn as_rustls<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
     }
 }
 
+/// The trust failure inside a TLS handshake's `io::Error` (tokio-rustls
+/// wraps the `rustls::Error`, sometimes twice), if that is what it was.
+pub fn untrusted_handshake(error: &std::io::Error) -> Option<&rustls::Error> {
+    as_rustls(error).filter(|tls| is_trust_failure(tls))
+}
+
 /// Failures that another try cannot fix: the certificate chain itself.
 pub fn is_trust_failure(error: &rustls::Error) -> bool {
     use rustls::AlertDescription as A;

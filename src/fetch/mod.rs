@@ -456,16 +456,6 @@ impl Attempt<'_> {
         }
     }
 
-    /// `host:port` of the script host, as in a CONNECT line.
-    fn target(&self) -> String {
-        let host = match self.url.host() {
-            Some(url::Host::Ipv6(addr)) => format!("[{addr}]"),
-            Some(host) => host.to_string(),
-            None => String::new(),
-        };
-        format!("{host}:{}", self.url.port_or_known_default().unwrap_or(443))
-    }
-
     async fn transport_failure(&self, error: &reqwest::Error) -> Failure {
         let facts = ErrorFacts::of(error);
         let host = self.url.host_str().unwrap_or_default();
@@ -524,25 +514,39 @@ impl Attempt<'_> {
                 "the proxy {authority} is not reachable"
             )));
         }
-        let target = self.target();
+        let target = connect_target(self.url);
         match probe::connect(&proxy.url, &target, self.tls, PROBE_TIMEOUT).await {
             Probe::Answered(answer) if answer.status / 100 == 2 => None,
-            Probe::Answered(answer) => Some(proxy_answer_failure(
-                proxy,
-                &format!("CONNECT {target}"),
-                &answer,
-            )),
-            Probe::ProxyUnreachable(reason) => Some(Failure::network_down(format!(
-                "the proxy {authority} is not reachable ({reason}): not up yet, or no route to it"
-            ))),
-            Probe::ProxyUntrusted(reason) => Some(Failure::Permanent(Error::Refused(format!(
-                "TLS verification of the proxy {authority} failed ({reason}): pass the proxy's CA \
-                 certificate with --ca-file"
-            )))),
-            Probe::Failed(reason) => Some(Failure::network_down(format!(
-                "the proxy {authority}: {reason}"
-            ))),
+            probe => Some(probe_failure(proxy, &target, probe)),
         }
+    }
+}
+
+/// `host:port` of a URL's host, as in a CONNECT line.
+pub fn connect_target(url: &Url) -> String {
+    let host = match url.host() {
+        Some(url::Host::Ipv6(addr)) => format!("[{addr}]"),
+        Some(host) => host.to_string(),
+        None => String::new(),
+    };
+    format!("{host}:{}", url.port_or_known_default().unwrap_or(443))
+}
+
+/// What a CONNECT to `target` that did not open a tunnel means.
+pub fn probe_failure(proxy: &Proxy, target: &str, probe: Probe) -> Failure {
+    let authority = proxy.url.authority();
+    match probe {
+        Probe::Answered(answer) => {
+            proxy_answer_failure(proxy, &format!("CONNECT {target}"), &answer)
+        }
+        Probe::ProxyUnreachable(reason) => Failure::network_down(format!(
+            "the proxy {authority} is not reachable ({reason}): not up yet, or no route to it"
+        )),
+        Probe::ProxyUntrusted(reason) => Failure::Permanent(Error::Refused(format!(
+            "TLS verification of the proxy {authority} failed ({reason}): pass the proxy's CA \
+             certificate with --ca-file"
+        ))),
+        Probe::Failed(reason) => Failure::network_down(format!("the proxy {authority}: {reason}")),
     }
 }
 

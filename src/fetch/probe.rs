@@ -123,16 +123,10 @@ async fn open(
                 .await
             {
                 Ok(stream) => exchange(Box::new(stream), &request).await,
-                Err(e) => {
-                    let trust = e
-                        .get_ref()
-                        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                        .filter(|tls| super::classify::is_trust_failure(tls));
-                    Err(match trust {
-                        Some(tls) => Probe::ProxyUntrusted(tls.to_string()),
-                        None => Probe::Failed(format!("TLS to the proxy failed: {e}")),
-                    })
-                }
+                Err(e) => Err(match super::classify::untrusted_handshake(&e) {
+                    Some(tls) => Probe::ProxyUntrusted(tls.to_string()),
+                    None => Probe::Failed(format!("TLS to the proxy failed: {e}")),
+                }),
             }
         }
     }

@@ -116,6 +116,16 @@ impl ProxyEnvironment {
         Ok(ProxyEnvironment { proxy, no_proxy })
     }
 
+    /// The `cred:` references the proxy's user and password came from.
+    pub fn credential_refs(&self) -> Vec<String> {
+        self.proxy
+            .iter()
+            .flat_map(|p| [p.credentials.user.clone(), p.credentials.password.clone()])
+            .flatten()
+            .filter(|name| name.starts_with(crate::credentials::REF_PREFIX))
+            .collect()
+    }
+
     /// The proxy for a request to `host`, or `None` to go direct.
     pub fn route(&self, host: &str) -> Option<&Proxy> {
         self.proxy.as_ref().filter(|_| !self.no_proxy.matches(host))
