@@ -90,12 +90,14 @@ impl MetadataClient {
 
     /// Runs a source's whole read with the retry engine until the deadline,
     /// noting the tries in what it returns.
-    pub async fn read_instance<F, Fut>(&self, attempt: F) -> Result<super::InstanceData>
+    pub async fn read_instance<F, Fut>(&self, mut attempt: F) -> Result<super::InstanceData>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<super::InstanceData, Failure>>,
     {
-        let (mut data, tries) = self.retry(attempt).await?;
+        let mut tries = Tries::default();
+        let mut data =
+            retry::retry(&self.describe(), self.deadline, &mut tries, |_| attempt()).await?;
         data.tries = tries;
         Ok(data)
     }
@@ -147,10 +149,11 @@ impl MetadataClient {
             request = request.header(*name, *value);
         }
         let describe = self.describe();
+        let service = format!("the {} metadata service", self.cloud);
         let peer = Peer {
             shown: self.shown(),
-            role: &format!("the {} metadata service", self.cloud),
-            kind: &format!("the {} metadata service", self.cloud),
+            role: &service,
+            kind: &service,
             trust_hint: "pass the CA that signed its certificate with --ca-file",
         };
         let response = match request.send().await {
@@ -193,18 +196,6 @@ impl MetadataClient {
         headers: &[(&str, &str)],
     ) -> std::result::Result<Answer, Failure> {
         self.send(Method::GET, url, headers).await
-    }
-
-    /// Runs `attempt` with the retry engine until the deadline.
-    pub async fn retry<T, F, Fut>(&self, mut attempt: F) -> Result<(T, Tries)>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<T, Failure>>,
-    {
-        let mut tries = Tries::default();
-        let what = self.describe();
-        let value = retry::retry(&what, self.deadline, &mut tries, |_| attempt()).await?;
-        Ok((value, tries))
     }
 
     /// The final failure for an answer the source has no meaning for.
