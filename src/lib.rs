@@ -9,6 +9,7 @@
 //! - [`run`]: running the script; [`report`] and [`state`]: what is left on disk.
 //! - [`doctor`]: the same steps one at a time, each diagnosed.
 //! - [`error`]: the one error type and its exit codes.
+//! - [`util`]: the toolkit below every stage (showing outside text).
 
 pub mod app;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod run;
 pub mod settings;
 pub mod state;
 pub mod tags;
+pub mod util;
 
 /// A boxed future, for the object-safe traits of sources and stores.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
