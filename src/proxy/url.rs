@@ -219,6 +219,15 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), String> {
         .ok()
         .filter(|p| *p != 0)
         .ok_or("the proxy's port is not a number from 1 to 65535")?;
+    // IDNA would silently drop a zero-width character from a name
+    // ("exa\u{200b}mple.com" becomes "example.com"): refuse instead.
+    if let Some((c, kind)) = crate::util::text::forbidden_char(&host) {
+        return Err(format!(
+            "the proxy's host holds the {} {}: remove it",
+            kind.name(),
+            crate::util::text::code_point(c)
+        ));
+    }
     let host = if host.contains(':') {
         host
     } else {
@@ -291,6 +300,25 @@ mod tests {
         assert_eq!(
             p.with_credentials().expose_secret(),
             "http://u:a%20b%23%3F%26%3D%2B%3B%2C%24%21%27%28%29%2A%5B%5D%C3%A9@h:1"
+        );
+    }
+
+    #[test]
+    fn a_host_is_never_altered_silently() {
+        // Without the check, IDNA maps the zero-width space to nothing and
+        // the proxy becomes example.com.
+        for (host, named) in [
+            ("exa\u{200b}mple.com:3128", "U+200B"),
+            ("http://p\u{202e}x:1", "U+202E"),
+            ("[::1\u{200b}]:1", "not an IPv6 address"),
+        ] {
+            let err = ProxyUrl::parse(host).unwrap_err();
+            assert!(err.contains(named), "{host:?}: {err}");
+            assert_eq!(crate::util::text::forbidden_char(&err), None, "{err:?}");
+        }
+        assert_eq!(
+            ProxyUrl::parse("Proxy.Example:1").unwrap().host,
+            "proxy.example"
         );
     }
 

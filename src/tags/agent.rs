@@ -280,10 +280,11 @@ fn script_location(tag: &Tag, pinned: bool, pin_key: &str) -> Result<ScriptLocat
     }
 }
 
-/// 64 hex digits, either case.
+/// Exactly 64 hexadecimal digits, either case: nothing else, not even a sign
+/// (`u8::from_str_radix` alone takes `+f` as a digit pair).
 pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
     let text = text.as_bytes();
-    if text.len() != 64 {
+    if text.len() != 64 || !text.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -316,7 +317,7 @@ impl ScriptTag {
     pub fn shown(&self) -> String {
         match &self.location {
             ScriptLocation::Remote(url) => redact_url(url),
-            ScriptLocation::File(path) => format!("file://{}", path.display()),
+            ScriptLocation::File(path) => format!("file://{}", crate::util::text::shown_path(path)),
         }
     }
 }
@@ -502,6 +503,26 @@ mod tests {
             ],
             "64 hexadecimal",
         );
+        // A sign is not a digit, although from_str_radix takes "+f".
+        for pin in [format!("+{}", &PIN[1..]), format!("{}+f", &PIN[..62])] {
+            refused(
+                &[
+                    (MIME_SHELLSCRIPT, "https://h/i.sh"),
+                    (MIME_SHELLSCRIPT_SHA256, &pin),
+                ],
+                "64 hexadecimal",
+            );
+        }
+        assert_eq!(parse_sha256(&PIN.to_uppercase()), parse_sha256(PIN));
+    }
+
+    #[test]
+    fn a_file_path_with_control_characters_is_shown_escaped() {
+        let script = interpret(&[(MIME_SHELLSCRIPT, "file:///opt/a%0a%1b[2Jb%0d.sh")])
+            .unwrap()
+            .script
+            .unwrap();
+        assert_eq!(script.shown(), "file:///opt/a\\u{a}\\u{1b}[2Jb\\u{d}.sh");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::util::text::{code_point, forbidden_char, shown, shown_path};
 
 /// Every key tagstrap reads starts with this.
 pub const PREFIX: &str = "rs_agent:";
@@ -42,7 +43,7 @@ pub enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::File { path, line } => write!(f, "{}:{line}", shown_path(path)),
             Origin::Instance { source, line: None } => write!(f, "{source} instance tags"),
             Origin::Instance {
                 source,
@@ -50,7 +51,7 @@ impl fmt::Display for Origin {
             } => write!(f, "{source} instance tags, line {line}"),
             Origin::CommandLine => f.write_str("--tag"),
             Origin::Environment => f.write_str("TAGSTRAP_TAG"),
-            Origin::ConfigFile { path } => write!(f, "tags in {}", path.display()),
+            Origin::ConfigFile { path } => write!(f, "tags in {}", shown_path(path)),
         }
     }
 }
@@ -88,18 +89,24 @@ impl Tag {
                 "tag with an empty key ({origin}): write it as KEY=VALUE"
             )));
         }
-        if let Some(c) = key.chars().find(|c| c.is_control()) {
+        // Control characters forge log lines and end up in environment
+        // variables; format characters (U+202E, U+200B, …) make a value read
+        // differently from its bytes, and a host holding one is silently
+        // rewritten by IDNA. Named by code point, never shown raw.
+        if let Some((c, kind)) = forbidden_char(key) {
             return Err(Error::Input(format!(
-                "tag key {:?} ({origin}) holds the control character U+{:04X}: remove it",
-                key.escape_debug().to_string(),
-                c as u32
+                "tag key \"{}\" ({origin}) holds the {} {}: remove it",
+                shown(key),
+                kind.name(),
+                code_point(c)
             )));
         }
-        if let Some(c) = value.chars().find(|c| c.is_control()) {
+        if let Some((c, kind)) = forbidden_char(value) {
             return Err(Error::Input(format!(
-                "tag {key} ({origin}): its value holds the control character U+{:04X}, which must \
-                 not reach an environment variable or a log: remove it",
-                c as u32
+                "tag {key} ({origin}): its value holds the {} {}, which must not reach an \
+                 environment variable, a host name or a log: remove it",
+                kind.name(),
+                code_point(c)
             )));
         }
         Ok(Tag {
@@ -143,8 +150,8 @@ impl Tag {
         match text.split_once('=') {
             Some((key, value)) => Tag::new(key, value, origin),
             None => Err(Error::Usage(format!(
-                "{origin} {:?}: expected KEY=VALUE, e.g. rs_agent:http_proxy=proxy.example:3128",
-                text.escape_debug().to_string()
+                "{origin} \"{}\": expected KEY=VALUE, e.g. rs_agent:http_proxy=proxy.example:3128",
+                shown(text)
             ))),
         }
     }
@@ -288,6 +295,45 @@ mod tests {
             assert!(err.message().contains("control character"), "{err}");
             assert!(err.message().contains("/etc/tagstrap/tags:3"), "{err}");
         }
+    }
+
+    #[test]
+    fn format_characters_are_refused_and_named_by_code_point_never_raw() {
+        for (key, value, named) in [
+            ("rs_agent:type", "abc\u{202e}fed", "U+202E"),
+            ("rs_agent:http_proxy", "exa\u{200b}mple.com:3128", "U+200B"),
+            ("rs_agent:mime_shellscript", "https://h/\u{2066}x", "U+2066"),
+            ("rs_agent:type", "a\u{feff}b", "U+FEFF"),
+            ("rs_agent:type", "a\u{2028}b", "U+2028"),
+            ("rs_agent:ty\u{200d}pe", "x", "U+200D"),
+        ] {
+            let err = Tag::new(key, value, file(4)).unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{key:?}={value:?}");
+            assert!(err.message().contains(named), "{err}");
+            assert!(err.message().contains("/etc/tagstrap/tags:4"), "{err}");
+            assert_eq!(
+                crate::util::text::forbidden_char(err.message()),
+                None,
+                "nothing raw: {err:?}"
+            );
+        }
+        // Letters of any script are values like any other.
+        assert!(Tag::new("rs_agent:type", "bücher-例え", file(1)).is_ok());
+    }
+
+    #[test]
+    fn origins_show_operator_paths_escaped() {
+        let origin = Origin::File {
+            path: "/etc/a\nb".into(),
+            line: 2,
+        };
+        assert_eq!(origin.to_string(), "/etc/a\\u{a}b:2");
+        let err = Tag::parse_assignment("rs_agent:type\u{1b}[2J", Origin::CommandLine).unwrap_err();
+        assert_eq!(
+            crate::util::text::forbidden_char(err.message()),
+            None,
+            "{err:?}"
+        );
     }
 
     #[test]
