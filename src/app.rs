@@ -18,6 +18,7 @@ use crate::settings::Settings;
 use crate::state::StateDir;
 use crate::tags::agent::{AgentTags, Platform, ScriptTag, UserSpec};
 use crate::tags::{self, instance, TagSet};
+use crate::util::text::print_line;
 
 /// Parses the command line, runs the command, and returns the process's exit
 /// code, after one error line on stderr when it is not the script's own.
@@ -72,7 +73,10 @@ fn clap_exit(e: clap::Error) -> i32 {
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("bad command line");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("tagstrap: error: {first} (see tagstrap --help)");
+            eprintln!(
+                "tagstrap: error: {} (see tagstrap --help)",
+                crate::util::text::shown(first)
+            );
             crate::error::exit::USAGE
         }
     }
@@ -421,7 +425,7 @@ fn report_tags(set: &TagSet) -> Vec<ReportTag> {
 async fn show_tags(settings: &Settings) -> Result<()> {
     let collected = collect_tags(settings).await?;
     if collected.tags.is_empty() {
-        println!("no rs_agent: tags found");
+        print_line(format_args!("no rs_agent: tags found"));
         return Ok(());
     }
     let width = collected
@@ -441,27 +445,27 @@ async fn show_tags(settings: &Settings) -> Result<()> {
             let beaten: Vec<String> = entry.overridden.iter().map(ToString::to_string).collect();
             line.push_str(&format!(" overrides {}", beaten.join(", ")));
         }
-        println!("{line}");
+        print_line(format_args!("{line}"));
     }
     Ok(())
 }
 
 async fn plan(settings: &Settings) -> Result<()> {
     let collected = collect_tags(settings).await?;
-    println!("tags:");
+    print_line(format_args!("tags:"));
     for entry in collected.tags.entries() {
-        println!(
+        print_line(format_args!(
             "  {} = {}    ({})",
             entry.tag.key,
             entry.tag.shown_value(),
             entry.tag.origin
-        );
+        ));
     }
     if collected.tags.is_empty() {
-        println!("  (none)");
+        print_line(format_args!("  (none)"));
     }
     if let Some(instance) = &collected.instance {
-        println!(
+        print_line(format_args!(
             "instance:  {} {} (read from {}, {} {})",
             instance.source,
             instance
@@ -475,63 +479,68 @@ async fn plan(settings: &Settings) -> Result<()> {
             } else {
                 "tries"
             }
-        );
+        ));
     }
     let prepared = prepare(settings, &collected.tags).await?;
     match &prepared.env.proxy {
-        None => println!("proxy:     none (direct connections)"),
+        None => print_line(format_args!("proxy:     none (direct connections)")),
         Some(proxy) => {
-            println!(
+            print_line(format_args!(
                 "proxy:     {} (from {})",
                 proxy.url.without_credentials(),
                 proxy.source
-            );
+            ));
             if let Some(user) = &proxy.credentials.user {
-                println!("user:      {user}");
+                print_line(format_args!("user:      {user}"));
             }
             if let Some(password) = &proxy.credentials.password {
                 let store = prepared.store.as_deref().unwrap_or("the store");
-                println!("password:  {password} (resolved from {store})");
+                print_line(format_args!(
+                    "password:  {password} (resolved from {store})"
+                ));
             }
-            println!("no_proxy:  {}", prepared.env.no_proxy.env_value());
+            print_line(format_args!(
+                "no_proxy:  {}",
+                prepared.env.no_proxy.env_value()
+            ));
         }
     }
     let script = require_script(&prepared.agent, &collected);
     if let Ok(script) = script {
-        println!(
+        print_line(format_args!(
             "script:    {} ({}, {})",
             script.shown(),
             script.key,
             script.origin
-        );
+        ));
         if let crate::tags::agent::ScriptLocation::Remote(url) = &script.location {
             let route = match prepared.env.route(url.host_str().unwrap_or_default()) {
                 Some(proxy) => format!("through the proxy {}", proxy.url.authority()),
                 None if prepared.env.proxy.is_some() => "direct (matches no_proxy)".to_string(),
                 None => "direct".to_string(),
             };
-            println!("route:     {route}");
+            print_line(format_args!("route:     {route}"));
         }
         match script.sha256 {
-            Some(pin) => println!("sha256:    must be {}", fetch::hex(&pin)),
-            None => println!("sha256:    not pinned"),
+            Some(pin) => print_line(format_args!("sha256:    must be {}", fetch::hex(&pin))),
+            None => print_line(format_args!("sha256:    not pinned")),
         }
     }
-    println!(
+    print_line(format_args!(
         "limits:    deadline {} s per resource, script at most {} bytes",
         settings.deadline.as_secs_f64(),
         settings.max_script_bytes
-    );
-    println!(
+    ));
+    print_line(format_args!(
         "state:     {}{}",
         settings.state_dir.display(),
         if settings.once { " (--once)" } else { "" }
-    );
+    ));
     let shown = prepared.env.shown_env();
     if !shown.is_empty() {
-        println!("environment for the script:");
+        print_line(format_args!("environment for the script:"));
         for (name, value) in shown {
-            println!("  {name}={value}");
+            print_line(format_args!("  {name}={value}"));
         }
     }
     script.map(|_| ())

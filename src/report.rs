@@ -12,6 +12,23 @@ use crate::error::Error;
 use crate::fetch::retry::Tries;
 use crate::state::{write_private, StateDir};
 
+/// Every string of the report (keys too) as [`crate::util::text::shown`]
+/// shows it: JSON would carry a format character (U+202E) raw, and a reader
+/// of the file should see what a reader of the log sees.
+fn shown_strings(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(crate::util::text::shown(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(shown_strings).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (crate::util::text::shown(&k), shown_strings(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub tagstrap_version: &'static str,
@@ -89,7 +106,8 @@ impl Report {
         self.finished_at = now_rfc3339();
         self.seconds = started.elapsed().as_secs_f64();
         let path = state.report_path();
-        let written = serde_json::to_vec_pretty(&self)
+        let written = serde_json::to_value(&self)
+            .and_then(|value| serde_json::to_vec_pretty(&shown_strings(value)))
             .map_err(|e| Error::CantCreate(e.to_string()))
             .and_then(|json| {
                 state.ensure()?;

@@ -75,6 +75,13 @@ pub fn shown_path(path: &Path) -> String {
     shown(&path.to_string_lossy())
 }
 
+/// Prints one line on stdout with every hidden character escaped: `plan`,
+/// `tags` and `doctor` print through this only, so no value they quote can
+/// start a line of its own or rewrite the terminal.
+pub fn print_line(line: fmt::Arguments<'_>) {
+    println!("{}", Shown(&line.to_string()));
+}
+
 /// [`shown`] as a `Display` value, for `format!` arguments without an
 /// intermediate `String`.
 #[derive(Debug, Clone, Copy)]
