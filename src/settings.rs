@@ -299,7 +299,15 @@ impl Settings {
             &config,
         ) {
             None => None,
-            Some(found) => Some(
+            Some(found) => Some({
+                // IDNA would drop a zero-width character from the host.
+                if let Some((c, kind)) = crate::util::text::forbidden_char(&found.value) {
+                    return Err(found.error(format!(
+                        "the URL holds the {} {}: remove it",
+                        kind.name(),
+                        crate::util::text::code_point(c)
+                    )));
+                }
                 Url::parse(&found.value)
                     .ok()
                     .filter(|u| match u.scheme() {
@@ -313,8 +321,8 @@ impl Settings {
                             "expected an http:// or https:// URL (or, with --source openstack, \
                              file:// and a config drive's directory)",
                         )
-                    })?,
-            ),
+                    })?
+            }),
         };
 
         let ca_file = pick(

@@ -321,3 +321,33 @@ fn a_pin_with_a_sign_is_refused() {
     ok.assert_success();
     assert!(witness.ran());
 }
+
+#[test]
+fn a_host_holding_a_format_character_is_refused_wherever_it_comes_from() {
+    let zwsp = "exa\u{200b}mple.com";
+    let witness = Witness::new();
+    let from_env = Tagstrap::new("run")
+        .tag("rs_agent:mime_shellscript", &witness.url())
+        .env("https_proxy", format!("http://{zwsp}:3128"))
+        .run();
+    from_env.assert_error(65, "U+200B");
+    assert!(
+        from_env.error_lines()[0].contains("$https_proxy"),
+        "{}",
+        from_env.stderr
+    );
+    assert!(!witness.ran());
+    assert_every_line_clean(&from_env, false);
+
+    let endpoint = Tagstrap::new("tags")
+        .arg("--source")
+        .arg("aws")
+        .arg("--metadata-endpoint")
+        .arg(format!("http://{zwsp}/"))
+        .run();
+    endpoint.assert_error(
+        64,
+        "--metadata-endpoint: the URL holds the Unicode format character U+200B",
+    );
+    assert_every_line_clean(&endpoint, false);
+}
