@@ -234,7 +234,7 @@ pub fn write_private_named(path: &Path, bytes: &[u8], flag: &str) -> Result<()> 
             shown_path(&dir)
         )));
     }
-    check(&dir, &format!("the directory of {flag} {shown}"), flag)?;
+    check(&dir, &format!("{flag} {shown}: its directory"), flag)?;
     safe::write_atomic(&path, bytes, 0o600).map_err(|e| {
         Error::CantCreate(format!(
             "cannot write {flag} {shown}: {e}; point {flag} at a writable place"
