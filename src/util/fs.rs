@@ -285,6 +285,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 /// Never through a symbolic link; the file found must be a regular file of
 /// tagstrap's user with one link (a hard link to another file is refused, as
 /// it would make this one that one), and gets `mode` again if it had another.
+#[cfg_attr(not(unix), allow(unused_variables))]
 pub fn open_or_create_private(path: &Path, mode: u32) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true);
