@@ -3,6 +3,7 @@
 //! module. The only I/O decisions made here are the order of the steps and
 //! what goes into the report.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +25,8 @@ use crate::util::text::print_line;
 /// code, after one error line on stderr when it is not the script's own.
 pub fn main() -> i32 {
     use clap::Parser;
+    // Before anything is read: settings hold VAULT_TOKEN.
+    let undumpable = crate::util::process::make_undumpable();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
@@ -38,6 +41,11 @@ pub fn main() -> i32 {
         ),
     };
     crate::logging::init(format, verbose);
+    if let Err(e) = undumpable {
+        tracing::warn!(
+            "cannot mark the process non-dumpable ({e}): a core dump would hold secrets"
+        );
+    }
     let outcome = settings.and_then(|settings| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -269,14 +277,27 @@ pub fn require_script<'a>(agent: &'a AgentTags, collected: &Collected) -> Result
 }
 
 /// The instance ID for `--once`: the cloud's, else the flag's, else
-/// cloud-init's, else the machine ID.
+/// cloud-init's, else the machine ID. An empty one is no ID: the cloud's is
+/// skipped for the next source, the flag's is a bad command line (any other
+/// ID, `..` or `a/b` included, is safe: `state::marker_name` encodes it).
 fn instance_id(settings: &Settings, from_cloud: Option<String>) -> Result<String> {
+    // An instance ID file (cloud-init's, the machine ID) is one short line.
+    const MAX_ID_FILE_BYTES: u64 = 4096;
     let from_file = |path: &str| {
-        std::fs::read_to_string(path)
+        crate::util::fs::read_small_text(Path::new(path), MAX_ID_FILE_BYTES, "instance ID file")
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
     };
+    let from_cloud = from_cloud.filter(|id| !id.is_empty());
+    if from_cloud.is_none() && settings.instance_id.as_deref() == Some("") {
+        return Err(Error::Usage(
+            "--once: the instance ID given (--instance-id, $TAGSTRAP_INSTANCE_ID or instance_id \
+             in the config file) is empty: give a non-empty ID, or none to use cloud-init's or \
+             the machine ID"
+                .into(),
+        ));
+    }
     from_cloud
         .or_else(|| settings.instance_id.clone())
         .or_else(|| from_file("/var/lib/cloud/data/instance-id"))

@@ -35,7 +35,9 @@ pub enum Error {
     Refused(String),
     /// The configuration file (or the store configuration) is wrong.
     Config(String),
-    /// The state directory or the script file cannot be written.
+    /// The state directory or the script file cannot be written, or the
+    /// state directory (or the `--write-env` directory) is not tagstrap's
+    /// alone (SPEC §8).
     CantCreate(String),
     /// The downloaded script could not be started.
     CannotExecute(String),

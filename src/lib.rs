@@ -9,7 +9,8 @@
 //! - [`run`]: running the script; [`report`] and [`state`]: what is left on disk.
 //! - [`doctor`]: the same steps one at a time, each diagnosed.
 //! - [`error`]: the one error type and its exit codes.
-//! - [`util`]: the toolkit below every stage (showing outside text).
+//! - [`util`]: the toolkit below every stage (showing outside text, opening
+//!   and creating files safely, process hardening).
 
 pub mod app;
 pub mod cli;

@@ -585,7 +585,7 @@ fn load_config(
     if !named && !path.exists() {
         return Ok((None, ConfigFile::default()));
     }
-    let text = crate::tags::file::read_small_text(&path, MAX_CONFIG_BYTES, "config file")
+    let text = crate::util::fs::read_small_text(&path, MAX_CONFIG_BYTES, "config file")
         .map_err(|e| Error::Config(e.message().to_string()))?;
     let file: ConfigFile = toml::from_str(&text).map_err(|e| {
         let detail = e.message().to_string();

@@ -226,13 +226,11 @@ impl Live {
         }
     }
 
-    /// Where the script streams while it downloads.
-    fn partial_path(&self) -> PathBuf {
-        self.state
-            .as_ref()
-            .unwrap()
-            .path()
-            .join("state/script/install.partial")
+    /// Where the script streams while it downloads, once it does: a new
+    /// file of an unpredictable name in `script/`.
+    fn partial_path(&self) -> Option<PathBuf> {
+        let dir = self.state.as_ref().unwrap().path().join("state/script");
+        partials(&dir).pop()
     }
 
     /// Waits for tagstrap to end.
@@ -266,15 +264,28 @@ fn tries(run: &Run) -> u64 {
         .unwrap_or_else(|| panic!("a try count in the report:\n{}", run.report()))
 }
 
+/// The partial downloads in `dir` (`.install.<random>.partial`).
+fn partials(dir: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with(".install.") && name.ends_with(".partial")
+        })
+        .collect()
+}
+
 /// Nothing of a failed download is left to run.
 fn assert_nothing_left(run: &Run) {
     let dir = run.state.path().join("state/script");
-    for name in ["install", "install.partial"] {
-        assert!(
-            !dir.join(name).exists(),
-            "{name} is left in the state directory"
-        );
-    }
+    assert!(
+        !dir.join("install").exists(),
+        "install is left in the state directory"
+    );
+    let left = partials(&dir);
+    assert!(left.is_empty(), "{left:?} left in the state directory");
 }
 
 // 1. The proxy comes up late.
@@ -329,7 +340,6 @@ fn a_proxy_restarted_mid_download_ends_with_the_complete_script() {
 
     let mut live = Live::spawn(world.run(&origin.url("/install.sh"), &script));
     // Kill the proxy once 1 MiB has gone through it.
-    let partial = live.partial_path();
     let growing = Instant::now();
     let mut seen = 0;
     while seen < 1 << 20 {
@@ -337,7 +347,10 @@ fn a_proxy_restarted_mid_download_ends_with_the_complete_script() {
             growing.elapsed() < Duration::from_secs(20),
             "the download did not get to 1 MiB: {seen} bytes"
         );
-        seen = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        seen = live
+            .partial_path()
+            .and_then(|partial| std::fs::metadata(partial).ok())
+            .map_or(0, |m| m.len());
         std::thread::sleep(Duration::from_millis(5));
     }
     let killed = SystemTime::now();

@@ -183,7 +183,7 @@ fn approle(role: &AppRoleSettings) -> Result<AppRole> {
     let role_id = match (&role.role_id, &role.role_id_file) {
         (Some(id), _) => id.trim().to_string(),
         (None, Some(path)) => {
-            crate::tags::file::read_small_text(path, secret_file::MAX_SECRET_BYTES, "role ID file")
+            crate::util::fs::read_small_text(path, secret_file::MAX_SECRET_BYTES, "role ID file")
                 .map_err(|e| Error::Config(e.message().to_string()))?
                 .trim()
                 .to_string()

@@ -4,13 +4,16 @@
 //! way `ssh` refuses a private key that others can read. One trailing newline
 //! (`echo secret > file`) is dropped; anything else that is not printable is
 //! refused (exit 65), since the value ends up in a header or a variable.
+//! Only a regular file is opened ([`crate::util::fs::open_input`]): a FIFO
+//! would block the boot.
 
-use std::io::Read;
 use std::path::Path;
 
 use secrecy::SecretString;
 
 use crate::error::{Error, Result};
+use crate::util::fs;
+use crate::util::text::shown_path;
 
 /// No secret tagstrap reads is anywhere near this; a larger file is the wrong file.
 pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
@@ -19,28 +22,29 @@ pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
 /// "credential cred:PROXY_PASS"); `missing` is the advice when there is no
 /// such file. Messages name the file, never its content.
 pub fn read(path: &Path, what: &str, missing: &str) -> Result<SecretString> {
-    let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
+    let shown = shown_path(path);
+    let file = fs::open_input(path).map_err(|e| match e {
+        e if e.is_not_found() => {
             Error::NotFound(format!("{what}: {shown} does not exist: {missing}"))
         }
-        std::io::ErrorKind::PermissionDenied => Error::Refused(format!(
+        e if e.is_permission_denied() => Error::Refused(format!(
             "{what}: {shown} cannot be read (permission denied): run tagstrap as the file's owner"
         )),
-        _ => Error::Input(format!("{what}: cannot read {shown}: {e}")),
+        e if e.is_directory() => Error::NotFound(format!(
+            "{what}: {shown} is a directory, not a file holding a secret: {missing}"
+        )),
+        fs::InputError::NotRegular(file_type) => Error::Input(format!(
+            "{what}: {shown} is {}, not a regular file: tagstrap reads a secret only from a \
+             regular file (a FIFO or device could block the boot); {missing}",
+            fs::kind_of(&file_type)
+        )),
+        e => Error::Input(format!("{what}: cannot read {shown}: {e}")),
     })?;
     let meta = file
         .metadata()
         .map_err(|e| Error::Input(format!("{what}: cannot read {shown}: {e}")))?;
-    if meta.is_dir() {
-        return Err(Error::NotFound(format!(
-            "{what}: {shown} is a directory, not a file holding a secret: {missing}"
-        )));
-    }
     check_private(&meta, path, what)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_SECRET_BYTES + 1)
-        .read_to_end(&mut bytes)
+    let bytes = fs::read_bounded(file, MAX_SECRET_BYTES)
         .map_err(|e| Error::Input(format!("{what}: cannot read {shown}: {e}")))?;
     if bytes.len() as u64 > MAX_SECRET_BYTES {
         return Err(Error::Input(format!(
@@ -70,8 +74,8 @@ fn check_private(meta: &std::fs::Metadata, path: &Path, what: &str) -> Result<()
         return Err(Error::Refused(format!(
             "{what}: {} has mode {mode:04o}, so its group or others can read it; tagstrap does not \
              use a secret others can read: chmod 600 {} (and rotate the secret if others did read it)",
-            path.display(),
-            path.display()
+            shown_path(path),
+            shown_path(path)
         )));
     }
     Ok(())

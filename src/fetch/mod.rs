@@ -304,7 +304,12 @@ impl Sink {
     }
 
     fn finish(mut self) -> Result<(u64, [u8; 32])> {
-        self.file.flush().map_err(|e| self.write_error(&e))?;
+        // Synced before the rename that makes it the script: what runs after
+        // a crash is the complete script or none.
+        self.file
+            .flush()
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| self.write_error(&e))?;
         Ok((self.written, self.hasher.finalize().into()))
     }
 
@@ -324,12 +329,13 @@ fn too_large(source: &str, max: u64) -> Error {
 }
 
 fn copy_local(source: &Path, partial: &Path, max: u64) -> Result<(u64, [u8; 32])> {
-    let shown = format!("file://{}", source.display());
-    let mut file = File::open(source).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
+    let shown = format!("file://{}", crate::util::text::shown_path(source));
+    // A regular file only: a FIFO there would block the boot.
+    let mut file = crate::util::fs::open_input(source).map_err(|e| match e {
+        e if e.is_not_found() => {
             Error::NotFound(format!("the script {shown} does not exist on this image"))
         }
-        _ => Error::Input(format!("cannot read the script {shown}: {e}")),
+        e => Error::Input(format!("cannot read the script {shown}: {e}")),
     })?;
     let mut sink = Sink::create(partial, max)?;
     let mut buf = vec![0u8; 64 * 1024];

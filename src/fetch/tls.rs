@@ -14,6 +14,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::{Error, Result};
+use crate::util::fs;
 
 /// The system's roots, loaded once: reading the store costs milliseconds and
 /// both the store client and the script client need it.
@@ -31,14 +32,29 @@ fn system_roots() -> &'static RootCertStore {
     })
 }
 
-/// Reads every certificate of a PEM file. `what` names the setting for the
-/// error, e.g. "--ca-file".
+/// Largest CA file read: the whole Mozilla bundle is about 200 KiB.
+pub const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads every certificate of a PEM file, a regular file only (a FIFO
+/// would block the boot). `what` names the setting for the error, e.g.
+/// "--ca-file".
 pub fn read_pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound(format!("{what} {shown} does not exist")),
-        _ => Error::Input(format!("cannot read {what} {shown}: {e}")),
+    let shown = crate::util::text::shown_path(path);
+    let file = fs::open_input(path).map_err(|e| match e {
+        e if e.is_not_found() => Error::NotFound(format!("{what} {shown} does not exist")),
+        fs::InputError::NotRegular(file_type) => Error::Input(format!(
+            "{what} {shown} is {}, not a regular file: name the PEM file itself",
+            fs::kind_of(&file_type)
+        )),
+        e => Error::Input(format!("cannot read {what} {shown}: {e}")),
     })?;
+    let bytes = fs::read_bounded(file, MAX_CA_FILE_BYTES)
+        .map_err(|e| Error::Input(format!("cannot read {what} {shown}: {e}")))?;
+    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(Error::Input(format!(
+            "{what} {shown} is larger than {MAX_CA_FILE_BYTES} bytes: is it the right file?"
+        )));
+    }
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::Input(format!("{what} {shown} is not valid PEM: {e:?}")))?;

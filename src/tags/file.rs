@@ -38,37 +38,11 @@ pub fn parse(text: &str, origin_of: impl Fn(usize) -> Origin) -> Result<Vec<Tag>
 
 /// Reads and parses one tags file.
 pub fn read(path: &Path) -> Result<Vec<Tag>> {
-    let text = read_small_text(path, MAX_TAGS_FILE_BYTES, "tags file")?;
+    let text = crate::util::fs::read_small_text(path, MAX_TAGS_FILE_BYTES, "tags file")?;
     parse(&text, |line| Origin::File {
         path: path.to_path_buf(),
         line,
     })
-}
-
-/// Reads a small UTF-8 file, refusing one that is too large or not text.
-/// A missing or unreadable file named by the operator is bad input (exit 65
-/// would hide a typo in a path as "malformed"; 66 says "not found").
-pub fn read_small_text(path: &Path, max: u64, what: &str) -> Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound(format!(
-            "{what} {} does not exist: check the path",
-            path.display()
-        )),
-        _ => Error::Input(format!("cannot read {what} {}: {e}", path.display())),
-    })?;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::Input(format!("cannot read {what} {}: {e}", path.display())))?;
-    if bytes.len() as u64 > max {
-        return Err(Error::Input(format!(
-            "{what} {} is larger than {max} bytes: is it the right file?",
-            path.display()
-        )));
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| Error::Input(format!("{what} {} is not UTF-8 text", path.display())))
 }
 
 #[cfg(test)]

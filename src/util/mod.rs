@@ -1,4 +1,8 @@
 //! The toolkit below every stage: nothing here knows about tags, stores or
-//! scripts. [`text`] is how an outside value is shown to people.
+//! scripts. [`text`] is how an outside value is shown to people, [`fs`] how
+//! files are opened, created and replaced safely, [`process`] the
+//! process-wide hardening done before any secret is read.
 
+pub mod fs;
+pub mod process;
 pub mod text;

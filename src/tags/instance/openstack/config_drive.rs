@@ -53,7 +53,13 @@ pub async fn read<T>(device: &Path, read: impl FnOnce(&Path, &str) -> Result<T>)
         std::process::id(),
         rand::random::<u64>()
     ));
-    crate::state::create_private_dir(&mount_point)?;
+    // New, never one found at the name: someone could have made it his.
+    crate::util::fs::create_dir_new(&mount_point).map_err(|e| {
+        Error::CantCreate(format!(
+            "cannot create the mount point {}: {e}",
+            crate::util::text::shown_path(&mount_point)
+        ))
+    })?;
     let mounted = run(
         "mount",
         &[

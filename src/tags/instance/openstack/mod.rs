@@ -22,7 +22,7 @@ use super::{instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
 use crate::fetch::direct::json_kind;
 use crate::fetch::retry::Tries;
-use crate::tags::file::read_small_text;
+use crate::util::fs::read_small_text;
 use crate::BoxFuture;
 
 const NAME: &str = "openstack";
