@@ -454,9 +454,20 @@ const SIGNALS: [(i32, &str); 3] = [
     (libc::SIGHUP, "SIGHUP"),
 ];
 
+/// Makes this test process stand in for a PID 1 that never reaps: as a
+/// child subreaper it inherits the orphans of the processes it started, and
+/// it never waits for them, so an orphan tagstrap did not reap itself stays
+/// a zombie, which [`exists`] sees. (Idempotent and process-wide.)
+fn lazy_init() {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers.
+    let set = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
+    assert_eq!(set, 0, "PR_SET_CHILD_SUBREAPER");
+}
+
 /// Runs `scene` for each stopping signal at once (each has its own bench
 /// and state directory), so the grace is waited out once, not three times.
 fn for_each_signal(scene: fn(i32, &str)) {
+    lazy_init();
     let threads: Vec<_> = SIGNALS
         .iter()
         .map(|&(number, name)| std::thread::spawn(move || scene(number, name)))
