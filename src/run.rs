@@ -13,7 +13,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Error, Result};
-use crate::stop::{Later, Signal, Stop};
+#[cfg(unix)]
+use crate::stop::Later;
+use crate::stop::{Signal, Stop};
 use crate::util::text::shown_path;
 
 /// The program and arguments that run a PowerShell script, as SPEC §7 fixes
@@ -153,11 +155,10 @@ pub(crate) async fn execute(
         signal = stop.first() => signal,
     };
     // Later signals are passed on too: the first decides the exit code.
-    let later = stop.later();
     #[cfg(unix)]
-    let ended = wind_down(&mut child, group, signal, later).await?;
+    let ended = wind_down(&mut child, group, signal, stop.later()).await?;
     #[cfg(not(unix))]
-    let ended = wind_down(&mut child, signal, later).await?;
+    let ended = wind_down(&mut child, signal).await?;
     Ok(ended)
 }
 
@@ -261,11 +262,7 @@ async fn wind_down(
 /// kill as one: what the script started itself survives it (a Job object
 /// would be needed; docs/design.md).
 #[cfg(not(unix))]
-async fn wind_down(
-    child: &mut tokio::process::Child,
-    signal: Signal,
-    _later: Later,
-) -> Result<Finished> {
+async fn wind_down(child: &mut tokio::process::Child, signal: Signal) -> Result<Finished> {
     tracing::warn!(
         "waiting up to {} s for the script to end after {}",
         SIGNAL_GRACE.as_secs(),

@@ -65,6 +65,8 @@ impl Signal {
 #[derive(Debug, Clone, Copy)]
 struct Received {
     first: Signal,
+    // Windows has nothing to pass signals on to (see `run::wind_down`).
+    #[cfg_attr(not(unix), allow(dead_code))]
     latest: Signal,
 }
 
@@ -162,6 +164,7 @@ impl Stop {
     }
 
     /// The signals received from now on, one by one, for passing them on.
+    #[cfg(unix)]
     pub(crate) fn later(&self) -> Later {
         let mut received = self.received.clone();
         received.mark_unchanged();
@@ -185,11 +188,13 @@ impl Stop {
 }
 
 /// See [`Stop::later`].
+#[cfg(unix)]
 #[derive(Debug)]
 pub(crate) struct Later {
     received: watch::Receiver<Option<Received>>,
 }
 
+#[cfg(unix)]
 impl Later {
     /// The latest signal once another one came; never returns when none
     /// can come.
