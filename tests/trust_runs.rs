@@ -25,6 +25,7 @@ use tempfile::TempDir;
 use testkit::{Origin, Reply, TestCa};
 
 const SCRIPT_TAG: &str = "rs_agent:mime_shellscript";
+const PASSWORD: &str = "p@ss:/%w0rd";
 /// Longest any one wait of these tests may take before it fails the test:
 /// well above the 10 s grace, so only a broken tagstrap reaches it.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -417,6 +418,37 @@ fn a_run_that_waits_longer_than_its_deadline_is_73_naming_the_holder() {
     first.finish().assert_success();
 }
 
+#[test]
+fn a_lock_file_planted_as_a_link_is_refused_and_its_target_left_alone() {
+    let witness = Witness::new();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = write_file(outside.path(), "victim", "precious\n");
+    for planted in ["symlink", "hardlink", "dangling"] {
+        let t = Tagstrap::new("run").tag(SCRIPT_TAG, &witness.url());
+        let state = t.state_dir();
+        std::fs::create_dir(&state).unwrap();
+        let lock = state.join("run.lock");
+        let created = outside.path().join("created");
+        match planted {
+            "symlink" => std::os::unix::fs::symlink(&victim, &lock).unwrap(),
+            "hardlink" => std::fs::hard_link(&victim, &lock).unwrap(),
+            _ => std::os::unix::fs::symlink(&created, &lock).unwrap(),
+        }
+        let run = t.run();
+
+        run.assert_error(73, "the lock file ");
+        let line = run.error_lines()[0];
+        assert!(line.contains("Remove it"), "{planted}: {line}");
+        assert!(!witness.ran(), "{planted}: nothing ran");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(!created.exists(), "{planted}: created through the link");
+        assert!(
+            run.report().is_empty(),
+            "{planted}: no report without the lock"
+        );
+    }
+}
+
 // Signals while the script runs.
 
 /// The script's own PID, its background child's and that child's child
@@ -549,12 +581,24 @@ fn a_script_that_traps_the_signal_and_stays_is_killed_with_its_group_after_the_g
             "trap \"\" TERM INT HUP;",
             "while :; do sleep 1; done",
         );
-        let live = Live::spawn(Tagstrap::new("run").tag(SCRIPT_TAG, &url));
+        // With a proxy password in the script's environment, which must
+        // not reach the error line or the report on this path either.
+        let creds = bench.path("creds");
+        std::fs::create_dir(&creds).unwrap();
+        common::write_secret(&creds, "PROXY_PASS", PASSWORD, 0o400);
+        let t = Tagstrap::new("run")
+            .tag(SCRIPT_TAG, &url)
+            .tag("rs_agent:http_proxy", "proxy.test:3128")
+            .tag("rs_agent:http_proxy_user", "svc")
+            .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+            .env("CREDENTIALS_DIRECTORY", &creds);
+        let live = Live::spawn(t);
         let pids = group_pids(&bench);
         live.signal(number);
         let run = live.finish();
 
         assert_stopped(&run, number, name, "was killed (SIGKILL)", &pids);
+        run.assert_no_leak(PASSWORD);
         assert_eq!(bench.lines("trapped").len(), 1, "{name} reached the script");
         let report = run.report_json();
         assert_eq!(report["script"]["killed"], true);
@@ -655,6 +699,36 @@ fn a_signal_during_a_slow_download_removes_the_partial_file_and_runs_nothing() {
         assert_eq!(report["script"]["download"]["tries"], 1);
     }
     assert_eq!(origin.hits("/install.sh"), 3, "one request per run");
+}
+
+#[test]
+fn a_signal_while_the_metadata_service_hangs_ends_the_run_with_its_report() {
+    let metadata = Origin::builder(None)
+        .handler(std::sync::Arc::new(|_| Some(Reply::Hang)))
+        .start();
+    let witness = Witness::new();
+    let t = Tagstrap::new("run")
+        .tag(SCRIPT_TAG, &witness.url())
+        .arg("--source")
+        .arg("aws")
+        .arg("--metadata-endpoint")
+        .arg(metadata.url(""));
+    let live = Live::spawn(t);
+    wait_until("the metadata service is asked", || {
+        !metadata.requests().is_empty()
+    });
+    live.signal(libc::SIGINT);
+    let run = live.finish();
+
+    run.assert_error(
+        130,
+        "tagstrap was stopped by SIGINT while it read the tags; nothing was run",
+    );
+    assert!(!witness.ran());
+    let report = run.report_json();
+    assert_eq!(report["signal"], 2);
+    assert_eq!(report["exit_code"], 130);
+    assert_eq!(report["error"]["kind"], "stopped");
 }
 
 #[test]
