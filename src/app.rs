@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 
@@ -15,11 +15,13 @@ use crate::error::{Error, Result};
 use crate::fetch::{self, tls, FetchOptions};
 use crate::proxy::{CredentialNames, Proxy, ProxyEnvironment, ProxySource};
 use crate::report::{Report, ReportProxy, ReportScript, ReportTag};
+use crate::run::Interrupted;
 use crate::settings::Settings;
 use crate::state::StateDir;
+use crate::stop::{Stage, Stop};
 use crate::tags::agent::{AgentTags, Platform, ScriptTag, UserSpec};
 use crate::tags::{self, instance, TagSet};
-use crate::util::text::print_line;
+use crate::util::text::{print_line, shown, shown_path};
 
 /// Parses the command line, runs the command, and returns the process's exit
 /// code, after one error line on stderr when it is not the script's own.
@@ -203,6 +205,16 @@ pub struct Prepared {
 }
 
 pub async fn prepare(settings: &Settings, set: &TagSet) -> Result<Prepared> {
+    prepare_until(settings, set, &Stop::never()).await
+}
+
+/// After a signal cancelled the credential reads, how long the store gets
+/// to end its session (revoke a login's token). The signal may have come
+/// because the store hangs; tagstrap must not hang with it.
+const CLOSE_AFTER_SIGNAL: Duration = Duration::from_secs(2);
+
+/// [`prepare`], with the credential reads cancelled by a signal (`run`).
+async fn prepare_until(settings: &Settings, set: &TagSet, stop: &Stop) -> Result<Prepared> {
     let agent = AgentTags::from_tags(set, Platform::current())?;
     let (extra, tls) = tls_config(settings)?;
 
@@ -216,26 +228,32 @@ pub async fn prepare(settings: &Settings, set: &TagSet) -> Result<Prepared> {
                 let store = credentials::open::open(&settings.store, &extra, settings.deadline)?;
                 store_shown = Some(store.describe());
                 names.password = Some(password.to_string());
-                let resolved = async {
-                    let user_value = match user {
-                        UserSpec::Plain(name) => {
-                            names.user = Some(name.clone());
-                            name.clone()
-                        }
-                        UserSpec::Cred(reference) => {
-                            names.user = Some(reference.to_string());
-                            credentials::resolve(store.as_ref(), reference)
-                                .await?
-                                .expose_secret()
-                                .to_string()
-                        }
-                    };
-                    let password = credentials::resolve(store.as_ref(), password).await?;
-                    Ok::<_, Error>((user_value, password))
+                let resolved = stop
+                    .unless(Stage::Credentials, async {
+                        let user_value = match user {
+                            UserSpec::Plain(name) => {
+                                names.user = Some(name.clone());
+                                name.clone()
+                            }
+                            UserSpec::Cred(reference) => {
+                                names.user = Some(reference.to_string());
+                                credentials::resolve(store.as_ref(), reference)
+                                    .await?
+                                    .expose_secret()
+                                    .to_string()
+                            }
+                        };
+                        let password = credentials::resolve(store.as_ref(), password).await?;
+                        Ok::<_, Error>((user_value, password))
+                    })
+                    .await;
+                // Also after a failure or a signal: a login's token is
+                // revoked either way.
+                if stop.received().is_some() {
+                    let _ = tokio::time::timeout(CLOSE_AFTER_SIGNAL, store.close()).await;
+                } else {
+                    store.close().await;
                 }
-                .await;
-                // Also after a failure: a login's token is revoked either way.
-                store.close().await;
                 let (user_value, password_value) = resolved?;
                 url.user = Some(user_value);
                 url.password = Some(password_value);
@@ -311,27 +329,37 @@ fn instance_id(settings: &Settings, from_cloud: Option<String>) -> Result<String
         })
 }
 
+/// `run`: one at a time per state directory (the lock is taken before
+/// anything is read and released once the report is written), and stopped
+/// by a signal only in good order (SPEC §8).
 async fn run(settings: &Settings) -> Result<i32> {
     let started = Instant::now();
+    let stop = Stop::listen();
     let state = StateDir::new(settings.state_dir.clone());
     let mut report = Report::start();
-    let result = run_steps(settings, &state, &mut report).await;
+    // No report when the lock is not had: last-run.json is the holder's.
+    let lock = crate::lock::acquire(&state, settings.deadline, &report.started_at, &stop).await?;
+    let result = run_steps(settings, &state, &mut report, &stop).await;
     match &result {
         Ok(Some(code)) => report.exit_code = *code,
         Ok(None) => return Ok(0),
         Err(error) => report.fail(error),
     }
     report.write(&state, started);
+    drop(lock);
     result.map(|code| code.unwrap_or(0))
 }
 
 /// `Ok(None)` when `--once` finds the script already ran on this instance.
+/// Every step before the script is cancelled by a signal (its error is
+/// 128+N); the script itself is stopped by passing the signal on.
 async fn run_steps(
     settings: &Settings,
     state: &StateDir,
     report: &mut Report,
+    stop: &Stop,
 ) -> Result<Option<i32>> {
-    let collected = collect_tags(settings).await?;
+    let collected = stop.unless(Stage::Tags, collect_tags(settings)).await?;
     report.tags = report_tags(&collected.tags);
     let from_cloud = collected
         .instance
@@ -345,11 +373,11 @@ async fn run_steps(
         report.instance_id = Some(id.clone());
         let marker = state.marker_path(&id)?;
         if marker.exists() {
-            tracing::info!(instance_id = %id, "--once: the script already ran on instance {id} (marker {}); nothing to do", marker.display());
+            tracing::info!(instance_id = %shown(&id), "--once: the script already ran on instance {} (marker {}); nothing to do", shown(&id), shown_path(&marker));
             if let Some(path) = &settings.write_env {
                 // Later boot stages read the file on every boot, and the
                 // password may have been rotated since the first one.
-                let prepared = prepare(settings, &collected.tags).await?;
+                let prepared = prepare_until(settings, &collected.tags, stop).await?;
                 write_env(path, &prepared.env)?;
             }
             return Ok(None);
@@ -359,7 +387,7 @@ async fn run_steps(
         None
     };
 
-    let prepared = prepare(settings, &collected.tags).await?;
+    let prepared = prepare_until(settings, &collected.tags, stop).await?;
     if let Some(path) = &settings.write_env {
         write_env(path, &prepared.env)?;
         report.env_file = Some(path.display().to_string());
@@ -389,7 +417,12 @@ async fn run_steps(
     };
     let paths = state.script_paths(Platform::current() == Platform::Windows)?;
     let mut tries = fetch::retry::Tries::default();
-    let downloaded = fetch::download(script, &prepared.env, &options, paths, &mut tries).await;
+    let downloaded = stop
+        .unless(
+            Stage::Download,
+            fetch::download(script, &prepared.env, &options, paths, &mut tries),
+        )
+        .await;
     if let Some(shown) = report.script.as_mut() {
         // Also when the download failed: the report says how hard it tried.
         shown.download = tries;
@@ -400,29 +433,85 @@ async fn run_steps(
         shown.bytes = Some(downloaded.bytes);
         shown.sha256 = Some(fetch::hex(&downloaded.sha256));
     }
+    if let Some(signal) = stop.received() {
+        // Came after the download: the script is not started at all.
+        return Err(Stage::Download.stopped(signal));
+    }
 
     let ran = Instant::now();
-    let code = crate::run::execute(&downloaded.path, &prepared.env.child_env()).await?;
+    let finished = crate::run::execute(&downloaded.path, &prepared.env.child_env(), stop).await?;
+    let code = finished.code;
     if let Some(shown) = report.script.as_mut() {
         shown.run_seconds = Some(ran.elapsed().as_secs_f64());
+        shown.exit_code = Some(code);
+        shown.killed = finished.interrupted.is_some_and(|i| i.killed);
     }
     if code == 0 {
-        tracing::info!("the script exited 0");
-        if let Some(marker) = marker {
+        // Also when a signal came meanwhile: the script completed.
+        if finished.interrupted.is_none() {
+            tracing::info!("the script exited 0");
+        }
+        if let Some(marker) = &marker {
             let line = format!(
                 "{} sha256={}\n",
                 crate::report::now_rfc3339(),
                 fetch::hex(&downloaded.sha256)
             );
-            crate::state::write_private(&marker, line.as_bytes())?;
+            crate::state::write_private(marker, line.as_bytes())?;
         }
-    } else {
+    } else if finished.interrupted.is_none() {
         tracing::warn!(
             exit_code = code,
             "the script exited {code}; tagstrap exits with the same code"
         );
     }
+    if let Some(interrupted) = finished.interrupted {
+        return Err(stopped_while_the_script_ran(
+            interrupted,
+            code,
+            marker.is_some(),
+        ));
+    }
     Ok(Some(code))
+}
+
+/// The error line of a run stopped while the script ran: what the script's
+/// group got, how it ended, and whether the installation completed.
+fn stopped_while_the_script_ran(interrupted: Interrupted, code: i32, once: bool) -> Error {
+    let name = interrupted.signal.name;
+    let grace = crate::run::SIGNAL_GRACE.as_secs();
+    let how =
+        match (code, interrupted.killed) {
+            (0, false) => {
+                format!(
+            "the script exited 0 within the {grace} s grace, so the installation completed{}. \
+             Nothing to redo; find out what sent {name} (a service manager's stop timeout?)",
+            if once { " (its --once marker is written)" } else { "" }
+        )
+            }
+            (0, true) => format!(
+            "the script exited 0, so the installation completed{}, but what it left running in \
+             its group ignored {name} for {grace} s and was killed (SIGKILL): check that \
+             nothing it started was needed",
+            if once { " (its --once marker is written)" } else { "" }
+        ),
+            (_, false) => format!(
+                "the script ended with exit code {code} within the {grace} s grace, so the \
+             installation did not complete: run tagstrap again"
+            ),
+            (_, true) => format!(
+                "it was still running after the {grace} s grace and was killed (SIGKILL), so the \
+             installation did not complete: run tagstrap again, and give it the time the script \
+             needs before stopping it"
+            ),
+        };
+    Error::Stopped {
+        signal: interrupted.signal.number,
+        message: format!(
+            "tagstrap was stopped by {name} while the script ran; the script's process group got \
+             {name} and {how}"
+        ),
+    }
 }
 
 /// `--write-env`: the script's proxy environment, for later boot stages.

@@ -7,7 +7,9 @@ use std::fmt;
 
 /// Exit codes of SPEC §5 (sysexits.h values), plus the two this program adds
 /// where SPEC is silent: 73 when the state directory cannot be written, and 126
-/// (as shells do) when the downloaded script cannot be started.
+/// (as shells do) when the downloaded script cannot be started; and 128+N
+/// when a signal N stopped tagstrap, as shells report a command a signal
+/// ended.
 pub mod exit {
     pub const OK: i32 = 0;
     pub const USAGE: i32 = 64;
@@ -18,6 +20,8 @@ pub mod exit {
     pub const NO_PERM: i32 = 77;
     pub const CONFIG: i32 = 78;
     pub const CANNOT_EXECUTE: i32 = 126;
+    /// Plus the signal's number.
+    pub const SIGNAL_BASE: i32 = 128;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +45,9 @@ pub enum Error {
     CantCreate(String),
     /// The downloaded script could not be started.
     CannotExecute(String),
+    /// A signal stopped tagstrap (SPEC §8): the step under way was cancelled,
+    /// or the script's process group got the signal and was waited for.
+    Stopped { signal: i32, message: String },
 }
 
 impl Error {
@@ -54,6 +61,7 @@ impl Error {
             Error::Config(_) => exit::CONFIG,
             Error::CantCreate(_) => exit::CANT_CREATE,
             Error::CannotExecute(_) => exit::CANNOT_EXECUTE,
+            Error::Stopped { signal, .. } => exit::SIGNAL_BASE + signal,
         }
     }
 
@@ -66,7 +74,8 @@ impl Error {
             | Error::Refused(m)
             | Error::Config(m)
             | Error::CantCreate(m)
-            | Error::CannotExecute(m) => m,
+            | Error::CannotExecute(m)
+            | Error::Stopped { message: m, .. } => m,
         }
     }
 
@@ -81,6 +90,7 @@ impl Error {
             Error::Config(_) => "config",
             Error::CantCreate(_) => "cant-create",
             Error::CannotExecute(_) => "cannot-execute",
+            Error::Stopped { .. } => "stopped",
         }
     }
 }
@@ -110,6 +120,20 @@ mod tests {
             (Error::Config(String::new()), 78),
             (Error::CantCreate(String::new()), 73),
             (Error::CannotExecute(String::new()), 126),
+            (
+                Error::Stopped {
+                    signal: 15,
+                    message: String::new(),
+                },
+                143,
+            ),
+            (
+                Error::Stopped {
+                    signal: 1,
+                    message: String::new(),
+                },
+                129,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(error.exit_code(), code, "{error:?}");

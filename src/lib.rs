@@ -6,7 +6,8 @@
 //! - [`credentials`]: `cred:NAME` resolved from a credential store.
 //! - [`proxy`]: the proxy URL, the no-proxy list and the script's environment.
 //! - [`fetch`]: the download, with retries, classification and streaming.
-//! - [`run`]: running the script; [`report`] and [`state`]: what is left on disk.
+//! - [`run`]: running the script; [`report`] and [`state`]: what is left on disk;
+//!   `lock`: one run at a time per state directory; `stop`: the signals that stop a run.
 //! - [`doctor`]: the same steps one at a time, each diagnosed.
 //! - [`error`]: the one error type and its exit codes.
 //! - [`util`]: the toolkit below every stage (showing outside text, opening
@@ -18,12 +19,14 @@ pub mod credentials;
 pub mod doctor;
 pub mod error;
 pub mod fetch;
+pub(crate) mod lock;
 pub mod logging;
 pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod settings;
 pub mod state;
+pub(crate) mod stop;
 pub mod tags;
 pub mod util;
 

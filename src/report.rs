@@ -2,7 +2,9 @@
 //! written as JSON, mode 0600, to `<state-dir>/last-run.json`, whether the run
 //! succeeded or not. Built only from shown (redacted) values: it holds tag
 //! values as `tagstrap tags` shows them, the proxy's host and port, credential
-//! names, tries, timings and the exit code, never a secret.
+//! names, tries, timings and the exit code, never a secret. A run a signal
+//! stopped says so: `signal` holds its number, `error.kind` is `stopped`, and
+//! the script's part says how the script ended.
 
 use std::time::SystemTime;
 
@@ -46,6 +48,8 @@ pub struct Report {
     pub env_file: Option<String>,
     pub script: Option<ReportScript>,
     pub exit_code: i32,
+    /// The signal that stopped tagstrap (SPEC §8), when one did.
+    pub signal: Option<i32>,
     pub error: Option<ReportError>,
 }
 
@@ -71,6 +75,11 @@ pub struct ReportScript {
     pub sha256: Option<String>,
     pub download: Tries,
     pub run_seconds: Option<f64>,
+    /// The script's own exit code (128 + N when a signal N ended it).
+    pub exit_code: Option<i32>,
+    /// Whether tagstrap killed what was left of the script's process group
+    /// after a signal's grace.
+    pub killed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +103,9 @@ impl Report {
 
     pub fn fail(&mut self, error: &Error) {
         self.exit_code = error.exit_code();
+        if let Error::Stopped { signal, .. } = error {
+            self.signal = Some(*signal);
+        }
         self.error = Some(ReportError {
             kind: error.kind(),
             message: error.message().to_string(),

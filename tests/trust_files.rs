@@ -813,9 +813,10 @@ fn an_instance_id_can_never_name_another_path_or_share_a_marker() {
         let markers = tree(&state.path().join("once"));
         assert_eq!(markers.len(), 1, "{id:?}: {markers:?}");
         assert!(
-            tree(state.path())
-                .iter()
-                .all(|p| p.starts_with("once") || p.starts_with("script") || p == "last-run.json"),
+            tree(state.path()).iter().all(|p| p.starts_with("once")
+                || p.starts_with("script")
+                || p == "last-run.json"
+                || p == "run.lock"),
             "{id:?}: {:?}",
             tree(state.path())
         );

@@ -188,6 +188,7 @@ pub async fn download(
     tries: &mut Tries,
 ) -> Result<Downloaded> {
     let (partial, path) = paths;
+    let _partial = RemoveOnDrop(&partial);
     let outcome = match &script.location {
         ScriptLocation::File(source) => {
             tries.tries = 1;
@@ -259,6 +260,17 @@ pub async fn download(
         tries,
         route,
     })
+}
+
+/// Removes the partial file however [`download`] ends, also when its future
+/// is dropped half way (a signal cancelled the run): nothing incomplete is
+/// left where the script goes. After the rename there is nothing to remove.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
 }
 
 fn pin_key(script: &ScriptTag) -> &'static str {

@@ -296,6 +296,14 @@ pub fn open_or_create_private(path: &Path, mode: u32) -> io::Result<File> {
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        // Opens a symbolic link or junction itself instead of its target
+        // (then refused below: it is not a regular file).
+        const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+        options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+    }
     let file = options.open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
