@@ -3,7 +3,7 @@
 //! decide alike what a failure to get one means; the script download, which
 //! streams and may go through the proxy, has its own rules in [`super`].
 
-use super::classify::ErrorFacts;
+use super::classify::{trust_hint, ErrorFacts};
 use super::retry::Failure;
 use crate::error::Error;
 
@@ -16,7 +16,8 @@ pub struct Peer<'a> {
     pub role: &'a str,
     /// What it should be, e.g. "a Vault/OpenBao server".
     pub kind: &'a str,
-    /// What to do when its TLS certificate is not trusted.
+    /// What to do when its certificate's issuer is unknown (the CA hint of
+    /// [`trust_hint`]; other trust failures have hints of their own).
     pub trust_hint: &'a str,
 }
 
@@ -56,16 +57,28 @@ pub async fn read_body(
 
 /// What a request that got no answer means. No answer at all (refused,
 /// reset, closed before a status line) is a peer that is not up yet, whose
-/// recovery should be noticed at once: short waits. A timeout is a peer that
-/// hangs: backoff. An untrusted certificate is final.
+/// recovery should be noticed at once: short waits. An answer that is not
+/// HTTP is a peer that is up and broken (or not what it should be), and a
+/// timeout is a peer that hangs: both back off rather than poll it several
+/// times a second. An untrusted certificate is final.
 pub fn transport_failure(peer: &Peer<'_>, error: &reqwest::Error) -> Failure {
     let facts = ErrorFacts::of(error);
     let shown = peer.shown;
-    if let Some(untrusted) = facts.untrusted {
+    if let Some(untrusted) = &facts.untrusted {
         return Failure::Permanent(Error::Refused(format!(
-            "TLS verification of {} at {shown} failed ({untrusted}): {}",
-            peer.role, peer.trust_hint
+            "TLS verification of {} at {shown} failed: {}",
+            peer.role,
+            trust_hint(untrusted, peer.trust_hint)
         )));
+    }
+    if facts.garbled {
+        return Failure::busy(
+            format!(
+                "{shown} answered, but not in HTTP ({}): is it {}?",
+                facts.detail, peer.kind
+            ),
+            None,
+        );
     }
     if facts.connect {
         Failure::network_down(format!("{shown} is not reachable: {}", facts.detail))
