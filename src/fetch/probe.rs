@@ -200,7 +200,7 @@ async fn exchange(
     match parse_answer(&head) {
         Some(answer) => Ok((answer, stream)),
         None if !could_be_http(&head) => Err(Probe::Garbled(
-            "an answer to CONNECT that is not HTTP".into(),
+            "something that is not HTTP".into(),
         )),
         None if head.is_empty() => Err(Probe::Failed(
             "the proxy closed the connection before answering CONNECT".into(),
