@@ -320,8 +320,8 @@ async fn tls_check(
                 "{host} presents a certificate issued by {issuer}: {}",
                 trust_hint(
                     why,
-                    "this instance does not trust that issuer. If it is your proxy's CA (a \
-                     TLS-intercepting proxy), pass its certificate with --ca-file"
+                    "if that is your proxy's CA (a TLS-intercepting proxy), pass its \
+                     certificate with --ca-file"
                 )
             )),
             None => Error::Unavailable(format!("TLS with {host} failed: {e}")),

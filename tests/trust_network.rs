@@ -111,7 +111,8 @@ fn a_plain_http_store_off_loopback_is_refused_before_any_request() {
         .arg("--deadline")
         .arg("1")
         .run();
-    run.assert_error(69, "is not reachable").assert_no_leak(TOKEN);
+    run.assert_error(69, "is not reachable")
+        .assert_no_leak(TOKEN);
     assert!(!witness.ran());
 }
 
@@ -131,7 +132,14 @@ fn in_instance(race: &testkit::BootRace, subcommand: &str, config: &str) -> Run 
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("VAULT_ADDR", race.store_addr())
         .env("VAULT_TOKEN", race.store_token())
-        .args([subcommand, "--source", "none", "--deadline", "30", "--config"])
+        .args([
+            subcommand,
+            "--source",
+            "none",
+            "--deadline",
+            "30",
+            "--config",
+        ])
         .arg(&config)
         .arg("--tags-file")
         .arg(&empty)
@@ -208,7 +216,9 @@ fn insecure_http_reaches_a_plain_http_store_by_name_with_one_warning_and_doctor_
         .unwrap_or_else(|| panic!("no credentials line:\n{}", doctor.stdout));
     assert!(line.starts_with("ok"), "{line}");
     assert!(
-        line.contains("WARNING: the credential store at http://store.test:8200 is reached over plain http://"),
+        line.contains(
+            "WARNING: the credential store at http://store.test:8200 is reached over plain http://"
+        ),
         "{line}"
     );
 }
@@ -331,7 +341,11 @@ fn a_pinned_https_to_http_redirect_through_the_proxy_authenticates_that_hop() {
         .route("/install.sh", vec![], Reply::ok(script.clone()))
         .start();
     let first = https_on(origin_ip(), &ca)
-        .route("/install.sh", vec![], redirect_to(&plain.url("/install.sh")))
+        .route(
+            "/install.sh",
+            vec![],
+            redirect_to(&plain.url("/install.sh")),
+        )
         .start();
     let world = World::new(ca, &[first.port()], &[plain.port()]);
 
@@ -348,9 +362,15 @@ fn a_pinned_https_to_http_redirect_through_the_proxy_authenticates_that_hop() {
     let hop = format!("GET {}", plain.url("/install.sh"));
     let log = logged(&world.squid, &hop);
     let line = log.lines().find(|l| l.contains(&hop)).unwrap();
-    assert!(line.contains(&format!(" {USER} ")), "the hop is authenticated: {line}");
+    assert!(
+        line.contains(&format!(" {USER} ")),
+        "the hop is authenticated: {line}"
+    );
     assert_eq!(plain.requests()[0].header("referer"), None);
-    assert_eq!(run.report_json()["script"]["route"], format!("proxy {}", world.squid.proxy_addr()));
+    assert_eq!(
+        run.report_json()["script"]["route"],
+        format!("proxy {}", world.squid.proxy_addr())
+    );
 }
 
 #[test]
@@ -361,7 +381,11 @@ fn an_unpinned_https_to_http_redirect_is_refused_saying_so() {
         .route("/install.sh", vec![], Reply::ok("#!/bin/sh\nexit 0\n"))
         .start();
     let first = https_on(origin_ip(), &ca)
-        .route("/install.sh", vec![], redirect_to(&plain.url("/install.sh")))
+        .route(
+            "/install.sh",
+            vec![],
+            redirect_to(&plain.url("/install.sh")),
+        )
         .start();
     let world = World::new(ca, &[first.port()], &[plain.port()]);
 
@@ -379,7 +403,11 @@ fn an_unpinned_https_to_http_redirect_is_refused_saying_so() {
     .assert_no_leak(PASSWORD);
     assert_eq!(run.failed_tries(), 0, "not retried:\n{}", run.stderr);
     assert_eq!(first.hits("/install.sh"), 1);
-    assert_eq!(plain.hits("/install.sh"), 0, "the http:// hop was never asked");
+    assert_eq!(
+        plain.hits("/install.sh"),
+        0,
+        "the http:// hop was never asked"
+    );
 }
 
 #[test]
@@ -407,7 +435,11 @@ fn a_redirect_to_a_no_proxy_host_goes_direct() {
         "the no-proxy hop went direct:\n{log}"
     );
     assert_eq!(run.report_json()["script"]["route"], "direct");
-    assert!(run.stderr.contains("following it (direct)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("following it (direct)"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -421,16 +453,30 @@ fn a_proxy_refusal_on_a_hop_names_that_hop() {
         .route("/install.sh", vec![], Reply::ok("#!/bin/sh\nexit 0\n"))
         .start();
     let first = https_on(origin_ip(), &ca)
-        .route("/tls.sh", vec![], redirect_to(&forbidden_tls.url("/install.sh")))
-        .route("/plain.sh", vec![], redirect_to(&forbidden_plain.url("/install.sh")))
+        .route(
+            "/tls.sh",
+            vec![],
+            redirect_to(&forbidden_tls.url("/install.sh")),
+        )
+        .route(
+            "/plain.sh",
+            vec![],
+            redirect_to(&forbidden_plain.url("/install.sh")),
+        )
         .start();
     // Squid allows the first host only.
     let world = World::new(ca, &[first.port()], &[]);
 
     // A CONNECT refused on the hop is probed for the hop's host.
     let run = world.run(&first.url("/tls.sh")).run();
-    run.assert_error(77, &format!("refused CONNECT {} with 403 Forbidden", forbidden_tls.addr()))
-        .assert_no_leak(PASSWORD);
+    run.assert_error(
+        77,
+        &format!(
+            "refused CONNECT {} with 403 Forbidden",
+            forbidden_tls.addr()
+        ),
+    )
+    .assert_no_leak(PASSWORD);
     assert!(!run.error_lines()[0].contains(&first.url("/tls.sh")));
 
     // A plain http:// hop refused by the proxy names that hop's URL.
@@ -565,7 +611,11 @@ fn tries_given_up(run: &Run) -> usize {
 /// each failure saying `why`.
 fn assert_backed_off(run: &Run, why: &str) {
     assert_eq!(BACKOFF_BASE, Duration::from_secs(1), "the bound assumes it");
-    assert_eq!(LATENESS_FLOOR, Duration::from_secs(2), "the bound assumes it");
+    assert_eq!(
+        LATENESS_FLOOR,
+        Duration::from_secs(2),
+        "the bound assumes it"
+    );
     let polling_at_least = (JUNK_DEADLINE.as_millis() / NETWORK_DOWN_CAP.as_millis()) as usize;
     assert!(MAX_BACKOFF_TRIES < polling_at_least);
 
@@ -591,7 +641,10 @@ fn assert_backed_off(run: &Run, why: &str) {
 fn through_proxy(proxy: &str) -> Tagstrap {
     Tagstrap::new("run")
         .tag("rs_agent:http_proxy", proxy)
-        .tag("rs_agent:mime_shellscript", "https://127.0.0.2:9/install.sh")
+        .tag(
+            "rs_agent:mime_shellscript",
+            "https://127.0.0.2:9/install.sh",
+        )
         .arg("--deadline")
         .arg(JUNK_DEADLINE.as_secs().to_string())
 }
@@ -694,6 +747,11 @@ fn a_peer_that_closes_or_resets_before_answering_is_still_the_network_being_down
         .run();
     run.assert_error(69, "closed the connection before answering CONNECT");
     let polling = (deadline.as_millis() / NETWORK_DOWN_CAP.as_millis()) as usize * 3 / 4;
+    println!(
+        "closed before answering: {} failed tries in {} s",
+        run.failed_tries(),
+        deadline.as_secs()
+    );
     assert!(
         run.failed_tries() >= polling,
         "short waits: {} failed tries in {deadline:?}:\n{}",
@@ -726,7 +784,9 @@ const NOT_YET_VALID: BadCert = BadCert {
 };
 const WRONG_NAME: BadCert = BadCert {
     name: "for other names",
-    says: &["its certificate is for other.test, *.other.test, not 127.0.0.2: check the host in the URL"],
+    says: &[
+        "its certificate is for other.test, *.other.test, not 127.0.0.2: check the host in the URL",
+    ],
 };
 const UNKNOWN_ISSUER: BadCert = BadCert {
     name: "from an unknown CA",
@@ -746,10 +806,18 @@ fn leaf(kind: &BadCert, ca: &TestCa, other: &TestCa) -> (IssuedCert, bool) {
 
 fn assert_hint(text: &str, kind: &BadCert) {
     for words in kind.says {
-        assert!(text.contains(words), "{}: {text} lacks {words:?}", kind.name);
+        assert!(
+            text.contains(words),
+            "{}: {text} lacks {words:?}",
+            kind.name
+        );
     }
     if kind.name != UNKNOWN_ISSUER.name {
-        assert!(!text.contains("--ca-file"), "{}: no CA hint: {text}", kind.name);
+        assert!(
+            !text.contains("--ca-file"),
+            "{}: no CA hint: {text}",
+            kind.name
+        );
     }
 }
 
@@ -830,7 +898,10 @@ fn a_store_and_a_proxy_with_bad_certificates_get_the_hint_that_fits() {
     let proxy_url = format!("https://127.0.0.1:{}", proxy.port());
     let run = Tagstrap::new("run")
         .tag("rs_agent:http_proxy", &proxy_url)
-        .tag("rs_agent:mime_shellscript", "https://127.0.0.2:9/install.sh")
+        .tag(
+            "rs_agent:mime_shellscript",
+            "https://127.0.0.2:9/install.sh",
+        )
         .arg("--ca-file")
         .arg(ca.ca_pem_path())
         .run();
@@ -842,12 +913,19 @@ fn a_store_and_a_proxy_with_bad_certificates_get_the_hint_that_fits() {
             proxy.port()
         ),
     );
-    assert!(!run.error_lines()[0].contains("--ca-file"), "{}", run.stderr);
+    assert!(
+        !run.error_lines()[0].contains("--ca-file"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.failed_tries(), 0);
 
     let doctor = Tagstrap::new("doctor")
         .tag("rs_agent:http_proxy", &proxy_url)
-        .tag("rs_agent:mime_shellscript", "https://127.0.0.2:9/install.sh")
+        .tag(
+            "rs_agent:mime_shellscript",
+            "https://127.0.0.2:9/install.sh",
+        )
         .arg("--ca-file")
         .arg(ca.ca_pem_path())
         .run();

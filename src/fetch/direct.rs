@@ -101,3 +101,78 @@ pub fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::retry::Class;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A peer on a loopback port that reads the first request and answers
+    /// `answer`, then closes; its URL.
+    async fn peer(answer: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let _ = tcp.read(&mut request).await;
+            let _ = tcp.write_all(&answer).await;
+            let _ = tcp.shutdown().await;
+            let _ = tcp.read_to_end(&mut request).await;
+        });
+        format!("http://127.0.0.1:{port}/")
+    }
+
+    /// What one request to a peer answering `answer` fails with.
+    async fn failure(answer: Vec<u8>) -> Failure {
+        let tls = crate::fetch::tls::trusting_nothing().unwrap();
+        let client = crate::fetch::http_client(
+            &tls,
+            None,
+            crate::fetch::Redirects::Manual,
+            crate::fetch::MIN_READ_TIMEOUT,
+        )
+        .unwrap();
+        let url = peer(answer).await;
+        let error = client.get(&url).send().await.unwrap_err();
+        let peer = Peer {
+            shown: "http://peer",
+            role: "the peer",
+            kind: "a test server",
+            trust_hint: "CA-HINT",
+        };
+        transport_failure(&peer, &error)
+    }
+
+    fn class(failure: &Failure) -> Class {
+        match failure {
+            Failure::Transient(t) => t.class,
+            Failure::Permanent(e) => panic!("expected a transient failure: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_http_is_a_busy_server_and_a_silent_close_is_not() {
+        let garbage = failure(b"SSH-2.0-OpenSSH_9.2\r\n".to_vec()).await;
+        assert_eq!(class(&garbage), Class::ServerBusy);
+        let Failure::Transient(t) = &garbage else {
+            unreachable!()
+        };
+        assert!(
+            t.reason
+                .starts_with("http://peer answered, but not in HTTP"),
+            "{}",
+            t.reason
+        );
+        assert!(t.reason.ends_with("is it a test server?"), "{}", t.reason);
+
+        // A head that never ends, past hyper's limit (about 400 KiB).
+        let mut endless = b"HTTP/1.1 200 OK\r\nX-Filler: ".to_vec();
+        endless.resize(endless.len() + 1024 * 1024, b'a');
+        assert_eq!(class(&failure(endless).await), Class::ServerBusy);
+
+        let closed = failure(Vec::new()).await;
+        assert_eq!(class(&closed), Class::NetworkDown);
+    }
+}

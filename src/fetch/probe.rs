@@ -199,9 +199,7 @@ async fn exchange(
     }
     match parse_answer(&head) {
         Some(answer) => Ok((answer, stream)),
-        None if !could_be_http(&head) => Err(Probe::Garbled(
-            "something that is not HTTP".into(),
-        )),
+        None if !could_be_http(&head) => Err(Probe::Garbled("something that is not HTTP".into())),
         None if head.is_empty() => Err(Probe::Failed(
             "the proxy closed the connection before answering CONNECT".into(),
         )),
@@ -293,15 +291,21 @@ mod tests {
         assert!(!could_be_http(b"HTTP/2 200\r\n"));
     }
 
-    /// A peer on a loopback port that answers `answer` to the first
-    /// connection and closes.
-    async fn peer(answer: &'static [u8]) -> ProxyUrl {
+    /// A peer on a loopback port that reads the first connection's request
+    /// and answers `answer`, then closes (or, with `reset`, resets it).
+    async fn peer(answer: &'static [u8], reset: bool) -> ProxyUrl {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             let (mut tcp, _) = listener.accept().await.unwrap();
             let mut request = vec![0u8; 4096];
             let _ = tcp.read(&mut request).await;
+            if reset {
+                // Linger 0: dropping the socket sends a RST, not a FIN.
+                #[allow(deprecated)]
+                let _ = tcp.set_linger(Some(Duration::ZERO));
+                return;
+            }
             let _ = tcp.write_all(answer).await;
             let _ = tcp.shutdown().await;
             // Drain until the probe closes, so the close is a FIN, not a RST.
@@ -310,9 +314,14 @@ mod tests {
         ProxyUrl::parse(&format!("127.0.0.1:{port}")).unwrap()
     }
 
-    async fn probe(answer: &'static [u8]) -> Probe {
+    async fn probe_with(answer: &'static [u8], reset: bool) -> Probe {
         let tls = crate::fetch::tls::trusting_nothing().unwrap();
-        connect(&peer(answer).await, "h:443", &tls, Duration::from_secs(10)).await
+        let proxy = peer(answer, reset).await;
+        connect(&proxy, "h:443", &tls, Duration::from_secs(10)).await
+    }
+
+    async fn probe(answer: &'static [u8]) -> Probe {
+        probe_with(answer, false).await
     }
 
     #[tokio::test]
@@ -334,6 +343,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(probe(b"").await, Probe::Failed(_)));
+        assert!(matches!(probe_with(b"", true).await, Probe::Failed(_)));
         assert!(matches!(probe(b"HTTP/1.1").await, Probe::Failed(_)));
         assert!(matches!(
             probe(b"HTTP/1.1 403 Forbidden\r\n\r\n").await,
