@@ -778,7 +778,8 @@ const EXPIRED: BadCert = BadCert {
 const NOT_YET_VALID: BadCert = BadCert {
     name: "not yet valid",
     says: &[
-        "its certificate is not valid yet before Sun, 01 Jan 2090 00:00:00 GMT",
+        "its certificate is not valid yet (not before Sun, 01 Jan 2090 00:00:00 GMT, and this \
+         instance's clock says",
         "at boot the clock may be wrong",
     ],
 };

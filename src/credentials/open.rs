@@ -65,7 +65,7 @@ fn chooses_vault(settings: &StoreSettings) -> bool {
 /// When the store [`open`] opens is reached over plain `http://` on a host
 /// that is not loopback (allowed by `[vault] insecure_http = true`), what to
 /// tell the operator: logged as a warning by every run, shown by `doctor`.
-pub fn in_clear(settings: &StoreSettings) -> Option<String> {
+pub(crate) fn in_clear(settings: &StoreSettings) -> Option<String> {
     let v = &settings.vault;
     if !chooses_vault(settings) || !v.insecure_http {
         return None;

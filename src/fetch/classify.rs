@@ -160,7 +160,7 @@ pub fn is_trust_failure(error: &rustls::Error) -> bool {
 /// certificate or one made out for another host, and saying so would send
 /// the operator the wrong way. The one place where the script download,
 /// the store and metadata clients, the CONNECT probe and `doctor` word it.
-pub fn trust_hint(error: &rustls::Error, ca_hint: &str) -> String {
+pub(crate) fn trust_hint(error: &rustls::Error, ca_hint: &str) -> String {
     use rustls::CertificateError as C;
     let rustls::Error::InvalidCertificate(cert) = error else {
         return match error {
@@ -195,7 +195,7 @@ pub fn trust_hint(error: &rustls::Error, ca_hint: &str) -> String {
         C::NotValidYet | C::NotValidYetContext { .. } => {
             let when = match cert {
                 C::NotValidYetContext { time, not_before } => format!(
-                    " before {}, and this instance's clock says {}",
+                    " (not before {}, and this instance's clock says {})",
                     http_date(*not_before),
                     http_date(*time)
                 ),
@@ -216,12 +216,16 @@ pub fn trust_hint(error: &rustls::Error, ca_hint: &str) -> String {
         } => {
             let expected = shown(&expected.to_str());
             let names: Vec<String> = presented.iter().map(|n| shown(presented_name(n))).collect();
-            let names = if names.is_empty() {
-                "names other than it".to_string()
+            if names.is_empty() {
+                format!(
+                    "its certificate names no host, so not {expected}: check the host in the URL"
+                )
             } else {
-                names.join(", ")
-            };
-            format!("its certificate is for {names}, not {expected}: check the host in the URL")
+                format!(
+                    "its certificate is for {}, not {expected}: check the host in the URL",
+                    names.join(", ")
+                )
+            }
         }
         other => format!(
             "its certificate is not acceptable ({}): fix the certificate on the server",
@@ -347,7 +351,7 @@ mod tests {
             not_before: UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000)),
         });
         assert!(
-            early.contains("not valid yet before Tue, 14 Nov 2023"),
+            early.contains("not valid yet (not before Tue, 14 Nov 2023"),
             "{early}"
         );
         assert!(early.contains("the clock may be wrong"), "{early}");

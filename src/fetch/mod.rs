@@ -59,7 +59,7 @@ pub fn read_timeout(deadline: Duration) -> Duration {
 /// Longest time for the CONNECT probe after a failed tunnel.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Redirects followed for one download; more is a loop.
-pub const MAX_REDIRECTS: usize = 10;
+pub(crate) const MAX_REDIRECTS: usize = 10;
 /// What to do about a script host's certificate from an unknown CA.
 const SCRIPT_CA_HINT: &str = "if a proxy intercepts TLS, pass its CA certificate with --ca-file";
 /// The same for the proxy's own certificate (an https:// proxy).
@@ -163,15 +163,15 @@ pub fn http_client(
 /// One request of a download, after the redirects before it: its URL and
 /// how it is reached.
 #[derive(Debug, Clone)]
-pub struct Hop<'a> {
-    pub url: Url,
+pub(crate) struct Hop<'a> {
+    pub(crate) url: Url,
     /// The proxy it goes through; `None`: direct (the no-proxy list).
-    pub proxy: Option<&'a Proxy>,
+    pub(crate) proxy: Option<&'a Proxy>,
 }
 
 impl Hop<'_> {
     /// "proxy host:port" or "direct", for the report.
-    pub fn route(&self) -> String {
+    pub(crate) fn route(&self) -> String {
         match self.proxy {
             Some(p) => format!("proxy {}", p.url.authority()),
             None => "direct".to_string(),
@@ -186,7 +186,7 @@ impl Hop<'_> {
 
 /// Why [`get_following`] got no response to give.
 #[derive(Debug)]
-pub enum HopFailure<'a> {
+pub(crate) enum HopFailure<'a> {
     /// The request for this hop got no answer.
     Transport(Hop<'a>, reqwest::Error),
     /// A redirect that is not followed (65).
@@ -204,7 +204,7 @@ pub(crate) fn show_url(url: &Url) -> String {
 /// [`Redirects`] allow (at most [`MAX_REDIRECTS`]), each hop a request of its
 /// own routed by `env` as a first request to it would be (see the module
 /// doc). Returns the first answer that is not a redirect, and its hop.
-pub async fn get_following<'a>(
+pub(crate) async fn get_following<'a>(
     client: &HttpClient,
     env: &'a ProxyEnvironment,
     url: &Url,

@@ -319,7 +319,7 @@ fn combine(mut failed: Vec<Transient>) -> Transient {
 /// Whether a URL's host is a loopback address: 127.0.0.0/8, ::1, or
 /// `localhost`. Plain http:// to it never leaves the machine, so SPEC §2
 /// allows it without `insecure_http`.
-pub fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
