@@ -66,8 +66,14 @@ fn chooses_vault(settings: &StoreSettings) -> bool {
 /// that is not loopback (allowed by `[vault] insecure_http = true`), what to
 /// tell the operator: logged as a warning by every run, shown by `doctor`.
 pub(crate) fn in_clear(settings: &StoreSettings) -> Option<String> {
-    let v = &settings.vault;
-    if !chooses_vault(settings) || !v.insecure_http {
+    chooses_vault(settings)
+        .then(|| vault_in_clear(&settings.vault))
+        .flatten()
+}
+
+/// [`in_clear`] of the Vault/OpenBao settings.
+fn vault_in_clear(v: &VaultSettings) -> Option<String> {
+    if !v.insecure_http {
         return None;
     }
     let plain: Vec<String> = v
@@ -131,12 +137,7 @@ fn open_vault(
         kv_version: v.kv_version,
         insecure_http: v.insecure_http,
     };
-    let settings = StoreSettings {
-        choice: StoreChoice::Vault,
-        vault: v.clone(),
-        directory: None,
-    };
-    if let Some(warning) = in_clear(&settings) {
+    if let Some(warning) = vault_in_clear(v) {
         tracing::warn!("{warning}");
     }
     tracing::debug!(
