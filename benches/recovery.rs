@@ -249,12 +249,16 @@ fn client(race: &BootRace, variant: Variant, dir: &Path, log: &Path) -> Child {
         Variant::Tagstrap => {
             let empty = dir.join("empty");
             std::fs::write(&empty, "").expect("write empty file");
+            // The race's store is plain http:// by name, which SPEC §2
+            // allows only when the config file says so.
+            let config = dir.join("config.toml");
+            std::fs::write(&config, "[vault]\ninsecure_http = true\n").expect("write config file");
             let tag = |key: &str, value: &str| format!("--tag=rs_agent:{key}={value}");
             command
                 .env("VAULT_ADDR", race.store_addr())
                 .env("VAULT_TOKEN", race.store_token())
                 .args(["run", "--source", "none", "--config"])
-                .arg(&empty)
+                .arg(&config)
                 .arg("--tags-file")
                 .arg(&empty)
                 .arg("--state-dir")

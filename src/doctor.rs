@@ -5,14 +5,18 @@
 //! failure's (SPEC §5); a step that needs a failed one is skipped.
 //!
 //! 1. tags: found, and from where;
-//! 2. credentials: the `cred:` references resolved from the store;
+//! 2. credentials: the `cred:` references resolved from the store (and a
+//!    warning when the store is reached over plain http:// by
+//!    `insecure_http`);
 //! 3. proxy: reachable over TCP;
 //! 4. connect: the proxy's answer to `CONNECT host:443` (407 with the
 //!    `Proxy-Authenticate` schemes named: a proxy that offers only NTLM or
 //!    Negotiate is unsupported, not a wrong password);
 //! 5. tls: the script host's certificate and its issuer (an untrusted issuer
-//!    is how a TLS-intercepting proxy shows: `--ca-file`);
-//! 6. script: the script URL's status, without downloading it.
+//!    is how a TLS-intercepting proxy shows: `--ca-file`; an expired
+//!    certificate or one for other names gets its own hint);
+//! 6. script: the script URL's status, redirects followed as `run` follows
+//!    them, without downloading it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,10 +27,10 @@ use url::Url;
 
 use crate::app::{collect_tags, prepare, require_script, Prepared};
 use crate::error::{Error, Result};
-use crate::fetch::classify::{status_class, ErrorFacts, StatusClass};
+use crate::fetch::classify::{status_class, trust_hint, ErrorFacts, StatusClass};
 use crate::fetch::probe::{self, Probe};
 use crate::fetch::retry::Failure;
-use crate::fetch::{self, tls, x509, Redirects, CONNECT_TIMEOUT};
+use crate::fetch::{self, tls, x509, HopFailure, Redirects, CONNECT_TIMEOUT};
 use crate::proxy::{Proxy, ProxyUrl};
 use crate::settings::Settings;
 use crate::tags::agent::{redact_url, AgentTags, Platform, ScriptLocation, ScriptTag};
@@ -95,10 +99,16 @@ pub async fn doctor(settings: &Settings) -> Result<()> {
         Ok(prepared) => {
             let names = prepared.env.credential_refs();
             match (&prepared.store, names.is_empty()) {
-                (Some(store), false) => steps.ok(
-                    "credentials",
-                    format!("{} resolved from {store}", names.join(" and ")),
-                ),
+                (Some(store), false) => {
+                    // Allowed, so not a failure, but the line says it.
+                    let in_clear = crate::credentials::open::in_clear(&settings.store)
+                        .map(|warning| format!("; WARNING: {warning}"))
+                        .unwrap_or_default();
+                    steps.ok(
+                        "credentials",
+                        format!("{} resolved from {store}{in_clear}", names.join(" and ")),
+                    )
+                }
                 _ => steps.ok("credentials", "none needed: no tag names a credential"),
             }
             Some(prepared)
@@ -307,9 +317,12 @@ async fn tls_check(
         )),
         Ok(Err(e)) => Err(match fetch::classify::untrusted_handshake(&e) {
             Some(why) => Error::Refused(format!(
-                "{host} presents a certificate issued by {issuer}, which this instance does \
-                     not trust ({why}). If that is your proxy's CA (a TLS-intercepting proxy), \
-                     pass its certificate with --ca-file"
+                "{host} presents a certificate issued by {issuer}: {}",
+                trust_hint(
+                    why,
+                    "if that is your proxy's CA (a TLS-intercepting proxy), pass its \
+                     certificate with --ca-file"
+                )
             )),
             None => Error::Unavailable(format!("TLS with {host} failed: {e}")),
         }),
@@ -320,8 +333,8 @@ async fn tls_check(
     }
 }
 
-/// The script URL's status through the same route `run` takes; the body is
-/// not read.
+/// The script URL's status through the same route `run` takes, redirects
+/// followed hop by hop as `run` follows them; the body is not read.
 async fn status_check(script: &ScriptTag, url: &Url, prepared: &Prepared) -> Result<String> {
     let shown = redact_url(url);
     let redirects = if script.sha256.is_some() {
@@ -330,20 +343,40 @@ async fn status_check(script: &ScriptTag, url: &Url, prepared: &Prepared) -> Res
         Redirects::HttpsOnly
     };
     let client = fetch::http_client(&prepared.tls, Some(&prepared.env), redirects, STEP_TIMEOUT)?;
-    let response = tokio::time::timeout(STEP_TIMEOUT, client.get(url.clone()).send())
-        .await
-        .map_err(|_| {
-            Error::Unavailable(format!(
+    let followed = fetch::get_following(&client, &prepared.env, url);
+    let (hop, response) = match tokio::time::timeout(STEP_TIMEOUT, followed).await {
+        Err(_) => {
+            return Err(Error::Unavailable(format!(
                 "{shown} did not answer within {} s",
                 STEP_TIMEOUT.as_secs()
-            ))
-        })?
-        .map_err(|e| {
-            Error::Unavailable(format!(
-                "the request for {shown} failed: {}",
-                ErrorFacts::of(&e).detail
-            ))
-        })?;
+            )))
+        }
+        Ok(Err(HopFailure::Refused(error))) => return Err(error),
+        Ok(Err(HopFailure::Transport(hop, e))) => {
+            let facts = ErrorFacts::of(&e);
+            let at = fetch::show_url(&hop.url);
+            return Err(match &facts.untrusted {
+                Some(why) => Error::Refused(format!(
+                    "TLS verification of {} failed: {}",
+                    crate::util::text::shown(hop.url.host_str().unwrap_or_default()),
+                    trust_hint(
+                        why,
+                        "if a proxy intercepts TLS, pass its CA certificate with --ca-file"
+                    )
+                )),
+                None => {
+                    Error::Unavailable(format!("the request for {at} failed: {}", facts.detail))
+                }
+            });
+        }
+        Ok(Ok(answered)) => answered,
+    };
+    // Where the answer came from, when a redirect led elsewhere.
+    let shown = if hop.url == *url {
+        shown
+    } else {
+        format!("{shown} (redirected to {})", fetch::show_url(&hop.url))
+    };
     let status = response.status();
     let code = status.as_u16();
     let reason = status.canonical_reason().unwrap_or("");

@@ -78,6 +78,9 @@ pub struct VaultSettings {
     pub field: String,
     pub kv_version: u8,
     pub ca_cert: Option<PathBuf>,
+    /// `[vault] insecure_http = true`: plain `http://` addresses on hosts
+    /// that are not loopback are allowed (SPEC §2), knowingly.
+    pub insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -149,6 +152,9 @@ struct VaultFile {
     ca_cert: Option<PathBuf>,
     token_file: Option<PathBuf>,
     approle: Option<AppRoleFile>,
+    /// Only in the file, never from the environment: sending the token in
+    /// clear is a decision written down, not a variable left set.
+    insecure_http: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -541,6 +547,7 @@ fn store_settings(
         ca_cert: var("VAULT_CACERT")
             .map(PathBuf::from)
             .or(v.ca_cert.map(relative)),
+        insecure_http: v.insecure_http.unwrap_or(false),
     };
 
     let directory = pick(
@@ -834,6 +841,10 @@ mod tests {
         assert_eq!(role.role_id.as_deref(), Some("r-1"));
         assert_eq!(role.secret_id_file, Some(dir.path().join("sid")));
         assert_eq!(s.directory.unwrap().0, dir.path().join("creds"));
+        assert!(
+            !s.vault.insecure_http,
+            "plain http:// is allowed only when asked for"
+        );
 
         let env = env_of(&[
             ("TAGSTRAP_CONFIG", path.to_str().unwrap()),
@@ -855,6 +866,25 @@ mod tests {
         assert_eq!(role.role_id.as_deref(), Some("r-2"));
         assert_eq!(role.secret_id_file, Some("/run/sid".into()));
         assert_eq!(s.vault.token_file, Some("/run/token".into()));
+    }
+
+    #[test]
+    fn insecure_http_is_read_from_the_vault_section_only() {
+        let (_dir, path) =
+            config("[vault]\naddress = \"http://vault.corp:8200\"\ninsecure_http = true\n");
+        let env = env_of(&[
+            ("TAGSTRAP_CONFIG", path.to_str().unwrap()),
+            ("VAULT_ADDR", "http://other.corp:8200"),
+        ]);
+        let s = Settings::resolve(&CommonArgs::default(), &env)
+            .unwrap()
+            .store;
+        assert!(s.vault.insecure_http);
+        assert_eq!(s.vault.addresses, ["http://other.corp:8200"]);
+        let (_dir, path) = config("insecure_http = true\n");
+        let env = env_of(&[("TAGSTRAP_CONFIG", path.to_str().unwrap())]);
+        let err = Settings::resolve(&CommonArgs::default(), &env).unwrap_err();
+        assert_eq!(err.exit_code(), 78, "not a top-level key");
     }
 
     #[test]
@@ -885,6 +915,7 @@ mod tests {
             "[vault]\naddress = 8200\n",
             "[vault.approle]\nsecret_id = \"inline\"\n",
             "[directory]\nmode = 1\n",
+            "[vault]\ninsecure_http = \"yes\"\n",
         ] {
             let (_dir, path) = config(text);
             let env = env_of(&[("TAGSTRAP_CONFIG", path.to_str().unwrap())]);

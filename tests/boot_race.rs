@@ -43,6 +43,10 @@ fn tagstrap(race: &BootRace) -> (Child, std::path::PathBuf) {
     let dir = race.dir();
     let empty = dir.join("empty");
     std::fs::write(&empty, "").unwrap();
+    // The race's store is plain http:// by name (http://store.test:8200),
+    // which SPEC §2 allows only when the config file says so.
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[vault]\ninsecure_http = true\n").unwrap();
     let log = dir.join("tagstrap.log");
     let out = File::create(&log).unwrap();
     let tag = |key: &str, value: &str| format!("--tag=rs_agent:{key}={value}");
@@ -53,7 +57,7 @@ fn tagstrap(race: &BootRace) -> (Child, std::path::PathBuf) {
         .env("VAULT_ADDR", race.store_addr())
         .env("VAULT_TOKEN", race.store_token())
         .args(["run", "--source", "none", "--config"])
-        .arg(&empty)
+        .arg(&config)
         .arg("--tags-file")
         .arg(&empty)
         .arg("--state-dir")

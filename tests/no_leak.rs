@@ -713,6 +713,7 @@ fn debug_of_every_configuration_and_credential_type_shows_no_secret() {
         path_prefix: String::new(),
         field: "value".into(),
         kv_version: 2,
+        insecure_http: false,
     };
     let approle = VaultAuth::AppRole(AppRole {
         mount: "approle".into(),

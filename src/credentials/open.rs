@@ -5,6 +5,12 @@
 //! credentials directory when one is set (systemd's `$CREDENTIALS_DIRECTORY`
 //! included). Vault authentication is the first of: `VAULT_TOKEN`, a token
 //! file, an AppRole login, `$CREDENTIALS_DIRECTORY/vault-token`.
+//!
+//! A store address must be `https://` unless its host is a loopback address
+//! or `[vault] insecure_http = true` (SPEC §2): over plain `http://` the
+//! token goes out in a header and the proxy password comes back in clear, so
+//! an `http://` address on another host is refused before any request, and
+//! allowed only with a warning on every run.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,11 +19,13 @@ use url::Url;
 
 use super::directory::DirectoryStore;
 use super::vault::auth::{AppRole, VaultAuth};
+use super::vault::client::is_loopback;
 use super::vault::{VaultConfig, VaultStore};
 use super::{secret_file, CredentialStore};
 use crate::error::{Error, Result};
 use crate::fetch::tls;
 use crate::settings::{AppRoleSettings, StoreChoice, StoreSettings, VaultSettings};
+use crate::util::text::shown;
 
 /// The store, ready to read. `extra` are the `--ca-file` certificates.
 pub fn open(
@@ -25,26 +33,63 @@ pub fn open(
     extra: &[rustls::pki_types::CertificateDer<'static>],
     budget: Duration,
 ) -> Result<Box<dyn CredentialStore>> {
-    let vault_set = !settings.vault.addresses.is_empty();
-    match settings.choice {
-        StoreChoice::Vault => open_vault(&settings.vault, extra, budget),
-        StoreChoice::Auto if vault_set => open_vault(&settings.vault, extra, budget),
-        StoreChoice::Directory | StoreChoice::Auto => match &settings.directory {
-            Some((dir, from)) => open_directory(dir, from),
-            None if settings.choice == StoreChoice::Directory => Err(Error::Config(
-                "the credential store is a directory, but none is named: set [directory] path, \
-                 $TAGSTRAP_CREDENTIALS_DIR, or run under systemd with LoadCredential="
-                    .into(),
-            )),
-            None => Err(Error::Config(
-                "the tags name a credential (cred:NAME) but no credential store is configured: \
-                 set VAULT_ADDR (and VAULT_TOKEN, a token file or AppRole), or [vault] address \
-                 in the config file, or give the secrets as files with systemd's \
-                 LoadCredential=NAME:PATH"
-                    .into(),
-            )),
-        },
+    if chooses_vault(settings) {
+        return open_vault(&settings.vault, extra, budget);
     }
+    match &settings.directory {
+        Some((dir, from)) => open_directory(dir, from),
+        None if settings.choice == StoreChoice::Directory => Err(Error::Config(
+            "the credential store is a directory, but none is named: set [directory] path, \
+             $TAGSTRAP_CREDENTIALS_DIR, or run under systemd with LoadCredential="
+                .into(),
+        )),
+        None => Err(Error::Config(
+            "the tags name a credential (cred:NAME) but no credential store is configured: \
+             set VAULT_ADDR (and VAULT_TOKEN, a token file or AppRole), or [vault] address \
+             in the config file, or give the secrets as files with systemd's \
+             LoadCredential=NAME:PATH"
+                .into(),
+        )),
+    }
+}
+
+/// Whether [`open`] opens the Vault/OpenBao store.
+fn chooses_vault(settings: &StoreSettings) -> bool {
+    match settings.choice {
+        StoreChoice::Vault => true,
+        StoreChoice::Auto => !settings.vault.addresses.is_empty(),
+        StoreChoice::Directory => false,
+    }
+}
+
+/// When the store [`open`] opens is reached over plain `http://` on a host
+/// that is not loopback (allowed by `[vault] insecure_http = true`), what to
+/// tell the operator: logged as a warning by every run, shown by `doctor`.
+pub(crate) fn in_clear(settings: &StoreSettings) -> Option<String> {
+    chooses_vault(settings)
+        .then(|| vault_in_clear(&settings.vault))
+        .flatten()
+}
+
+/// [`in_clear`] of the Vault/OpenBao settings.
+fn vault_in_clear(v: &VaultSettings) -> Option<String> {
+    if !v.insecure_http {
+        return None;
+    }
+    let plain: Vec<String> = v
+        .addresses
+        .iter()
+        .filter_map(|a| Url::parse(a).ok())
+        .filter(|url| url.scheme() == "http" && !is_loopback(url))
+        .map(|url| shown(super::vault::client::shown_address(&url)))
+        .collect();
+    (!plain.is_empty()).then(|| {
+        format!(
+            "the credential store at {} is reached over plain http:// ([vault] insecure_http = \
+             true): the store token and the proxy password cross the network in clear",
+            plain.join(", ")
+        )
+    })
 }
 
 fn open_directory(dir: &Path, from: &str) -> Result<Box<dyn CredentialStore>> {
@@ -75,7 +120,7 @@ fn open_vault(
     let addresses = v
         .addresses
         .iter()
-        .map(|a| parse_address(a, &v.addresses_from))
+        .map(|a| parse_address(a, &v.addresses_from, v.insecure_http))
         .collect::<Result<Vec<_>>>()?;
     let auth = choose_auth(v, &addresses)?;
     let mut roots = extra.to_vec();
@@ -90,7 +135,11 @@ fn open_vault(
         path_prefix: v.path_prefix.clone(),
         field: v.field.clone(),
         kv_version: v.kv_version,
+        insecure_http: v.insecure_http,
     };
+    if let Some(warning) = vault_in_clear(v) {
+        tracing::warn!("{warning}");
+    }
     tracing::debug!(
         "credential store: {} addresses, {}, KV v{} at {}/ (prefix {:?}, field {:?}){}",
         config.addresses.len(),
@@ -112,10 +161,20 @@ fn open_vault(
     )?))
 }
 
-/// An http(s) URL with a host and nothing a store address cannot have.
-fn parse_address(text: &str, from: &str) -> Result<Url> {
+/// An http(s) URL with a host and nothing a store address cannot have;
+/// plain http:// only to loopback, unless `insecure_http`.
+fn parse_address(text: &str, from: &str, insecure_http: bool) -> Result<Url> {
     let shown = without_userinfo(text);
     let bad = |why: &str| Error::Config(format!("{from}: {shown:?} is not a store address: {why}"));
+    // IDNA would drop a zero-width character from the host and send the
+    // token elsewhere than the operator wrote.
+    if let Some((c, kind)) = crate::util::text::forbidden_char(text) {
+        return Err(bad(&format!(
+            "it holds the {} {}: remove it",
+            kind.name(),
+            crate::util::text::code_point(c)
+        )));
+    }
     let url = Url::parse(text).map_err(|e| bad(&format!("{e} (write https://host:8200)")))?;
     if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
         return Err(bad("write https://host:8200"));
@@ -127,6 +186,15 @@ fn parse_address(text: &str, from: &str) -> Result<Url> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("it has a query or fragment"));
+    }
+    if url.scheme() == "http" && !is_loopback(&url) && !insecure_http {
+        return Err(Error::Config(format!(
+            "{from}: the store address {} is plain http:// to a host that is not a loopback \
+             address, so the store token and the proxy password would cross the network in \
+             clear; nothing was sent. Use https://, or, if the network is yours and that is \
+             known, set insecure_http = true in the [vault] section of the config file",
+            crate::util::text::shown(super::vault::client::shown_address(&url))
+        )));
     }
     Ok(url)
 }
@@ -234,6 +302,7 @@ mod tests {
             field: "value".into(),
             kv_version: 2,
             ca_cert: None,
+            insecure_http: false,
         }
     }
 
@@ -280,6 +349,8 @@ mod tests {
             "user:pw@vault:8200",
             "https://vault:8200/?x=1",
             "https://vault:99999",
+            "https://vau\u{200b}lt:8200",
+            "https://vault\u{202e}:8200",
         ] {
             let mut v = vault(&[bad]);
             v.token = Some(SecretString::from("t"));
@@ -288,6 +359,67 @@ mod tests {
             assert!(error.message().starts_with("$VAULT_ADDR:"), "{error}");
             assert!(!error.message().contains("pw"), "{error}");
         }
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_unless_insecure_http() {
+        for loopback in [
+            "http://127.0.0.1:8200",
+            "http://127.9.8.7:8200",
+            "http://[::1]:8200",
+            "http://localhost:8200",
+            "http://LOCALHOST:8200/vault",
+        ] {
+            assert!(
+                parse_address(loopback, "$VAULT_ADDR", false).is_ok(),
+                "{loopback}"
+            );
+        }
+        for remote in [
+            "http://vault.invalid:8200",
+            "http://10.0.0.5:8200",
+            "http://[fd00::1]:8200",
+            "http://localhost.corp:8200",
+            "http://128.0.0.1:8200",
+        ] {
+            let error = parse_address(remote, "[vault] address in /etc/c.toml", false).unwrap_err();
+            assert_eq!(error.exit_code(), 78, "{remote}");
+            let message = error.message();
+            assert!(
+                message.starts_with("[vault] address in /etc/c.toml: "),
+                "{message}"
+            );
+            assert!(message.contains("Use https://"), "{message}");
+            assert!(message.contains("insecure_http = true"), "{message}");
+            assert!(
+                parse_address(remote, "$VAULT_ADDR", true).is_ok(),
+                "{remote}"
+            );
+        }
+        assert!(parse_address("https://vault.invalid:8200", "$VAULT_ADDR", false).is_ok());
+    }
+
+    #[test]
+    fn the_in_clear_warning_names_the_plain_remote_addresses_of_the_chosen_store() {
+        let mut v = vault(&[
+            "http://vault.corp:8200",
+            "https://vault-2.corp:8200",
+            "http://127.0.0.1:1",
+        ]);
+        assert_eq!(in_clear(&store(StoreChoice::Auto, v.clone(), None)), None);
+        v.insecure_http = true;
+        let warning = in_clear(&store(StoreChoice::Auto, v.clone(), None)).unwrap();
+        assert!(warning.starts_with("the credential store at http://vault.corp:8200 is reached"));
+        assert!(warning.contains("in clear"), "{warning}");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            in_clear(&store(StoreChoice::Directory, v, Some(dir.path()))),
+            None,
+            "the directory store is read, not Vault"
+        );
+        let mut local = vault(&["http://127.0.0.1:8200"]);
+        local.insecure_http = true;
+        assert_eq!(in_clear(&store(StoreChoice::Vault, local, None)), None);
     }
 
     #[test]

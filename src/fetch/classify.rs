@@ -1,9 +1,13 @@
 //! Deciding what a failure means (SPEC §5, §6): pure functions from a status
-//! code or an error chain to "retry", "not found", "refused" and so on. Kept
-//! apart from the I/O so every decision has a unit test.
+//! code or an error chain to "retry", "not found", "refused" and so on, and
+//! from a TLS verification failure to what the operator should do about it
+//! ([`trust_hint`]). Kept apart from the I/O so every decision has a unit
+//! test.
 
 use std::error::Error as StdError;
 use std::time::{Duration, SystemTime};
+
+use crate::util::text::shown;
 
 /// What an HTTP status from a script host or store means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,15 +60,20 @@ pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Durati
 }
 
 /// What an error from the HTTP client says, in the terms the decision needs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ErrorFacts {
     /// Failed before a response: DNS, TCP, proxy tunnel, TLS handshake.
     pub connect: bool,
     pub timeout: bool,
     /// Failed while reading the body: reset or truncated.
     pub body: bool,
+    /// The peer answered, but not in HTTP: a status line or header that does
+    /// not parse, or a head over the client's limit. Something listens and
+    /// talks, so this is a server failing (backoff), not a network that is
+    /// still down.
+    pub garbled: bool,
     /// The peer's certificate was not trusted (or our TLS refused the peer).
-    pub untrusted: Option<String>,
+    pub untrusted: Option<rustls::Error>,
     /// The innermost message, e.g. "Connection refused (os error 111)".
     pub detail: String,
 }
@@ -82,8 +91,19 @@ impl ErrorFacts {
         while let Some(e) = current {
             if let Some(tls) = as_rustls(e) {
                 if is_trust_failure(tls) {
-                    facts.untrusted = Some(tls.to_string());
+                    facts.untrusted = Some(tls.clone());
                 }
+            }
+            // hyper is a direct dependency only for this downcast: reqwest
+            // says "error sending request" for a peer that answered garbage
+            // and for one that closed the connection alike. `is_parse` also
+            // covers a head over the size limit (`is_parse_too_large` needs
+            // hyper's server side compiled in; hyper's message tells them
+            // apart in `detail`).
+            if e.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_parse)
+            {
+                facts.garbled = true;
             }
             innermost = Some(e.to_string());
             current = e.source().or_else(|| {
@@ -131,6 +151,102 @@ pub fn is_trust_failure(error: &rustls::Error) -> bool {
                     | A::UnsupportedCertificate
             )
     )
+}
+
+/// What a TLS trust failure means and what to do about it, as the end of an
+/// error line ("TLS verification of X failed: <this>"). Only an unknown
+/// issuer gets `ca_hint` (the peer's way to add a CA, e.g. "pass its CA
+/// certificate with --ca-file"): adding a CA cannot fix an expired
+/// certificate or one made out for another host, and saying so would send
+/// the operator the wrong way. The one place where the script download,
+/// the store and metadata clients, the CONNECT probe and `doctor` word it.
+pub(crate) fn trust_hint(error: &rustls::Error, ca_hint: &str) -> String {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(cert) = error else {
+        return match error {
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA) => {
+                format!("the peer ended the handshake with unknown_ca: {ca_hint}")
+            }
+            other => format!(
+                "{}: the certificate this peer presents is not acceptable; fix it on the server",
+                shown(&other.to_string())
+            ),
+        };
+    };
+    match cert {
+        C::UnknownIssuer => {
+            format!("its certificate is issued by a CA this instance does not trust: {ca_hint}")
+        }
+        C::Expired | C::ExpiredContext { .. } => {
+            let when = match cert {
+                C::ExpiredContext { time, not_after } => format!(
+                    " on {}, and this instance's clock says {}",
+                    http_date(*not_after),
+                    http_date(*time)
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "its certificate expired{when}: renew the certificate on the server; at boot, \
+                 also check this instance's clock (one not yet set by NTP or from the hardware \
+                 clock makes valid certificates look expired)"
+            )
+        }
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            let when = match cert {
+                C::NotValidYetContext { time, not_before } => format!(
+                    " (not before {}, and this instance's clock says {})",
+                    http_date(*not_before),
+                    http_date(*time)
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "its certificate is not valid yet{when}: at boot the clock may be wrong (not yet \
+                 set by NTP or from the hardware clock): check it; if the clock is right, the \
+                 certificate was issued for the future"
+            )
+        }
+        C::NotValidForName => "its certificate is made out for other names than the host in the \
+             URL: check the host in the URL"
+            .to_string(),
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let expected = shown(&expected.to_str());
+            let names: Vec<String> = presented.iter().map(|n| shown(presented_name(n))).collect();
+            if names.is_empty() {
+                format!(
+                    "its certificate names no host, so not {expected}: check the host in the URL"
+                )
+            } else {
+                format!(
+                    "its certificate is for {}, not {expected}: check the host in the URL",
+                    names.join(", ")
+                )
+            }
+        }
+        other => format!(
+            "its certificate is not acceptable ({}): fix the certificate on the server",
+            shown(&format!("{other:?}"))
+        ),
+    }
+}
+
+/// A name as webpki lists the names a certificate holds (`DnsName("x")`,
+/// `IpAddress(10.0.0.1)`), without the wrapping.
+fn presented_name(name: &str) -> &str {
+    for (open, close) in [("DnsName(\"", "\")"), ("IpAddress(", ")")] {
+        if let Some(inner) = name.strip_prefix(open).and_then(|n| n.strip_suffix(close)) {
+            return inner;
+        }
+    }
+    name
+}
+
+fn http_date(time: rustls::pki_types::UnixTime) -> String {
+    httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(time.as_secs()))
 }
 
 #[cfg(test)]
@@ -200,5 +316,76 @@ mod tests {
             rustls::AlertDescription::InternalError
         )));
         assert!(!is_trust_failure(&rustls::Error::HandshakeNotComplete));
+    }
+
+    fn hint(cert: rustls::CertificateError) -> String {
+        trust_hint(&rustls::Error::InvalidCertificate(cert), "CA-HINT")
+    }
+
+    #[test]
+    fn only_an_unknown_issuer_gets_the_ca_hint() {
+        use rustls::pki_types::{ServerName, UnixTime};
+        use rustls::CertificateError as C;
+        let unknown = hint(C::UnknownIssuer);
+        assert!(unknown.ends_with(": CA-HINT"), "{unknown}");
+        let alert = trust_hint(
+            &rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+            "CA-HINT",
+        );
+        assert!(alert.ends_with("CA-HINT"), "{alert}");
+
+        let expired = hint(C::ExpiredContext {
+            time: UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000)),
+            not_after: UnixTime::since_unix_epoch(Duration::from_secs(978_307_200)),
+        });
+        assert!(
+            expired.starts_with("its certificate expired on Mon, 01 Jan 2001 00:00:00 GMT"),
+            "{expired}"
+        );
+        assert!(expired.contains("clock says Tue, 14 Nov 2023"), "{expired}");
+        assert!(expired.contains("check this instance's clock"), "{expired}");
+        assert!(hint(C::Expired).starts_with("its certificate expired: "));
+
+        let early = hint(C::NotValidYetContext {
+            time: UnixTime::since_unix_epoch(Duration::from_secs(0)),
+            not_before: UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000)),
+        });
+        assert!(
+            early.contains("not valid yet (not before Tue, 14 Nov 2023"),
+            "{early}"
+        );
+        assert!(early.contains("the clock may be wrong"), "{early}");
+
+        let named = hint(C::NotValidForNameContext {
+            expected: ServerName::try_from("repo.test").unwrap(),
+            presented: vec![
+                "DnsName(\"other.test\")".into(),
+                "DnsName(\"*.other\u{202e}.test\")".into(),
+                "IpAddress(10.0.0.1)".into(),
+            ],
+        });
+        assert_eq!(
+            named,
+            "its certificate is for other.test, *.other\\u{202e}.test, 10.0.0.1, not repo.test: \
+             check the host in the URL"
+        );
+        assert!(hint(C::NotValidForName).contains("check the host in the URL"));
+
+        for (cert, words) in [
+            (
+                C::ExpiredContext {
+                    time: UnixTime::now(),
+                    not_after: UnixTime::now(),
+                },
+                "expired",
+            ),
+            (C::NotValidForName, "other names"),
+            (C::BadSignature, "not acceptable"),
+            (C::Revoked, "not acceptable"),
+        ] {
+            let text = hint(cert);
+            assert!(!text.contains("CA-HINT"), "{text}");
+            assert!(text.contains(words), "{text}");
+        }
     }
 }

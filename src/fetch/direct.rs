@@ -3,7 +3,7 @@
 //! decide alike what a failure to get one means; the script download, which
 //! streams and may go through the proxy, has its own rules in [`super`].
 
-use super::classify::ErrorFacts;
+use super::classify::{trust_hint, ErrorFacts};
 use super::retry::Failure;
 use crate::error::Error;
 
@@ -16,7 +16,8 @@ pub struct Peer<'a> {
     pub role: &'a str,
     /// What it should be, e.g. "a Vault/OpenBao server".
     pub kind: &'a str,
-    /// What to do when its TLS certificate is not trusted.
+    /// What to do when its certificate's issuer is unknown (the CA hint of
+    /// [`trust_hint`]; other trust failures have hints of their own).
     pub trust_hint: &'a str,
 }
 
@@ -56,16 +57,28 @@ pub async fn read_body(
 
 /// What a request that got no answer means. No answer at all (refused,
 /// reset, closed before a status line) is a peer that is not up yet, whose
-/// recovery should be noticed at once: short waits. A timeout is a peer that
-/// hangs: backoff. An untrusted certificate is final.
+/// recovery should be noticed at once: short waits. An answer that is not
+/// HTTP is a peer that is up and broken (or not what it should be), and a
+/// timeout is a peer that hangs: both back off rather than poll it several
+/// times a second. An untrusted certificate is final.
 pub fn transport_failure(peer: &Peer<'_>, error: &reqwest::Error) -> Failure {
     let facts = ErrorFacts::of(error);
     let shown = peer.shown;
-    if let Some(untrusted) = facts.untrusted {
+    if let Some(untrusted) = &facts.untrusted {
         return Failure::Permanent(Error::Refused(format!(
-            "TLS verification of {} at {shown} failed ({untrusted}): {}",
-            peer.role, peer.trust_hint
+            "TLS verification of {} at {shown} failed: {}",
+            peer.role,
+            trust_hint(untrusted, peer.trust_hint)
         )));
+    }
+    if facts.garbled {
+        return Failure::busy(
+            format!(
+                "{shown} answered, but not in HTTP ({}): is it {}?",
+                facts.detail, peer.kind
+            ),
+            None,
+        );
     }
     if facts.connect {
         Failure::network_down(format!("{shown} is not reachable: {}", facts.detail))
@@ -86,5 +99,80 @@ pub fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "a list",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::retry::Class;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A peer on a loopback port that reads the first request and answers
+    /// `answer`, then closes; its URL.
+    async fn peer(answer: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let _ = tcp.read(&mut request).await;
+            let _ = tcp.write_all(&answer).await;
+            let _ = tcp.shutdown().await;
+            let _ = tcp.read_to_end(&mut request).await;
+        });
+        format!("http://127.0.0.1:{port}/")
+    }
+
+    /// What one request to a peer answering `answer` fails with.
+    async fn failure(answer: Vec<u8>) -> Failure {
+        let tls = crate::fetch::tls::trusting_nothing().unwrap();
+        let client = crate::fetch::http_client(
+            &tls,
+            None,
+            crate::fetch::Redirects::Manual,
+            crate::fetch::MIN_READ_TIMEOUT,
+        )
+        .unwrap();
+        let url = peer(answer).await;
+        let error = client.get(&url).send().await.unwrap_err();
+        let peer = Peer {
+            shown: "http://peer",
+            role: "the peer",
+            kind: "a test server",
+            trust_hint: "CA-HINT",
+        };
+        transport_failure(&peer, &error)
+    }
+
+    fn class(failure: &Failure) -> Class {
+        match failure {
+            Failure::Transient(t) => t.class,
+            Failure::Permanent(e) => panic!("expected a transient failure: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_http_is_a_busy_server_and_a_silent_close_is_not() {
+        let garbage = failure(b"SSH-2.0-OpenSSH_9.2\r\n".to_vec()).await;
+        assert_eq!(class(&garbage), Class::ServerBusy);
+        let Failure::Transient(t) = &garbage else {
+            unreachable!()
+        };
+        assert!(
+            t.reason
+                .starts_with("http://peer answered, but not in HTTP"),
+            "{}",
+            t.reason
+        );
+        assert!(t.reason.ends_with("is it a test server?"), "{}", t.reason);
+
+        // A head that never ends, past hyper's limit (about 400 KiB).
+        let mut endless = b"HTTP/1.1 200 OK\r\nX-Filler: ".to_vec();
+        endless.resize(endless.len() + 1024 * 1024, b'a');
+        assert_eq!(class(&failure(endless).await), Class::ServerBusy);
+
+        let closed = failure(Vec::new()).await;
+        assert_eq!(class(&closed), Class::NetworkDown);
     }
 }

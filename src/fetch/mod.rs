@@ -1,7 +1,16 @@
 //! Fetching the script (SPEC §6, §7): one function owns the whole download —
-//! routing through the proxy or not, retries, what each failure means, and
-//! streaming to a private file with the size cap and the sha256 computed on
-//! the way. Nothing is kept in memory but one chunk.
+//! routing through the proxy or not, redirects, retries, what each failure
+//! means, and streaming to a private file with the size cap and the sha256
+//! computed on the way. Nothing is kept in memory but one chunk.
+//!
+//! Redirects are followed here, hop by hop ([`get_following`]), not by
+//! reqwest: reqwest strips `Proxy-Authorization` from a redirect to another
+//! host (so a proxied hop went out unauthenticated and the proxy's 407
+//! blamed the right password) and sends the previous URL as `Referer` (a
+//! presigned URL's signature, handed to the next host). Here every hop is a
+//! first request to its URL: routed by the no-proxy list, authenticated to
+//! the proxy when proxied, with no `Referer`, and checked against the scheme
+//! rule (https only, http too for a pinned script).
 
 pub mod classify;
 pub mod direct;
@@ -20,13 +29,14 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use self::classify::{status_class, ErrorFacts, StatusClass};
+use self::classify::{status_class, trust_hint, ErrorFacts, StatusClass};
 use self::probe::Probe;
 use self::retry::{Failure, Tries};
 use crate::error::{Error, Result};
 use crate::proxy::{Proxy, ProxyEnvironment};
 use crate::state::create_private_file;
 use crate::tags::agent::{redact_url, ScriptLocation, ScriptTag};
+use crate::util::text::shown;
 
 /// Time to set up a TCP connection. Short, because a try that waits on a
 /// dead link delays the start after the link comes up, and the kernel's own
@@ -48,21 +58,28 @@ pub fn read_timeout(deadline: Duration) -> Duration {
 }
 /// Longest time for the CONNECT probe after a failed tunnel.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_REDIRECTS: usize = 10;
+/// Redirects followed for one download; more is a loop.
+pub(crate) const MAX_REDIRECTS: usize = 10;
+/// What to do about a script host's certificate from an unknown CA.
+const SCRIPT_CA_HINT: &str = "if a proxy intercepts TLS, pass its CA certificate with --ca-file";
+/// The same for the proxy's own certificate (an https:// proxy).
+const PROXY_CA_HINT: &str = "pass the proxy's CA certificate with --ca-file";
 
 pub fn user_agent() -> String {
     format!("tagstrap/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Which redirects a client follows by itself.
+/// Which redirects [`get_following`] follows for a client. reqwest itself
+/// follows none, for any client (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Redirects {
-    /// Up to ten, https:// only.
+    /// Up to ten, to https:// only.
     HttpsOnly,
-    /// Up to ten, http:// too (a pinned script: the pin protects it).
+    /// Up to ten, to http:// too (a pinned script: the pin protects it).
     AllowHttp,
     /// None: the caller follows them itself (the store, whose token must be
-    /// sent again, and only where it is safe to send it).
+    /// sent again, and only where it is safe to send it) or not at all (the
+    /// metadata service).
     Manual,
 }
 
@@ -73,6 +90,7 @@ pub enum Redirects {
 pub struct HttpClient {
     inner: reqwest::Client,
     via: Option<String>,
+    redirects: Redirects,
 }
 
 impl std::ops::Deref for HttpClient {
@@ -107,7 +125,9 @@ pub fn http_client(
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(read_timeout)
         .user_agent(user_agent())
-        .redirect(redirect_policy(redirects));
+        // Never sent: the previous URL of a redirect may carry a signature.
+        .referer(false)
+        .redirect(reqwest::redirect::Policy::none());
     let mut via = None;
     if let Some(env) = route {
         if let Some(proxy) = &env.proxy {
@@ -133,29 +153,143 @@ pub fn http_client(
     let inner = builder
         .build()
         .map_err(|e| Error::Config(format!("cannot set up the HTTP client: {e}")))?;
-    Ok(HttpClient { inner, via })
+    Ok(HttpClient {
+        inner,
+        via,
+        redirects,
+    })
 }
 
-/// Follows up to ten redirects, never from https:// down to http:// unless
-/// the script is pinned (then the pin protects it).
-fn redirect_policy(redirects: Redirects) -> reqwest::redirect::Policy {
-    if redirects == Redirects::Manual {
-        return reqwest::redirect::Policy::none();
-    }
-    let allow_http = redirects == Redirects::AllowHttp;
-    reqwest::redirect::Policy::custom(move |attempt| {
-        let scheme = attempt.url().scheme();
-        if attempt.previous().len() >= MAX_REDIRECTS {
-            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-        } else if scheme == "https" || (scheme == "http" && allow_http) {
-            attempt.follow()
-        } else {
-            let to = redact_url(attempt.url());
-            attempt.error(format!(
-                "it redirects to {to}, which is not https:// (pin the script's sha256 to allow http://)"
-            ))
+/// One request of a download, after the redirects before it: its URL and
+/// how it is reached.
+#[derive(Debug, Clone)]
+pub(crate) struct Hop<'a> {
+    pub(crate) url: Url,
+    /// The proxy it goes through; `None`: direct (the no-proxy list).
+    pub(crate) proxy: Option<&'a Proxy>,
+}
+
+impl Hop<'_> {
+    /// "proxy host:port" or "direct", for the report.
+    pub(crate) fn route(&self) -> String {
+        match self.proxy {
+            Some(p) => format!("proxy {}", p.url.authority()),
+            None => "direct".to_string(),
         }
-    })
+    }
+
+    /// The hop's host, as shown in messages.
+    fn host(&self) -> String {
+        shown(self.url.host_str().unwrap_or_default())
+    }
+}
+
+/// Why [`get_following`] got no response to give.
+#[derive(Debug)]
+pub(crate) enum HopFailure<'a> {
+    /// The request for this hop got no answer.
+    Transport(Hop<'a>, reqwest::Error),
+    /// A redirect that is not followed (65).
+    Refused(Error),
+}
+
+/// A URL as messages and logs show it: no user, no query values
+/// ([`redact_url`]), no hidden characters ([`shown`]); the one way a URL
+/// reaches a message, a log line or the report from here.
+pub(crate) fn show_url(url: &Url) -> String {
+    shown(&redact_url(url))
+}
+
+/// GETs `url`, then each redirect's target in turn, as the client's
+/// [`Redirects`] allow (at most [`MAX_REDIRECTS`]), each hop a request of its
+/// own routed by `env` as a first request to it would be (see the module
+/// doc). Returns the first answer that is not a redirect, and its hop.
+pub(crate) async fn get_following<'a>(
+    client: &HttpClient,
+    env: &'a ProxyEnvironment,
+    url: &Url,
+) -> std::result::Result<(Hop<'a>, reqwest::Response), HopFailure<'a>> {
+    let mut hop = Hop {
+        url: url.clone(),
+        proxy: env.route(url.host_str().unwrap_or_default()),
+    };
+    for followed in 0.. {
+        let response = match client.get(hop.url.clone()).send().await {
+            Ok(response) => response,
+            Err(e) => return Err(HopFailure::Transport(hop, e)),
+        };
+        let status = response.status().as_u16();
+        if client.redirects == Redirects::Manual || !is_redirect(status) {
+            return Ok((hop, response));
+        }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok());
+        let next = redirect_target(url, &hop.url, status, location, followed, client.redirects)
+            .map_err(HopFailure::Refused)?;
+        let proxy = env.route(next.host_str().unwrap_or_default());
+        let next = Hop { url: next, proxy };
+        tracing::info!(
+            status,
+            route = %next.route(),
+            "{} redirects to {} ({status}); following it ({})",
+            show_url(&hop.url),
+            show_url(&next.url),
+            next.route()
+        );
+        hop = next;
+    }
+    unreachable!("redirect_target ends the loop after MAX_REDIRECTS hops")
+}
+
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// Where the redirect from `from` (after `followed` others, on the way from
+/// `first`) leads, if `rule` lets it be followed. Pure, so every refusal has
+/// a unit test.
+fn redirect_target(
+    first: &Url,
+    from: &Url,
+    status: u16,
+    location: Option<&str>,
+    followed: usize,
+    rule: Redirects,
+) -> Result<Url> {
+    let script = show_url(first);
+    let via = if followed == 0 {
+        String::new()
+    } else {
+        format!(" (via {})", show_url(from))
+    };
+    let to = location
+        .and_then(|location| from.join(location).ok())
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "the script {script}{via} answered {status} without a usable Location header: \
+                 check the URL in the script tag"
+            ))
+        })?;
+    let shown_to = show_url(&to);
+    if followed >= MAX_REDIRECTS {
+        return Err(Error::Input(format!(
+            "the script {script} redirects more than {MAX_REDIRECTS} times (the last to \
+             {shown_to}): check the URL in the script tag"
+        )));
+    }
+    match (to.scheme(), rule) {
+        ("https", _) | ("http", Redirects::AllowHttp) => Ok(to),
+        ("http", _) => Err(Error::Input(format!(
+            "the script {script}{via} redirects to {shown_to}, which is not https://: pin the \
+             script's sha256 to allow http://"
+        ))),
+        _ => Err(Error::Input(format!(
+            "the script {script}{via} redirects to {shown_to}, which is not https:// (nor \
+             http://, which a pinned script may use): tagstrap follows no other scheme"
+        ))),
+    }
 }
 
 /// What the caller of [`download`] needs.
@@ -195,13 +329,12 @@ pub async fn download(
             copy_local(source, &partial, options.max_bytes).map(|sink| (sink, "file".to_string()))
         }
         ScriptLocation::Remote(url) => {
-            let what = format!("script {}", redact_url(url));
-            let host = url.host_str().unwrap_or_default();
-            let proxy = env.route(host);
-            let route = match proxy {
-                Some(p) => format!("proxy {}", p.url.authority()),
-                None => "direct".to_string(),
-            };
+            let what = format!("script {}", show_url(url));
+            let route = Hop {
+                url: url.clone(),
+                proxy: env.route(url.host_str().unwrap_or_default()),
+            }
+            .route();
             tracing::info!(route = %route, "downloading {what} ({route})");
             let redirects = if script.sha256.is_some() {
                 Redirects::AllowHttp
@@ -217,15 +350,14 @@ pub async fn download(
             let attempt = Attempt {
                 client: &client,
                 url,
-                proxy,
+                env,
                 tls: &options.tls,
                 partial: &partial,
                 max_bytes: options.max_bytes,
                 budget: options.budget,
             };
-            retry::retry(&what, options.budget, tries, |_| attempt.run())
-                .await
-                .map(|sink| (sink, route))
+            // The report's route is the last hop's: where the bytes came from.
+            retry::retry(&what, options.budget, tries, |_| attempt.run()).await
         }
     };
     let ((bytes, sha256), route) = match outcome {
@@ -367,7 +499,7 @@ fn copy_local(source: &Path, partial: &Path, max: u64) -> Result<(u64, [u8; 32])
 struct Attempt<'a> {
     client: &'a HttpClient,
     url: &'a Url,
-    proxy: Option<&'a Proxy>,
+    env: &'a ProxyEnvironment,
     tls: &'a Arc<rustls::ClientConfig>,
     partial: &'a Path,
     max_bytes: u64,
@@ -375,17 +507,20 @@ struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    async fn run(&self) -> std::result::Result<(u64, [u8; 32]), Failure> {
-        let shown = redact_url(self.url);
-        let response = match self.client.get(self.url.clone()).send().await {
-            Ok(response) => response,
-            Err(e) => return Err(self.transport_failure(&e).await),
+    /// The script's size and sha256, and the route of the hop it came from.
+    async fn run(&self) -> std::result::Result<((u64, [u8; 32]), String), Failure> {
+        let (hop, response) = match get_following(self.client, self.env, self.url).await {
+            Ok(answered) => answered,
+            Err(HopFailure::Refused(error)) => return Err(Failure::Permanent(error)),
+            Err(HopFailure::Transport(hop, e)) => {
+                return Err(self.transport_failure(&hop, &e).await)
+            }
         };
+        let shown = show_url(&hop.url);
         let status = response.status().as_u16();
-        let host = self.url.host_str().unwrap_or_default();
         match status_class(status) {
             StatusClass::Success => {}
-            class => return Err(self.status_failure(class, status, &response)),
+            class => return Err(self.status_failure(&hop, class, status, &response)),
         }
         if let Some(length) = response.content_length() {
             if length > self.max_bytes {
@@ -402,29 +537,32 @@ impl Attempt<'_> {
                     let facts = ErrorFacts::of(&e);
                     return Err(Failure::busy(
                         format!(
-                            "the body from {host} was cut short after {} bytes: {}",
-                            sink.written, facts.detail
+                            "the body from {} was cut short after {} bytes: {}",
+                            hop.host(),
+                            sink.written,
+                            facts.detail
                         ),
                         None,
                     ));
                 }
             }
         }
-        Ok(sink.finish()?)
+        Ok((sink.finish()?, hop.route()))
     }
 
     fn status_failure(
         &self,
+        hop: &Hop<'_>,
         class: StatusClass,
         status: u16,
         response: &reqwest::Response,
     ) -> Failure {
-        let host = self.url.host_str().unwrap_or_default();
+        let host = hop.host();
         let headers = response.headers();
         let reason = response.status().canonical_reason().unwrap_or("");
         // For plain http:// through a proxy the proxy answers in its own name;
         // Squid marks such answers with X-Squid-Error.
-        let from_proxy = self
+        let from_proxy = hop
             .proxy
             .filter(|_| headers.contains_key("x-squid-error") || class == StatusClass::ProxyAuth);
         if let Some(proxy) = from_proxy {
@@ -443,11 +581,11 @@ impl Attempt<'_> {
             };
             return proxy_answer_failure(
                 proxy,
-                &format!("the request for {}", redact_url(self.url)),
+                &format!("the request for {}", show_url(&hop.url)),
                 &answer,
             );
         }
-        let shown = redact_url(self.url);
+        let shown = show_url(&hop.url);
         match class {
             StatusClass::Transient => {
                 Failure::busy(
@@ -474,31 +612,41 @@ impl Attempt<'_> {
         }
     }
 
-    async fn transport_failure(&self, error: &reqwest::Error) -> Failure {
+    /// What a hop's request that got no response means.
+    async fn transport_failure(&self, hop: &Hop<'_>, error: &reqwest::Error) -> Failure {
         let facts = ErrorFacts::of(error);
-        let host = self.url.host_str().unwrap_or_default();
-        if error.is_redirect() {
-            return Failure::Permanent(Error::Input(format!(
-                "the script {} cannot be fetched: {}",
-                redact_url(self.url),
-                facts.detail
-            )));
-        }
-        if let Some(proxy) = self.proxy {
+        let host = hop.host();
+        if let Some(proxy) = hop.proxy {
             if facts.connect {
-                if let Some(failure) = self.explain_with_probe(proxy).await {
+                if let Some(failure) = self.explain_with_probe(hop, proxy).await {
                     return failure;
                 }
             }
         }
-        if let Some(untrusted) = facts.untrusted {
+        if let Some(untrusted) = &facts.untrusted {
             return Failure::Permanent(Error::Refused(format!(
-                "TLS verification of {host} failed ({untrusted}). If a proxy intercepts TLS, pass \
-                 its CA certificate with --ca-file"
+                "TLS verification of {host} failed: {}",
+                trust_hint(untrusted, SCRIPT_CA_HINT)
             )));
         }
+        if facts.garbled {
+            // Over plain http:// through a proxy, the proxy is the one that
+            // answered; through a tunnel (or direct), the script host.
+            let who = match hop.proxy.filter(|_| hop.url.scheme() == "http") {
+                Some(proxy) => format!("the proxy {}", proxy.url.authority()),
+                None => host.clone(),
+            };
+            return Failure::busy(
+                format!(
+                    "{who} answered the request for {}, but not in HTTP ({})",
+                    show_url(&hop.url),
+                    facts.detail
+                ),
+                None,
+            );
+        }
         if facts.connect {
-            let reason = match self.proxy {
+            let reason = match hop.proxy {
                 Some(proxy) => format!(
                     "connecting through the proxy {} failed: {}",
                     proxy.url.authority(),
@@ -523,16 +671,17 @@ impl Attempt<'_> {
         )
     }
 
-    /// Asks the proxy the CONNECT question again to learn its status. `None`
-    /// when the tunnel itself works, so the failure lies beyond it.
-    async fn explain_with_probe(&self, proxy: &Proxy) -> Option<Failure> {
+    /// Asks the proxy the CONNECT question of this hop again to learn its
+    /// status. `None` when the tunnel itself works, so the failure lies
+    /// beyond it.
+    async fn explain_with_probe(&self, hop: &Hop<'_>, proxy: &Proxy) -> Option<Failure> {
         let authority = proxy.url.authority();
-        if self.url.scheme() != "https" {
+        if hop.url.scheme() != "https" {
             return Some(Failure::network_down(format!(
                 "the proxy {authority} is not reachable"
             )));
         }
-        let target = connect_target(self.url);
+        let target = connect_target(&hop.url);
         match probe::connect(&proxy.url, &target, self.tls, PROBE_TIMEOUT).await {
             Probe::Answered(answer) if answer.status / 100 == 2 => None,
             probe => Some(probe_failure(proxy, &target, probe)),
@@ -560,10 +709,20 @@ pub fn probe_failure(proxy: &Proxy, target: &str, probe: Probe) -> Failure {
         Probe::ProxyUnreachable(reason) => Failure::network_down(format!(
             "the proxy {authority} is not reachable ({reason}): not up yet, or no route to it"
         )),
-        Probe::ProxyUntrusted(reason) => Failure::Permanent(Error::Refused(format!(
-            "TLS verification of the proxy {authority} failed ({reason}): pass the proxy's CA \
-             certificate with --ca-file"
+        Probe::ProxyUntrusted(tls) => Failure::Permanent(Error::Refused(format!(
+            "TLS verification of the proxy {authority} failed: {}",
+            trust_hint(&tls, PROXY_CA_HINT)
         ))),
+        // Something listens on the proxy's port and talks, but not HTTP: a
+        // server failing (or not a proxy at all), so backoff, not the short
+        // waits of a proxy that is not up yet.
+        Probe::Garbled(what) => Failure::busy(
+            format!(
+                "the proxy {authority} answered CONNECT {target} with {what}: is {authority} \
+                 an HTTP proxy?"
+            ),
+            None,
+        ),
         Probe::Failed(reason) => Failure::network_down(format!("the proxy {authority}: {reason}")),
     }
 }
@@ -578,11 +737,12 @@ pub fn proxy_answer_failure(
     answer: &probe::ConnectAnswer,
 ) -> Failure {
     let authority = proxy.url.authority();
-    let status = format!("{} {}", answer.status, answer.reason);
+    // The reason phrase and the headers are the proxy's words: shown, not raw.
+    let status = format!("{} {}", answer.status, shown(&answer.reason));
     let squid = answer
         .squid_error
         .as_deref()
-        .map(|e| format!(", {}", e.split_whitespace().next().unwrap_or(e)))
+        .map(|e| format!(", {}", shown(e.split_whitespace().next().unwrap_or(e))))
         .unwrap_or_default();
     match answer.status {
         407 => {
@@ -595,7 +755,7 @@ pub fn proxy_answer_failure(
                     "the proxy {authority} answered 407 to {request} and offers only {} \
                      authentication, which tagstrap does not support: ask for Basic authentication \
                      for this client",
-                    answer.auth_schemes.join(", ")
+                    shown(&answer.auth_schemes.join(", "))
                 )
             } else {
                 format!(
@@ -632,5 +792,88 @@ mod tests {
         assert_eq!(read_timeout(s(120)), s(12));
         assert_eq!(read_timeout(s(20)), MIN_READ_TIMEOUT);
         assert_eq!(read_timeout(Duration::ZERO), MIN_READ_TIMEOUT);
+    }
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn redirects_follow_the_scheme_rule_within_limits() {
+        let first = url("https://repo.test/i.sh?X-Amz-Signature=s3cr3t");
+        let to = |location, rule| redirect_target(&first, &first, 302, Some(location), 0, rule);
+        assert_eq!(
+            to("https://cdn.test/i.sh", Redirects::HttpsOnly)
+                .unwrap()
+                .as_str(),
+            "https://cdn.test/i.sh"
+        );
+        assert_eq!(
+            to("/other.sh", Redirects::HttpsOnly).unwrap().as_str(),
+            "https://repo.test/other.sh"
+        );
+        assert!(to("http://cdn.test/i.sh", Redirects::AllowHttp).is_ok());
+
+        let plain = to("http://cdn.test/i.sh?sig=abc", Redirects::HttpsOnly).unwrap_err();
+        assert_eq!(plain.exit_code(), 65);
+        assert_eq!(
+            plain.message(),
+            "the script https://repo.test/i.sh?X-Amz-Signature=… redirects to \
+             http://cdn.test/i.sh?sig=…, which is not https://: pin the script's sha256 to allow \
+             http://"
+        );
+        for rule in [Redirects::HttpsOnly, Redirects::AllowHttp] {
+            let other = to("ftp://cdn.test/i.sh", rule).unwrap_err();
+            assert_eq!(other.exit_code(), 65);
+            assert!(
+                other.message().contains("follows no other scheme"),
+                "{other}"
+            );
+        }
+
+        let hop = url("https://cdn.test/x");
+        let via = redirect_target(
+            &first,
+            &hop,
+            301,
+            Some("http://a.test/"),
+            3,
+            Redirects::HttpsOnly,
+        )
+        .unwrap_err();
+        assert!(
+            via.message()
+                .contains("(via https://cdn.test/x) redirects to"),
+            "{via}"
+        );
+        let looping = redirect_target(
+            &first,
+            &hop,
+            302,
+            Some("/x"),
+            MAX_REDIRECTS,
+            Redirects::AllowHttp,
+        )
+        .unwrap_err();
+        assert_eq!(looping.exit_code(), 65);
+        assert!(
+            looping.message().contains("more than 10 times"),
+            "{looping}"
+        );
+        let nowhere =
+            redirect_target(&first, &hop, 302, None, 0, Redirects::HttpsOnly).unwrap_err();
+        assert!(
+            nowhere.message().contains("without a usable Location"),
+            "{nowhere}"
+        );
+        for error in [plain, via, looping, nowhere] {
+            assert!(!error.message().contains("s3cr3t"), "{error}");
+        }
+    }
+
+    #[test]
+    fn urls_in_messages_hide_query_values_and_hidden_characters() {
+        let sneaky = url("https://repo.test/i.sh?a%0Ab=1");
+        assert_eq!(show_url(&sneaky), "https://repo.test/i.sh?a\\u{a}b=…");
     }
 }

@@ -6,6 +6,10 @@
 //! password), or 502/503 (the proxy cannot reach the host yet: wait), so after
 //! such a failure this module asks the proxy the same question and reads the
 //! answer's status line and headers.
+//!
+//! It also tells apart a proxy port where nothing answers (not up yet: poll
+//! it) from one where something answers, but not in HTTP ([`Probe::Garbled`]:
+//! back off, it is up and broken or not a proxy at all).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,8 +44,12 @@ pub enum Probe {
     /// No TCP connection to the proxy: not up yet, or the network is down.
     ProxyUnreachable(String),
     /// The proxy's TLS certificate is not trusted.
-    ProxyUntrusted(String),
-    /// Connected, but the exchange failed (TLS to the proxy, a reset, junk).
+    ProxyUntrusted(rustls::Error),
+    /// Something answered, but not in HTTP: a status line that does not
+    /// parse, or a head longer than [`MAX_HEAD`].
+    Garbled(String),
+    /// Connected, but no answer came: closed or reset before a whole head,
+    /// TLS to the proxy failed, or a timeout.
     Failed(String),
 }
 
@@ -124,7 +132,7 @@ async fn open(
             {
                 Ok(stream) => exchange(Box::new(stream), &request).await,
                 Err(e) => Err(match super::classify::untrusted_handshake(&e) {
-                    Some(tls) => Probe::ProxyUntrusted(tls.to_string()),
+                    Some(tls) => Probe::ProxyUntrusted(tls.clone()),
                     None => Probe::Failed(format!("TLS to the proxy failed: {e}")),
                 }),
             }
@@ -173,24 +181,41 @@ async fn exchange(
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() > MAX_HEAD {
-            return Err(Probe::Failed("the proxy's answer head is too long".into()));
+            return Err(Probe::Garbled(format!(
+                "an answer head longer than {} KiB",
+                MAX_HEAD / 1024
+            )));
         }
         match stream.read(&mut byte).await {
             Ok(0) => break,
             Ok(_) => head.push(byte[0]),
-            Err(e) => {
+            Err(e) if could_be_http(&head) => {
                 return Err(Probe::Failed(format!(
                     "reading the CONNECT answer failed: {e}"
                 )))
             }
+            Err(_) => break,
         }
     }
     match parse_answer(&head) {
         Some(answer) => Ok((answer, stream)),
+        None if !could_be_http(&head) => Err(Probe::Garbled("something that is not HTTP".into())),
+        None if head.is_empty() => Err(Probe::Failed(
+            "the proxy closed the connection before answering CONNECT".into(),
+        )),
         None => Err(Probe::Failed(
-            "the proxy's answer to CONNECT is not HTTP".into(),
+            "the proxy closed the connection in the middle of its answer to CONNECT".into(),
         )),
     }
+}
+
+/// Whether `head` is, so far, the start of an HTTP/1 response: nothing yet,
+/// a prefix of `HTTP/1.`, or a status line beginning with it. Anything else
+/// means the peer talks, but not HTTP.
+fn could_be_http(head: &[u8]) -> bool {
+    const START: &[u8] = b"HTTP/1.";
+    let n = head.len().min(START.len());
+    head[..n] == START[..n]
 }
 
 /// The scheme of one `Proxy-Authenticate` value: "Basic" of
@@ -254,6 +279,76 @@ mod tests {
         assert_eq!(ok.status, 200);
         assert!(parse_answer(b"SSH-2.0-OpenSSH\r\n").is_none());
         assert!(parse_answer(b"").is_none());
+    }
+
+    #[test]
+    fn a_head_that_cannot_become_http_is_told_apart_from_one_cut_short() {
+        assert!(could_be_http(b""));
+        assert!(could_be_http(b"HTT"));
+        assert!(could_be_http(b"HTTP/1.1 200 OK\r\nServer: x"));
+        assert!(!could_be_http(b"SSH-2.0-OpenSSH\r\n"));
+        assert!(!could_be_http(b"\x16\x03\x01"));
+        assert!(!could_be_http(b"HTTP/2 200\r\n"));
+    }
+
+    /// A peer on a loopback port that reads the first connection's request
+    /// and answers `answer`, then closes (or, with `reset`, resets it).
+    async fn peer(answer: &'static [u8], reset: bool) -> ProxyUrl {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let _ = tcp.read(&mut request).await;
+            if reset {
+                // Linger 0: dropping the socket sends a RST, not a FIN.
+                #[allow(deprecated)]
+                let _ = tcp.set_linger(Some(Duration::ZERO));
+                return;
+            }
+            let _ = tcp.write_all(answer).await;
+            let _ = tcp.shutdown().await;
+            // Drain until the probe closes, so the close is a FIN, not a RST.
+            let _ = tcp.read_to_end(&mut request).await;
+        });
+        ProxyUrl::parse(&format!("127.0.0.1:{port}")).unwrap()
+    }
+
+    async fn probe_with(answer: &'static [u8], reset: bool) -> Probe {
+        let tls = crate::fetch::tls::trusting_nothing().unwrap();
+        let proxy = peer(answer, reset).await;
+        connect(&proxy, "h:443", &tls, Duration::from_secs(10)).await
+    }
+
+    async fn probe(answer: &'static [u8]) -> Probe {
+        probe_with(answer, false).await
+    }
+
+    #[tokio::test]
+    async fn garbage_and_an_endless_head_are_garbled_a_silent_close_is_not() {
+        assert!(matches!(
+            probe(b"SSH-2.0-OpenSSH_9.2\r\n").await,
+            Probe::Garbled(_)
+        ));
+        let endless: &'static [u8] = Box::leak(
+            [
+                b"HTTP/1.1 200 OK\r\nX-Filler: ".as_slice(),
+                &[b'a'; 40 * 1024],
+            ]
+            .concat()
+            .into_boxed_slice(),
+        );
+        match probe(endless).await {
+            Probe::Garbled(why) => assert!(why.contains("longer than 16 KiB"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(probe(b"").await, Probe::Failed(_)));
+        assert!(matches!(probe_with(b"", true).await, Probe::Failed(_)));
+        assert!(matches!(probe(b"HTTP/1.1").await, Probe::Failed(_)));
+        assert!(matches!(
+            probe(b"HTTP/1.1 403 Forbidden\r\n\r\n").await,
+            Probe::Answered(ConnectAnswer { status: 403, .. })
+        ));
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //!
 //! [`TestCa::new`] creates a fresh self-signed CA (ECDSA P-256, via rcgen with
 //! the `ring` backend) and one leaf certificate for `127.0.0.1`–`127.0.0.3`, `localhost`
-//! and `::1` signed by it. Both are written as PEM files into the CA's own
+//! and `::1` signed by it. [`TestCa::issue`] makes more leaves, for other
+//! names (a certificate that does not fit the host), and
+//! [`TestCa::issue_expired`] / [`TestCa::issue_not_yet_valid`] leaves whose
+//! validity is over or has not begun (a host's lapsed certificate, or an
+//! instance whose clock is wrong at boot). Both are written as PEM files into the CA's own
 //! temp dir (mode 0755, files 0644, so a Squid that dropped privileges to the
 //! `proxy` user could read them too; the key is a test key, it protects
 //! nothing). The temp dir is removed when the `TestCa` is dropped, so keep it
@@ -136,6 +140,27 @@ impl TestCa {
     /// Issue a new server leaf for `names` (DNS names or IP literals),
     /// signed by this CA. Not written to disk.
     pub fn issue(&self, names: &[&str]) -> IssuedCert {
+        self.issue_between(names, (2000, 1, 1), (2099, 12, 31))
+    }
+
+    /// Like [`Self::issue`], but valid only during 2001: long expired.
+    pub fn issue_expired(&self, names: &[&str]) -> IssuedCert {
+        self.issue_between(names, (2001, 1, 1), (2001, 12, 31))
+    }
+
+    /// Like [`Self::issue`], but valid only from 2090: not valid yet.
+    pub fn issue_not_yet_valid(&self, names: &[&str]) -> IssuedCert {
+        self.issue_between(names, (2090, 1, 1), (2099, 12, 31))
+    }
+
+    /// A leaf for `names` valid from the start of `not_before` to the start
+    /// of `not_after` (year, month, day, UTC).
+    fn issue_between(
+        &self,
+        names: &[&str],
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> IssuedCert {
         let sans: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).expect("leaf params");
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -150,8 +175,8 @@ impl TestCa {
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
-        params.not_before = date_time_ymd(2000, 1, 1);
-        params.not_after = date_time_ymd(2099, 12, 31);
+        params.not_before = date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = date_time_ymd(not_after.0, not_after.1, not_after.2);
         let key = KeyPair::generate().expect("generate leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
         IssuedCert {

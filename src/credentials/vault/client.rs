@@ -10,8 +10,10 @@
 //!
 //! A standby that redirects to the active node (307, what Vault and OpenBao do
 //! when they do not forward the request themselves) is followed, with the
-//! token sent again, up to [`MAX_REDIRECTS`] times, and never from https://
-//! down to http://: that would send the token in clear.
+//! token sent again, up to [`MAX_REDIRECTS`] times, never from https://
+//! down to http://, and to a plain http:// host that is not loopback only
+//! with `[vault] insecure_http = true`: either would send the token in
+//! clear where the operator did not allow it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::fetch::classify::{retry_after_header, status_class, StatusClass};
 use crate::fetch::direct;
 use crate::fetch::retry::{Class, Failure, Transient};
 use crate::fetch::{HttpClient, Redirects};
+use crate::util::text;
 
 /// Redirects followed within one address: a standby points at the active node,
 /// which answers; more than that is a loop.
@@ -92,6 +95,8 @@ pub struct VaultClient {
     addresses: Vec<Url>,
     http: HttpClient,
     namespace: Option<String>,
+    /// `[vault] insecure_http`: redirects to plain http:// off loopback too.
+    insecure_http: bool,
     /// The index of the address that answered last: tried first next time.
     preferred: AtomicUsize,
 }
@@ -100,6 +105,7 @@ impl VaultClient {
     pub fn new(
         addresses: Vec<Url>,
         namespace: Option<String>,
+        insecure_http: bool,
         tls: &Arc<rustls::ClientConfig>,
     ) -> Result<VaultClient> {
         assert!(!addresses.is_empty(), "a store has at least one address");
@@ -113,6 +119,7 @@ impl VaultClient {
                 crate::fetch::MIN_READ_TIMEOUT,
             )?,
             namespace,
+            insecure_http,
             preferred: AtomicUsize::new(0),
         })
     }
@@ -184,7 +191,7 @@ impl VaultClient {
                     .headers()
                     .get(reqwest::header::LOCATION)
                     .and_then(|v| v.to_str().ok());
-                let next = redirect_target(&url, status, location, hop)?;
+                let next = redirect_target(&url, status, location, hop, self.insecure_http)?;
                 tracing::debug!(
                     "{shown} redirected the request to {} (a standby pointing at the active node)",
                     shown_address(&next)
@@ -226,14 +233,17 @@ fn api_url(address: &Url, path: &str, query: Option<&str>) -> std::result::Resul
     Ok(url)
 }
 
-/// Where a redirect from `url` (its `hop`th) leads, if it may be followed.
+/// Where a redirect from `url` (its `hop`th) leads, if it may be followed:
+/// never down from https://, and to plain http:// off loopback only with
+/// `insecure_http` (the rule of the addresses themselves, SPEC §2).
 fn redirect_target(
     url: &Url,
     status: u16,
     location: Option<&str>,
     hop: usize,
+    insecure_http: bool,
 ) -> std::result::Result<Url, Failure> {
-    let shown = shown_address(url);
+    let shown = text::shown(shown_address(url));
     let next = location
         .and_then(|location| url.join(location).ok())
         .ok_or_else(|| {
@@ -247,12 +257,21 @@ fn redirect_target(
              settings"
         ))));
     }
+    let to = text::shown(shown_address(&next));
     let downgrade = url.scheme() == "https" && next.scheme() != "https";
     if downgrade || !matches!(next.scheme(), "http" | "https") {
         return Err(Failure::Permanent(Error::Refused(format!(
-            "{shown} redirected to {}, which would send the store token without TLS: set the \
-             store's api_addr to https://",
-            shown_address(&next)
+            "{shown} redirected to {to}, which would send the store token without TLS: set the \
+             store's api_addr to https://"
+        ))));
+    }
+    if next.scheme() == "http" && !is_loopback(&next) && !insecure_http {
+        return Err(Failure::Permanent(Error::Config(format!(
+            "a redirect from {shown}: the store address {to} is plain http:// to a host that is \
+             not a loopback address, so the store token and the proxy password would cross the \
+             network in clear; it was not followed. Set the store's api_addr to https://, or, if \
+             the network is yours and that is known, set insecure_http = true in the [vault] \
+             section of the config file"
         ))));
     }
     Ok(next)
@@ -294,6 +313,18 @@ fn combine(mut failed: Vec<Transient>) -> Transient {
         reason: format!("no store address answered: {}", reasons.join("; ")),
         class,
         retry_after,
+    }
+}
+
+/// Whether a URL's host is a loopback address: 127.0.0.0/8, ::1, or
+/// `localhost`. Plain http:// to it never leaves the machine, so SPEC §2
+/// allows it without `insecure_http`.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
@@ -340,28 +371,64 @@ mod tests {
             307,
             Some("https://vault-1:8200/v1/secret/data/P"),
             0,
+            false,
         )
         .unwrap();
         assert_eq!(active.as_str(), "https://vault-1:8200/v1/secret/data/P");
-        let relative = redirect_target(&standby, 307, Some("/v1/secret/data/Q"), 1).unwrap();
+        let relative = redirect_target(&standby, 307, Some("/v1/secret/data/Q"), 1, false).unwrap();
         assert_eq!(relative.as_str(), "https://vault-2:8200/v1/secret/data/Q");
 
-        let downgrade = refused(redirect_target(
+        for insecure_http in [false, true] {
+            let downgrade = refused(redirect_target(
+                &standby,
+                307,
+                Some("http://vault-1:8200/v1/secret/data/P"),
+                0,
+                insecure_http,
+            ));
+            assert_eq!(downgrade.exit_code(), 77);
+            assert!(downgrade.message().contains("without TLS"));
+        }
+        let local = Url::parse("http://127.0.0.1:8200/v1/x").unwrap();
+        assert!(redirect_target(&local, 307, Some("http://127.0.0.2:8200/v1/x"), 0, false).is_ok());
+        let other_scheme = refused(redirect_target(
+            &local,
+            307,
+            Some("ftp://vault-1/v1/x"),
+            0,
+            true,
+        ));
+        assert_eq!(other_scheme.exit_code(), 77);
+        let looping = refused(redirect_target(
             &standby,
             307,
-            Some("http://vault-1:8200/v1/secret/data/P"),
-            0,
+            Some("/v1/x"),
+            MAX_REDIRECTS,
+            false,
         ));
-        assert_eq!(downgrade.exit_code(), 77);
-        assert!(downgrade.message().contains("without TLS"));
-        let plain = Url::parse("http://vault-2:8200/v1/x").unwrap();
-        assert!(redirect_target(&plain, 307, Some("http://vault-1:8200/v1/x"), 0).is_ok());
-        let other_scheme = refused(redirect_target(&plain, 307, Some("ftp://vault-1/v1/x"), 0));
-        assert_eq!(other_scheme.exit_code(), 77);
-        let looping = refused(redirect_target(&standby, 307, Some("/v1/x"), MAX_REDIRECTS));
         assert!(looping.message().contains("redirected more than 3 times"));
-        let no_location = refused(redirect_target(&standby, 307, None, 0));
+        let no_location = refused(redirect_target(&standby, 307, None, 0, false));
         assert!(no_location.message().contains("without a usable Location"));
+    }
+
+    #[test]
+    fn a_redirect_to_plain_http_off_loopback_needs_insecure_http() {
+        let local = Url::parse("http://127.0.0.1:8200/v1/x").unwrap();
+        let away = Some("http://vault-1.corp:8200/v1/x");
+        let error = refused(redirect_target(&local, 307, away, 0, false));
+        assert_eq!(
+            error.exit_code(),
+            78,
+            "refused as the address itself would be"
+        );
+        let message = error.message();
+        assert!(
+            message.contains("http://vault-1.corp:8200 is plain http://"),
+            "{message}"
+        );
+        assert!(message.contains("insecure_http = true"), "{message}");
+        assert!(message.contains("api_addr to https://"), "{message}");
+        assert!(redirect_target(&local, 307, away, 0, true).is_ok());
     }
 
     fn transient(reason: &str, class: Class, retry_after: Option<u64>) -> Transient {

@@ -35,6 +35,9 @@ pub struct VaultConfig {
     pub path_prefix: String,
     pub field: String,
     pub kv_version: u8,
+    /// `[vault] insecure_http = true`: plain http:// to hosts that are not
+    /// loopback is allowed, for the addresses and for a standby's redirect.
+    pub insecure_http: bool,
 }
 
 pub struct VaultStore {
@@ -52,7 +55,12 @@ impl VaultStore {
         tls: &Arc<rustls::ClientConfig>,
         budget: Duration,
     ) -> Result<VaultStore> {
-        let client = VaultClient::new(config.addresses.clone(), config.namespace.clone(), tls)?;
+        let client = VaultClient::new(
+            config.addresses.clone(),
+            config.namespace.clone(),
+            config.insecure_http,
+            tls,
+        )?;
         Ok(VaultStore {
             config,
             client,
@@ -266,6 +274,7 @@ mod tests {
             path_prefix: prefix.into(),
             field: "value".into(),
             kv_version,
+            insecure_http: false,
         };
         VaultStore::new(
             config,
