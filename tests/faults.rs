@@ -14,15 +14,11 @@
 
 mod common;
 
-use std::io::{BufRead, Read};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::Child;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{sha256_hex, Run, Tagstrap};
+use common::{sha256_hex, Live, Run, Tagstrap};
 use tempfile::TempDir;
 use testkit::{Bao, Origin, Reply, Squid, TestCa};
 
@@ -158,105 +154,6 @@ fn unix_seconds(t: SystemTime) -> f64 {
         .as_secs_f64()
 }
 
-/// A tagstrap running in the background whose log the test reads as it
-/// comes; killed if the test fails before it ends.
-struct Live {
-    child: Child,
-    state: Option<TempDir>,
-    lines: Receiver<String>,
-    log: Vec<String>,
-    stdout: Option<JoinHandle<String>>,
-    launched: Instant,
-}
-
-impl Live {
-    fn spawn(t: Tagstrap) -> Live {
-        let (mut child, state) = t.spawn();
-        let launched = Instant::now();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = sender.send(line);
-            }
-        });
-        let mut out = child.stdout.take().unwrap();
-        let stdout = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        Live {
-            child,
-            state: Some(state),
-            lines,
-            log: Vec::new(),
-            stdout: Some(stdout),
-            launched,
-        }
-    }
-
-    /// Reads the log until a line holds `needle`; panics with the log so far
-    /// if none does within `timeout` or tagstrap ends first.
-    fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
-        let until = Instant::now() + timeout;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no log line {needle:?} in {timeout:?}:\n{}",
-                        self.log.join("\n")
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "tagstrap ended without logging {needle:?}:\n{}",
-                    self.log.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Where the script streams while it downloads, once it does: a new
-    /// file of an unpredictable name in `script/`.
-    fn partial_path(&self) -> Option<PathBuf> {
-        let dir = self.state.as_ref().unwrap().path().join("state/script");
-        partials(&dir).pop()
-    }
-
-    /// Waits for tagstrap to end.
-    fn finish(mut self) -> Run {
-        let status = self.child.wait().unwrap();
-        self.log.extend(self.lines.iter());
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: self.stdout.take().unwrap().join().unwrap(),
-            stderr: self.log.join("\n"),
-            state: self.state.take().unwrap(),
-            elapsed: self.launched.elapsed(),
-        }
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        // Only when a test failed midway: do not leave tagstrap running.
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// The tries the report records for the script download.
 fn tries(run: &Run) -> u64 {
     run.report_json()["script"]["download"]["tries"]
@@ -348,7 +245,9 @@ fn a_proxy_restarted_mid_download_ends_with_the_complete_script() {
             "the download did not get to 1 MiB: {seen} bytes"
         );
         seen = live
-            .partial_path()
+            .state
+            .as_ref()
+            .and_then(|state| partials(&state.path().join("state/script")).pop())
             .and_then(|partial| std::fs::metadata(partial).ok())
             .map_or(0, |m| m.len());
         std::thread::sleep(Duration::from_millis(5));

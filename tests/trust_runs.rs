@@ -14,139 +14,18 @@
 
 mod common;
 
-use std::io::{BufRead, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use common::{write_file, Run, Tagstrap, Witness};
+use common::{write_file, Live, Run, Tagstrap, Witness, PATIENCE};
 use tempfile::TempDir;
 use testkit::{Origin, Reply, TestCa};
 
 const SCRIPT_TAG: &str = "rs_agent:mime_shellscript";
 const PASSWORD: &str = "p@ss:/%w0rd";
-/// Longest any one wait of these tests may take before it fails the test:
-/// well above the 10 s grace, so only a broken tagstrap reaches it.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A tagstrap running in the background whose stderr the test reads line by
-/// line as it comes; killed if the test fails before it ends.
-struct Live {
-    child: Child,
-    state: Option<TempDir>,
-    lines: Receiver<String>,
-    log: Vec<String>,
-    stdout: Receiver<String>,
-}
-
-impl Live {
-    fn spawn(t: Tagstrap) -> Live {
-        let (mut child, state) = t.spawn();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = sender.send(line);
-            }
-        });
-        let mut out = child.stdout.take().unwrap();
-        let (sender, stdout) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            let _ = sender.send(s);
-        });
-        Live {
-            child,
-            state: Some(state),
-            lines,
-            log: Vec::new(),
-            stdout,
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Reads the log until a line holds `needle`.
-    fn wait_for_line(&mut self, needle: &str) -> String {
-        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        let until = Instant::now() + PATIENCE;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("no log line {needle:?}:\n{}", self.log.join("\n"))
-                }
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "tagstrap ended without logging {needle:?}:\n{}",
-                    self.log.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on the PID of a child this test started and has not
-        // reaped, so the PID cannot be another process's.
-        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
-    }
-
-    /// Waits for tagstrap to end.
-    fn finish(mut self) -> Run {
-        let until = Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < until,
-                "tagstrap did not end:\n{}",
-                self.log.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        // A script still running (a broken tagstrap left it) holds stdout
-        // open: that is a failure, not a hang.
-        let stdout = self.stdout.recv_timeout(PATIENCE).unwrap_or_else(|_| {
-            panic!(
-                "something tagstrap started still holds its stdout:\n{}",
-                self.log.join("\n")
-            )
-        });
-        self.log.extend(self.lines.try_iter());
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr: self.log.join("\n"),
-            state: self.state.take().unwrap(),
-            elapsed: Duration::ZERO,
-        }
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        // Only when a test failed midway: do not leave tagstrap running.
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+// Every wait of these tests is bounded by common::PATIENCE (60 s): well
+// above the 10 s grace, so only a broken tagstrap reaches it.
 
 /// Polls until `ready` holds (a file the processes write, mostly).
 fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
@@ -269,7 +148,7 @@ fn two_once_runs_at_once_run_the_script_once() {
     // stopped on a missing tags file (66).
     let late = bench.path("late.tags");
     let mut second = Live::spawn(once(Tagstrap::new("run").arg("--tags-file").arg(&late)));
-    let waiting = second.wait_for_line("is using the state directory");
+    let waiting = second.wait_for_log("is using the state directory", PATIENCE);
     assert!(
         waiting.contains(&format!(
             "another tagstrap run (PID {}, started ",
@@ -326,7 +205,7 @@ fn two_plain_runs_at_once_run_one_after_the_other() {
     let first = Live::spawn(plain());
     wait_until("the first script started", || bench.lines("log").len() == 1);
     let mut second = Live::spawn(plain());
-    second.wait_for_line(&format!("(PID {}, started ", first.pid()));
+    second.wait_for_log(&format!("(PID {}, started ", first.pid()), PATIENCE);
     assert_eq!(
         bench.lines("log").len(),
         1,
@@ -397,17 +276,14 @@ fn a_run_that_waits_longer_than_its_deadline_is_73_naming_the_holder() {
 
     second.assert_error(
         73,
-        &format!("another tagstrap run (PID {}, started ", first.child.id()),
+        &format!("another tagstrap run (PID {}, started ", first.pid()),
     );
     let line = second.error_lines()[0];
     assert!(
         line.contains("longer than this run's 1 s deadline"),
         "{line}"
     );
-    assert!(
-        line.contains(&format!("kill {}", first.child.id())),
-        "{line}"
-    );
+    assert!(line.contains(&format!("kill {}", first.pid())), "{line}");
     assert_eq!(bench.lines("ran").len(), 1, "the second ran nothing");
     assert_eq!(
         std::fs::read(state.join("last-run.json")).ok(),
@@ -538,10 +414,10 @@ fn a_signal_while_the_script_runs_reaches_its_group_and_a_script_that_exits_on_i
         let mut live = Live::spawn(Tagstrap::new("run").tag(SCRIPT_TAG, &url));
         let pids = group_pids(&bench);
         live.signal(number);
-        live.wait_for_line(&format!(
-            "passed {name} to the script's process group {}",
-            pids[0]
-        ));
+        live.wait_for_log(
+            &format!("passed {name} to the script's process group {}", pids[0]),
+            PATIENCE,
+        );
         let run = live.finish();
 
         assert_stopped(
@@ -794,7 +670,7 @@ fn a_signal_while_waiting_for_the_lock_ends_the_wait_and_leaves_the_holders_repo
     wait_until("the first script started", || bench.lines("ran").len() == 1);
     let report_before = std::fs::read(state.join("last-run.json")).ok();
     let mut second = Live::spawn(run());
-    second.wait_for_line("is using the state directory");
+    second.wait_for_log("is using the state directory", PATIENCE);
     second.signal(libc::SIGHUP);
     let stopped = second.finish();
 
@@ -802,7 +678,7 @@ fn a_signal_while_waiting_for_the_lock_ends_the_wait_and_leaves_the_holders_repo
         129,
         &format!(
             "tagstrap was stopped by SIGHUP while it waited for another tagstrap run (PID {}",
-            first.child.id()
+            first.pid()
         ),
     );
     assert_eq!(

@@ -4,8 +4,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -279,4 +282,140 @@ pub fn write_secret(dir: &Path, name: &str, content: &str, mode: u32) -> PathBuf
     let path = write_file(dir, name, content);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     path
+}
+
+/// The longest a [`Live`] waits for tagstrap to end or for its stdout to
+/// close: a bound on a broken test, not a measure.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A tagstrap running in the background whose stderr the test reads line by
+/// line as it comes; killed if the test fails before it ends.
+pub struct Live {
+    child: Child,
+    pub state: Option<TempDir>,
+    lines: Receiver<String>,
+    /// Every stderr line read so far.
+    pub log: Vec<String>,
+    stdout: Receiver<String>,
+    launched: Instant,
+}
+
+impl Live {
+    pub fn spawn(t: Tagstrap) -> Live {
+        let (mut child, state) = t.spawn();
+        let launched = Instant::now();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = sender.send(line);
+            }
+        });
+        let mut out = child.stdout.take().unwrap();
+        let (sender, stdout) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            let _ = sender.send(s);
+        });
+        Live {
+            child,
+            state: Some(state),
+            lines,
+            log: Vec::new(),
+            stdout,
+            launched,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Reads the log until a new line holds `needle`; panics with the log so
+    /// far if none does within `timeout` or tagstrap ends first.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "no log line {needle:?} in {timeout:?}:\n{}",
+                    self.log.join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "tagstrap ended without logging {needle:?}:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// [`Live::wait_for_line`], or a line already read that holds `needle`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        match self.log.iter().find(|l| l.contains(needle)) {
+            Some(line) => line.clone(),
+            None => self.wait_for_line(needle, timeout),
+        }
+    }
+
+    /// Sends `signal` to tagstrap.
+    #[cfg(unix)]
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the PID of a child this test started and has not
+        // reaped, so the PID cannot be another process's.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Waits for tagstrap to end (within [`PATIENCE`]) and for its stdout to
+    /// close: a process it started still holding stdout is a failure, not a
+    /// hang.
+    pub fn finish(mut self) -> Run {
+        let until = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < until,
+                "tagstrap did not end:\n{}",
+                self.log.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let elapsed = self.launched.elapsed();
+        let stdout = self.stdout.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            panic!(
+                "something tagstrap started still holds its stdout:\n{}",
+                self.log.join("\n")
+            )
+        });
+        self.log.extend(self.lines.try_iter());
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr: self.log.join("\n"),
+            state: self.state.take().unwrap(),
+            elapsed,
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        // Only when a test failed midway: do not leave tagstrap running.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
