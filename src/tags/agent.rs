@@ -304,10 +304,16 @@ pub fn redact_url(url: &Url) -> String {
     shown.set_query(None);
     shown.set_fragment(None);
     let mut text = shown.to_string();
-    if url.query().is_some() {
-        let names: Vec<String> = url.query_pairs().map(|(k, _)| format!("{k}=…")).collect();
+    if let Some(query) = url.query() {
+        // The names as the URL writes them, still percent-encoded: decoded,
+        // a name could hold a newline or ESC (found by fuzzing the cloud
+        // answers: fuzz/artifacts-found/*/query-name-*).
+        let names: Vec<String> = query
+            .split('&')
+            .map(|pair| format!("{}=…", pair.split('=').next().unwrap_or("")))
+            .collect();
         text.push('?');
-        text.push_str(&names.join("&"));
+        text.push_str(&crate::util::text::shown(&names.join("&")));
     }
     text
 }
@@ -570,5 +576,8 @@ mod tests {
         );
         let url = Url::parse("https://me@h/i.sh").unwrap();
         assert_eq!(redact_url(&url), "https://h/i.sh");
+        // A name that decodes to a control character stays encoded.
+        let url = Url::parse("https://h/i.sh?a%0Ab=1&%1B[2J=2&c").unwrap();
+        assert_eq!(redact_url(&url), "https://h/i.sh?a%0Ab=…&%1B[2J=…&c=…");
     }
 }
