@@ -16,6 +16,7 @@ use crate::fetch::classify::{retry_after_header, status_class, StatusClass};
 use crate::fetch::direct::{self, Peer};
 use crate::fetch::retry::{self, Failure, Tries};
 use crate::fetch::{http_client, HttpClient, Redirects};
+use crate::util::text::shown;
 
 /// Longest wait for one metadata answer. The service sits on the host's
 /// hypervisor and answers in milliseconds; one that takes longer is not up
@@ -25,6 +26,9 @@ pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read. GCE's attribute values, the largest of all, are
 /// capped at 256 KiB by Google.
 pub const MAX_ANSWER_BYTES: usize = 512 * 1024;
+
+/// How much of an error body's first line a message quotes.
+const SAID_CHARS: usize = 200;
 
 /// The words of the failure when a request timed out, for a source that
 /// knows what that means on its cloud.
@@ -110,7 +114,7 @@ impl MetadataClient {
 
     /// "the aws metadata service at http://169.254.169.254".
     pub fn describe(&self) -> String {
-        format!("the {} metadata service at {}", self.cloud, self.shown())
+        super::describe(self.cloud, self.shown())
     }
 
     /// `path` (relative, e.g. "latest/meta-data/instance-id") below the base,
@@ -140,7 +144,9 @@ impl MetadataClient {
         url: Url,
         headers: &[(&str, &str)],
     ) -> std::result::Result<Answer, Failure> {
-        let path = url.path().to_string();
+        // Shown as `shown` shows it: a URL's path is percent-encoded, but
+        // messages about a server's answers take no chances.
+        let path = shown(url.path());
         let mut request = self
             .http
             .request(method.clone(), url)
@@ -220,22 +226,13 @@ impl MetadataClient {
             )))
         })
     }
-
-    /// The answer's body as JSON.
-    pub fn json(&self, answer: &Answer) -> std::result::Result<serde_json::Value, Failure> {
-        serde_json::from_slice(&answer.body).map_err(|e| {
-            Failure::Permanent(Error::Input(format!(
-                "{} sent {} that is not valid JSON ({e})",
-                self.describe(),
-                answer.path
-            )))
-        })
-    }
 }
 
 impl Answer {
-    /// ": <the first line of the body>", cleaned of control characters, when
-    /// the body says anything: a metadata service explains its 400s there.
+    /// " (it said: <the first line of the body>)", when the body says
+    /// anything: a metadata service explains its 400s there. The line is the
+    /// server's text, so it is shown as [`shown`] shows any outside value
+    /// (a control or format character as `\u{…}`), never raw.
     pub fn said(&self) -> String {
         let text = String::from_utf8_lossy(&self.body);
         let first: String = text
@@ -244,13 +241,12 @@ impl Answer {
             .find(|l| !l.is_empty())
             .unwrap_or("")
             .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
+            .take(SAID_CHARS)
             .collect();
         if first.is_empty() {
             String::new()
         } else {
-            format!(" (it said: {first})")
+            format!(" (it said: {})", shown(&first))
         }
     }
 
@@ -317,7 +313,15 @@ mod tests {
         assert_eq!(answer("").said(), "");
         assert_eq!(
             answer("\n  bad \u{1b}[31mheader\nmore").said(),
-            " (it said: bad [31mheader)"
+            " (it said: bad \\u{1b}[31mheader)"
         );
+        // A lone CR, a tab and a right-to-left override stay visible as
+        // escapes instead of rewriting the line they are printed on.
+        let said = answer("a\rINFO forged\tb\u{202e}c\u{85}d").said();
+        assert_eq!(
+            said,
+            " (it said: a\\u{d}INFO forged\\u{9}b\\u{202e}c\\u{85}d)"
+        );
+        assert_eq!(crate::util::text::forbidden_char(&said), None);
     }
 }
