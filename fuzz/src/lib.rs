@@ -207,14 +207,23 @@ fn canary_is_secret(tag: &Tag) -> Option<bool> {
         return Some(false);
     }
     Some(match tag.key.as_str() {
-        agent::HTTP_PROXY => match ProxyUrl::parse(&tag.value) {
-            // Parsed, the canary may have landed in the host or the user
-            // name (a marker typed before another '@' or ':'), which are
-            // shown: then it is no password.
-            Ok(url) => {
-                !holds_canary(&url.host) && !url.user.as_deref().is_some_and(holds_canary)
+        // A proxy URL's password stands before its last '@'; elsewhere
+        // (`host:CANARY`, no '@' at all) the canary is no password, and
+        // shown like the rest of the value (a false alarm of the first run,
+        // seed found-canary-not-in-userinfo).
+        agent::HTTP_PROXY => match tag.value.rsplit_once('@') {
+            Some((userinfo, host)) if holds_canary(userinfo) && !holds_canary(host) => {
+                match ProxyUrl::parse(&tag.value) {
+                    // Parsed, the canary may have landed in the user name
+                    // (a marker typed before another ':'), which is shown:
+                    // then it is no password either.
+                    Ok(url) => {
+                        !holds_canary(&url.host) && !url.user.as_deref().is_some_and(holds_canary)
+                    }
+                    Err(_) => true,
+                }
             }
-            Err(_) => true,
+            _ => false,
         },
         agent::HTTP_PROXY_PASSWORD => !tag.value.starts_with(tagstrap::credentials::REF_PREFIX),
         _ => false,

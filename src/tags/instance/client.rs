@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use url::Url;
@@ -26,6 +27,22 @@ pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read. GCE's attribute values, the largest of all, are
 /// capped at 256 KiB by Google.
 pub const MAX_ANSWER_BYTES: usize = 512 * 1024;
+
+/// What is percent-encoded in one path segment: WHATWG's path-segment set
+/// (controls, space, `"#<>?`{}`, `/`), and `%` itself, so that a key is
+/// asked for exactly as the listing wrote it.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%');
 
 /// How much of an error body's first line a message quotes.
 const SAID_CHARS: usize = 200;
@@ -126,11 +143,17 @@ impl MetadataClient {
             .join(path)
             .expect("relative paths join onto an http(s) base");
         if !segments.is_empty() {
-            let mut parts = url
-                .path_segments_mut()
-                .expect("an http(s) URL has path segments");
-            parts.pop_if_empty();
-            parts.extend(segments);
+            // Encoded here and set as a path, not pushed as segments: the
+            // URL parser drops a tab, CR or LF from a segment it is given,
+            // so an AWS key "rs_agent:ty\tpe" would be asked for as
+            // "rs_agent:type", another tag (found end to end,
+            // tests/hostile_metadata.rs). `set_path` keeps `%XX` as it is.
+            let mut path = url.path().trim_end_matches('/').to_string();
+            for segment in segments {
+                path.push('/');
+                path.extend(utf8_percent_encode(segment, SEGMENT));
+            }
+            url.set_path(&path);
         }
         url.set_query(query);
         url
@@ -293,6 +316,12 @@ mod tests {
         assert_eq!(
             c.url("a/b", &["x/y z"], Some("api-version=1")).as_str(),
             "http://127.0.0.1:9/prefix/a/b/x%2Fy%20z?api-version=1"
+        );
+        // A key is asked for exactly as listed: tabs, line breaks, '%'.
+        assert_eq!(
+            c.url("t", &["rs_agent:ty\tp\re\n%41\u{1b}é"], None)
+                .as_str(),
+            "http://127.0.0.1:9/prefix/t/rs_agent:ty%09p%0De%0A%2541%1B%C3%A9"
         );
         let bare = client("http://127.0.0.1:9");
         assert_eq!(
