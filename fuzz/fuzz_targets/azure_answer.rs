@@ -55,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
             tags_list: Value::Array(list).to_string().into_bytes(),
         }
     };
-    exercise("azure", control, holds_canary(&String::from_utf8_lossy(rest)), || {
-        azure::parse(&answer, FROM)
-    });
+    exercise(
+        "azure",
+        control,
+        holds_canary(&String::from_utf8_lossy(rest)),
+        || azure::parse(&answer, FROM),
+    );
 });
