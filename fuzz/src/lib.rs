@@ -232,9 +232,9 @@ fn canary_is_secret(tag: &Tag) -> Option<bool> {
 
 /// Everything shown of one result, with what it is, for the oracle.
 #[derive(Default)]
-struct Shown(Vec<(&'static str, String)>);
+struct Forms(Vec<(&'static str, String)>);
 
-impl Shown {
+impl Forms {
     fn add(&mut self, what: &'static str, text: impl Into<String>) {
         self.0.push((what, text.into()));
     }
@@ -291,7 +291,7 @@ pub fn exercise(
 ) {
     logs::begin();
     let image = image_layer(control.image());
-    let mut shown = Shown::default();
+    let mut forms = Forms::default();
     // Whether a shown canary would be a leak: not when the canary is also
     // in a key, an ID or a value that is no secret.
     let mut canary_public = input_holds_canary;
@@ -303,16 +303,16 @@ pub fn exercise(
                 "{cloud}: exit code {} for {err:?}",
                 err.exit_code()
             );
-            shown.error("the parser's error", &err);
+            forms.error("the parser's error", &err);
         }
         Ok(data) => {
             if let Some(id) = &data.instance_id {
                 assert_eq!(id, id.trim(), "{cloud}: the instance ID is not trimmed");
                 assert!(!id.is_empty(), "{cloud}: an empty instance ID");
                 canary_public |= holds_canary(id);
-                shown.add("the instance ID, shown", shown_id(id));
+                forms.add("the instance ID, shown", shown(id));
             }
-            shown.add("InstanceData::from", data.from.clone());
+            forms.add("InstanceData::from", data.from.clone());
             for tag in &data.tags {
                 assert!(
                     tag.key.starts_with(PREFIX),
@@ -330,24 +330,24 @@ pub fn exercise(
                 if canary_is_secret(tag) == Some(false) {
                     canary_public = true;
                 }
-                shown.tag(tag);
+                forms.tag(tag);
             }
 
             let mut set = TagSet::new();
             set.layer(image);
             set.layer(data.tags.iter().cloned());
             for entry in set.entries() {
-                shown.tag(&entry.tag);
+                forms.tag(&entry.tag);
                 for beaten in &entry.overridden {
-                    shown.add("an overridden Origin", beaten.to_string());
+                    forms.add("an overridden Origin", beaten.to_string());
                 }
             }
             for platform in [Platform::Unix, Platform::Windows] {
                 match AgentTags::from_tags(&set, platform) {
-                    Ok(agent) => shown.agent(&agent),
+                    Ok(agent) => forms.agent(&agent),
                     Err(err) => {
                         assert_eq!(err.exit_code(), 65, "{cloud} {platform:?}: {err:?}");
-                        shown.error("AgentTags::from_tags's error", &err);
+                        forms.error("AgentTags::from_tags's error", &err);
                     }
                 }
             }
@@ -356,9 +356,9 @@ pub fn exercise(
 
     for line in logs::take() {
         let one = line.strip_suffix('\n').unwrap_or(&line);
-        shown.add("a log line", one.to_string());
+        forms.add("a log line", one.to_string());
     }
-    for (what, text) in &shown.0 {
+    for (what, text) in &forms.0 {
         if let Some((c, kind)) = forbidden_char(text) {
             if known_outside(what, text) {
                 continue;
@@ -367,14 +367,14 @@ pub fn exercise(
                 "{cloud}: {what} holds the {} U+{:04X}: {}",
                 kind.name(),
                 c as u32,
-                shown_id(text)
+                shown(text)
             );
         }
         if !canary_public {
             assert!(
                 !holds_canary(text),
                 "{cloud}: {what} shows the planted password: {}",
-                shown_id(text)
+                shown(text)
             );
         }
     }
@@ -396,10 +396,4 @@ fn known_outside(what: &str, text: &str) -> bool {
             .split_once('?')
             .is_some_and(|(before, _)| forbidden_char(before).is_none());
     query_names
-}
-
-/// How `plan` and the log lines show an instance ID (and how this oracle
-/// quotes a failing text without breaking the fuzzer's own output).
-pub fn shown_id(text: &str) -> String {
-    shown(text)
 }
