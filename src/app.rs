@@ -578,10 +578,12 @@ async fn plan(settings: &Settings) -> Result<()> {
         print_line(format_args!(
             "instance:  {} {} (read from {}, {} {})",
             instance.source,
+            // The service's text: shown, never raw (a newline in it would
+            // print a line of its own).
             instance
                 .instance_id
                 .as_deref()
-                .unwrap_or("(no instance ID)"),
+                .map_or_else(|| "(no instance ID)".to_string(), crate::util::text::shown),
             instance.from,
             instance.tries.tries,
             if instance.tries.tries == 1 {

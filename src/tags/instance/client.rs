@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use url::Url;
@@ -16,6 +17,7 @@ use crate::fetch::classify::{retry_after_header, status_class, StatusClass};
 use crate::fetch::direct::{self, Peer};
 use crate::fetch::retry::{self, Failure, Tries};
 use crate::fetch::{http_client, HttpClient, Redirects};
+use crate::util::text::shown;
 
 /// Longest wait for one metadata answer. The service sits on the host's
 /// hypervisor and answers in milliseconds; one that takes longer is not up
@@ -25,6 +27,25 @@ pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read. GCE's attribute values, the largest of all, are
 /// capped at 256 KiB by Google.
 pub const MAX_ANSWER_BYTES: usize = 512 * 1024;
+
+/// What is percent-encoded in one path segment: WHATWG's path-segment set
+/// (controls, space, `"#<>?`{}`, `/`), and `%` itself, so that a key is
+/// asked for exactly as the listing wrote it.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%');
+
+/// How much of an error body's first line a message quotes.
+const SAID_CHARS: usize = 200;
 
 /// The words of the failure when a request timed out, for a source that
 /// knows what that means on its cloud.
@@ -110,7 +131,7 @@ impl MetadataClient {
 
     /// "the aws metadata service at http://169.254.169.254".
     pub fn describe(&self) -> String {
-        format!("the {} metadata service at {}", self.cloud, self.shown())
+        super::describe(self.cloud, self.shown())
     }
 
     /// `path` (relative, e.g. "latest/meta-data/instance-id") below the base,
@@ -122,11 +143,17 @@ impl MetadataClient {
             .join(path)
             .expect("relative paths join onto an http(s) base");
         if !segments.is_empty() {
-            let mut parts = url
-                .path_segments_mut()
-                .expect("an http(s) URL has path segments");
-            parts.pop_if_empty();
-            parts.extend(segments);
+            // Encoded here and set as a path, not pushed as segments: the
+            // URL parser drops a tab, CR or LF from a segment it is given,
+            // so an AWS key "rs_agent:ty\tpe" would be asked for as
+            // "rs_agent:type", another tag (found end to end,
+            // tests/hostile_metadata.rs). `set_path` keeps `%XX` as it is.
+            let mut path = url.path().trim_end_matches('/').to_string();
+            for segment in segments {
+                path.push('/');
+                path.extend(utf8_percent_encode(segment, SEGMENT));
+            }
+            url.set_path(&path);
         }
         url.set_query(query);
         url
@@ -140,7 +167,9 @@ impl MetadataClient {
         url: Url,
         headers: &[(&str, &str)],
     ) -> std::result::Result<Answer, Failure> {
-        let path = url.path().to_string();
+        // Shown as `shown` shows it: a URL's path is percent-encoded, but
+        // messages about a server's answers take no chances.
+        let path = shown(url.path());
         let mut request = self
             .http
             .request(method.clone(), url)
@@ -220,22 +249,13 @@ impl MetadataClient {
             )))
         })
     }
-
-    /// The answer's body as JSON.
-    pub fn json(&self, answer: &Answer) -> std::result::Result<serde_json::Value, Failure> {
-        serde_json::from_slice(&answer.body).map_err(|e| {
-            Failure::Permanent(Error::Input(format!(
-                "{} sent {} that is not valid JSON ({e})",
-                self.describe(),
-                answer.path
-            )))
-        })
-    }
 }
 
 impl Answer {
-    /// ": <the first line of the body>", cleaned of control characters, when
-    /// the body says anything: a metadata service explains its 400s there.
+    /// " (it said: <the first line of the body>)", when the body says
+    /// anything: a metadata service explains its 400s there. The line is the
+    /// server's text, so it is shown as [`shown`] shows any outside value
+    /// (a control or format character as `\u{…}`), never raw.
     pub fn said(&self) -> String {
         let text = String::from_utf8_lossy(&self.body);
         let first: String = text
@@ -244,13 +264,12 @@ impl Answer {
             .find(|l| !l.is_empty())
             .unwrap_or("")
             .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
+            .take(SAID_CHARS)
             .collect();
         if first.is_empty() {
             String::new()
         } else {
-            format!(" (it said: {first})")
+            format!(" (it said: {})", shown(&first))
         }
     }
 
@@ -298,6 +317,12 @@ mod tests {
             c.url("a/b", &["x/y z"], Some("api-version=1")).as_str(),
             "http://127.0.0.1:9/prefix/a/b/x%2Fy%20z?api-version=1"
         );
+        // A key is asked for exactly as listed: tabs, line breaks, '%'.
+        assert_eq!(
+            c.url("t", &["rs_agent:ty\tp\re\n%41\u{1b}é"], None)
+                .as_str(),
+            "http://127.0.0.1:9/prefix/t/rs_agent:ty%09p%0De%0A%2541%1B%C3%A9"
+        );
         let bare = client("http://127.0.0.1:9");
         assert_eq!(
             bare.url("openstack/latest/meta_data.json", &[], None)
@@ -317,7 +342,15 @@ mod tests {
         assert_eq!(answer("").said(), "");
         assert_eq!(
             answer("\n  bad \u{1b}[31mheader\nmore").said(),
-            " (it said: bad [31mheader)"
+            " (it said: bad \\u{1b}[31mheader)"
         );
+        // A lone CR, a tab and a right-to-left override stay visible as
+        // escapes instead of rewriting the line they are printed on.
+        let said = answer("a\rINFO forged\tb\u{202e}c\u{85}d").said();
+        assert_eq!(
+            said,
+            " (it said: a\\u{d}INFO forged\\u{9}b\\u{202e}c\\u{85}d)"
+        );
+        assert_eq!(crate::util::text::forbidden_char(&said), None);
     }
 }

@@ -9,6 +9,14 @@
 //! (AWS and Azure document it), and the proxy's password may come from tags
 //! read here. Every source retries with the same engine and deadline as the
 //! rest of the run, since the service may answer late at boot.
+//!
+//! What a service answers is the instance's tags and ID, written by whoever
+//! can tag the instance (or by whatever answers on the link-local address),
+//! so each cloud's answer is read by a pure function, `<cloud>::parse`, that
+//! the source calls once its requests are done and that the fuzz targets
+//! (`fuzz/`, docs/fuzzing.md) call on arbitrary answers. Every message here
+//! shows a key, an instance ID, a path or a piece of an answer only through
+//! [`shown`]: a hostile answer cannot forge a log line.
 
 pub mod aws;
 pub mod azure;
@@ -27,6 +35,7 @@ use super::Tag;
 use crate::cli::SourceChoice;
 use crate::error::Result;
 use crate::fetch::retry::Tries;
+use crate::util::text::shown;
 use crate::BoxFuture;
 
 pub use client::MetadataClient;
@@ -34,9 +43,13 @@ pub use client::MetadataClient;
 /// What a metadata service says about this instance.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceData {
+    /// As the service wrote it (trimmed). Only compared and turned into a
+    /// marker's file name, never shown raw: a message shows it through
+    /// [`shown`], since nothing stops a service from putting a newline in it.
     pub instance_id: Option<String>,
     pub tags: Vec<Tag>,
-    /// Where it was read, e.g. "http://169.254.169.254" or a config drive.
+    /// Where it was read, as shown to people (already through [`shown`]):
+    /// e.g. "http://169.254.169.254" or a config drive.
     pub from: String,
     pub tries: Tries,
 }
@@ -77,12 +90,15 @@ pub fn select(
             None => {
                 tracing::info!(
                     "no cloud detected from DMI ({}); using tags files and --tag only",
-                    dmi_dir.display()
+                    crate::util::text::shown_path(dmi_dir)
                 );
                 return Ok(None);
             }
             Some((cloud, evidence)) => {
-                tracing::info!("detected {cloud} from DMI ({evidence}); reading its instance tags");
+                tracing::info!(
+                    "detected {cloud} from DMI ({}); reading its instance tags",
+                    shown(&evidence)
+                );
                 cloud
             }
         },
@@ -107,6 +123,19 @@ pub fn build(cloud: Cloud, config: SourceConfig) -> Result<Box<dyn InstanceSourc
 /// The standard link-local address every one of these clouds serves its
 /// metadata on. An address, not a name: DNS may not be up yet at boot.
 pub const LINK_LOCAL_ENDPOINT: &str = "http://169.254.169.254";
+
+/// "the aws metadata service at http://169.254.169.254": how messages name
+/// a service, from the parsers as from the client.
+fn describe(cloud: &str, from: &str) -> String {
+    format!("the {cloud} metadata service at {}", shown(from))
+}
+
+/// The instance ID as a service wrote it: trimmed, `None` when empty.
+fn instance_id(text: Option<&str>) -> Option<String> {
+    text.map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+}
 
 /// A tag read from a cloud, refused (exit 65) like any other bad tag.
 fn instance_tag(source: &'static str, key: &str, value: &str) -> Result<Tag> {

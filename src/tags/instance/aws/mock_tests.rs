@@ -196,3 +196,106 @@ async fn a_turned_off_metadata_endpoint_is_refused_with_the_fix_when_aws_was_nam
     let data = aws.fetch().await.unwrap();
     assert!(data.tags.is_empty() && data.instance_id.is_none());
 }
+
+/// The pure parser the source calls, on the answers fuzzing and the old
+/// main's findings are made of (fuzz/corpus/aws_answer/finding-*).
+mod parser {
+    use super::super::{listed_keys, parse, AwsAnswer};
+    use crate::util::text::forbidden_char;
+
+    fn answer(id: &str, pairs: &[(&str, Option<&str>)]) -> AwsAnswer {
+        AwsAnswer {
+            instance_id: Some(id.to_string()),
+            listing: pairs.iter().map(|(k, _)| *k).collect::<Vec<_>>().join("\n"),
+            values: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_key_with_a_hidden_character_is_refused_and_quoted_escaped() {
+        for (key, escaped) in [
+            ("rs_agent:ty\tpe", "rs_agent:ty\\u{9}pe"),
+            ("rs_agent:ty\rINFO forged", "rs_agent:ty\\u{d}INFO forged"),
+            ("rs_agent:ty\u{1b}[2Jpe", "rs_agent:ty\\u{1b}[2Jpe"),
+            ("rs_agent:ty\u{202e}pe", "rs_agent:ty\\u{202e}pe"),
+        ] {
+            let err = parse(&answer("i-1", &[(key, Some("x"))]), "http://h").unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{err}");
+            assert!(err.message().contains(escaped), "{err}");
+            assert!(err.message().contains("aws instance tags"), "{err}");
+            assert_eq!(forbidden_char(err.message()), None, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn an_instance_id_with_hidden_characters_is_kept_as_written_and_trimmed() {
+        let id = "i-0a\n2026-01-01T00:00:00Z  INFO forged\u{1b}[2J";
+        let data = parse(&answer(&format!(" {id}\n"), &[]), "http://h").unwrap();
+        assert_eq!(data.instance_id.as_deref(), Some(id));
+        let missing = AwsAnswer {
+            instance_id: Some(" \n".into()),
+            ..AwsAnswer::default()
+        };
+        let err = parse(&missing, "http://h").unwrap_err();
+        assert_eq!(err.exit_code(), 69, "{err}");
+    }
+
+    #[test]
+    fn only_listed_rs_agent_keys_with_a_value_become_tags() {
+        let listing = "Name\nrs_agent:type\n\n  \nrs_agent:http_no_proxy\nrs_agent:gone";
+        let keys = listed_keys(listing);
+        assert_eq!(
+            keys.ours,
+            ["rs_agent:type", "rs_agent:http_no_proxy", "rs_agent:gone"]
+        );
+        assert_eq!(keys.skipped, 1);
+        let answer = AwsAnswer {
+            instance_id: Some("i-1".into()),
+            listing: listing.into(),
+            values: vec![
+                ("rs_agent:type".into(), Some("lite".into())),
+                ("rs_agent:http_no_proxy".into(), Some(".corp".into())),
+                ("rs_agent:gone".into(), None),
+            ],
+        };
+        let data = parse(&answer, "http://h").unwrap();
+        let keys: Vec<&str> = data.tags.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["rs_agent:type", "rs_agent:http_no_proxy"]);
+    }
+}
+
+#[tokio::test]
+async fn a_key_with_a_tab_is_asked_for_as_listed_not_as_another_key() {
+    // The URL parser drops a tab from a path segment it is given: this key
+    // was asked for as "rs_agent:type" (found by tests/hostile_metadata.rs).
+    let fake = FakeMetadata::builder(Cloud::Aws)
+        .tag("rs_agent:ty\tpe", "x")
+        .start();
+    let err = source(&fake, true, MINUTE).fetch().await.unwrap_err();
+    assert_eq!(err.exit_code(), 65, "{err}");
+    assert!(err.message().contains("rs_agent:ty\\u{9}pe"), "{err}");
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        paths.contains(&"/latest/meta-data/tags/instance/rs_agent:ty%09pe".to_string()),
+        "{paths:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_tags_off_message_shows_a_hostile_instance_id_escaped() {
+    let fake = FakeMetadata::builder(Cloud::Aws)
+        .tags_disabled()
+        .instance_id("i-0a\n2026-01-01T00:00:00Z  INFO forged")
+        .start();
+    let err = source(&fake, true, MINUTE).fetch().await.unwrap_err();
+    assert_eq!(err.exit_code(), 66, "{err}");
+    assert!(
+        err.message()
+            .contains("--instance-id i-0a\\u{a}2026-01-01T00:00:00Z  INFO forged"),
+        "{err}"
+    );
+    assert_eq!(crate::util::text::forbidden_char(err.message()), None);
+}

@@ -15,9 +15,10 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::client::{Answer, MetadataClient, NO_ANSWER};
-use super::{instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
+use super::{describe, instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
 use crate::fetch::retry::Failure;
+use crate::util::text::{forbidden_char, shown};
 use crate::BoxFuture;
 
 const NAME: &str = "aws";
@@ -66,56 +67,35 @@ impl Aws {
                 return self.not_available(message, None, Error::Refused);
             }
         };
-        let instance_id = self.read(INSTANCE_ID_PATH, &[], &token).await?;
-        let instance_id = match instance_id {
-            Some(id) if !id.trim().is_empty() => id.trim().to_string(),
-            _ => {
-                return Err(Failure::Permanent(Error::Unavailable(format!(
-                    "{} has no instance ID at {INSTANCE_ID_PATH}: is it an EC2 metadata service?",
-                    self.client.describe()
-                ))))
-            }
+        let from = self.client.shown();
+        let raw_id = self.read(INSTANCE_ID_PATH, &[], &token).await?;
+        // Checked before the tags are read: without an ID this is no EC2
+        // metadata service, and its tags are not worth a request.
+        let instance_id = parse_instance_id(raw_id.as_deref(), from)?;
+        let Some(listing) = self.read(TAGS_PATH, &[], &token).await? else {
+            let message = format!(
+                "{} answered 404 for {TAGS_PATH}: instance tags are not in the instance \
+                 metadata (they are off by default). Turn them on with `aws ec2 \
+                 modify-instance-metadata-options --instance-id {} \
+                 --instance-metadata-tags enabled`, or InstanceMetadataTags=enabled in the \
+                 launch template's MetadataOptions",
+                self.client.describe(),
+                shown(&instance_id)
+            );
+            return self.not_available(message, Some(instance_id), Error::NotFound);
         };
-        let keys = match self.read(TAGS_PATH, &[], &token).await? {
-            Some(listing) => listing,
-            None => {
-                let message = format!(
-                    "{} answered 404 for {TAGS_PATH}: instance tags are not in the instance \
-                     metadata (they are off by default). Turn them on with `aws ec2 \
-                     modify-instance-metadata-options --instance-id {instance_id} \
-                     --instance-metadata-tags enabled`, or InstanceMetadataTags=enabled in the \
-                     launch template's MetadataOptions",
-                    self.client.describe()
-                );
-                return self.not_available(message, Some(instance_id), Error::NotFound);
-            }
-        };
-        let mut tags = Vec::new();
-        let mut skipped = 0;
-        for key in keys.lines().filter(|k| !k.trim().is_empty()) {
-            if !is_ours(key) {
-                skipped += 1;
-                continue;
-            }
+        let mut values = Vec::new();
+        for key in listed_keys(&listing).ours {
             // A tag removed between the listing and this read is simply gone.
-            let Some(value) = self.read(TAGS_PATH, &[key], &token).await? else {
-                tracing::debug!(key, "aws tag listed but gone when read");
-                continue;
-            };
-            tags.push(instance_tag(NAME, key, &value)?);
+            let value = self.read(TAGS_PATH, &[key], &token).await?;
+            values.push((key.to_string(), value));
         }
-        tracing::debug!(
-            read = tags.len(),
-            skipped,
-            "aws instance tags: {} rs_agent: tags read, {skipped} others not fetched",
-            tags.len()
-        );
-        Ok(InstanceData {
-            instance_id: Some(instance_id),
-            tags,
-            from: self.client.shown().to_string(),
-            ..InstanceData::default()
-        })
+        let answer = AwsAnswer {
+            instance_id: raw_id,
+            listing,
+            values,
+        };
+        Ok(parse(&answer, from)?)
     }
 
     /// The instance's settings keep its tags from tagstrap (metadata tags
@@ -165,7 +145,9 @@ impl Aws {
             200 => {
                 let token = self.client.text(&answer)?;
                 let token = token.trim();
-                if token.is_empty() || token.chars().any(|c| c.is_control()) {
+                // It goes into a header: a token with a hidden character is
+                // not one IMDS issued.
+                if token.is_empty() || forbidden_char(token).is_some() {
                     return Err(self.client.unexpected(&answer));
                 }
                 Ok(Session::Token(SecretString::from(token.to_string())))
@@ -217,6 +199,90 @@ impl Aws {
             answer.path
         )))
     }
+}
+
+/// What IMDS answered, as text: everything [`parse`] reads. The source
+/// fills it from its requests; a fuzz target fills it from arbitrary bytes.
+#[derive(Debug, Clone, Default)]
+pub struct AwsAnswer {
+    /// `meta-data/instance-id`; `None` when it answered 404.
+    pub instance_id: Option<String>,
+    /// `meta-data/tags/instance`: one tag key per line.
+    pub listing: String,
+    /// Each `rs_agent:` key of the listing ([`listed_keys`]) with its value
+    /// (`meta-data/tags/instance/KEY`), in the listing's order; `None` for a
+    /// key that answered 404 (removed since the listing).
+    pub values: Vec<(String, Option<String>)>,
+}
+
+/// The keys of a `tags/instance` listing, split into tagstrap's and the
+/// number of others, which are never fetched: AWS costs one request per
+/// key, and another tag's value never reaches a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedKeys<'a> {
+    pub ours: Vec<&'a str>,
+    pub skipped: usize,
+}
+
+/// One key per line; blank lines are no key.
+pub fn listed_keys(listing: &str) -> ListedKeys<'_> {
+    let mut keys = ListedKeys {
+        ours: Vec::new(),
+        skipped: 0,
+    };
+    for key in listing.lines().filter(|k| !k.trim().is_empty()) {
+        if is_ours(key) {
+            keys.ours.push(key);
+        } else {
+            keys.skipped += 1;
+        }
+    }
+    keys
+}
+
+/// The `meta-data/instance-id` answer (`None`: 404), trimmed. A service
+/// without one is no EC2 metadata service (exit 69).
+pub fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
+    super::instance_id(text).ok_or_else(|| {
+        Error::Unavailable(format!(
+            "{} has no instance ID at {INSTANCE_ID_PATH}: is it an EC2 metadata service?",
+            describe(NAME, from)
+        ))
+    })
+}
+
+/// IMDS's answers → the instance ID and the `rs_agent:` tags, or the error
+/// the source returns (a bad key or value: exit 65, named by code point).
+/// `from` is where they were read, as shown. Pure: no I/O.
+pub fn parse(answer: &AwsAnswer, from: &str) -> Result<InstanceData> {
+    let instance_id = parse_instance_id(answer.instance_id.as_deref(), from)?;
+    let listed = listed_keys(&answer.listing);
+    let mut tags = Vec::new();
+    for key in &listed.ours {
+        let value = answer
+            .values
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_deref());
+        let Some(value) = value else {
+            tracing::debug!(key = %shown(key), "aws tag listed but gone when read");
+            continue;
+        };
+        tags.push(instance_tag(NAME, key, value)?);
+    }
+    tracing::debug!(
+        read = tags.len(),
+        skipped = listed.skipped,
+        "aws instance tags: {} rs_agent: tags read, {} others not fetched",
+        tags.len(),
+        listed.skipped
+    );
+    Ok(InstanceData {
+        instance_id: Some(instance_id),
+        tags,
+        from: shown(from),
+        ..InstanceData::default()
+    })
 }
 
 impl InstanceSource for Aws {

@@ -100,3 +100,62 @@ async fn a_tags_list_of_another_shape_is_refused_without_showing_it() {
         assert!(!err.message().contains("hunter2"), "{err}");
     }
 }
+
+/// The pure parser the source calls, on the answers fuzzing and the old
+/// main's findings are made of (fuzz/corpus/azure_answer/finding-*).
+mod parser {
+    use super::super::{parse, AzureAnswer};
+    use crate::util::text::forbidden_char;
+
+    fn answer(vm_id: &str, tags_list: &str) -> AzureAnswer {
+        AzureAnswer {
+            vm_id: vm_id.into(),
+            tags_list: tags_list.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_name_with_a_hidden_character_is_refused_and_quoted_escaped() {
+        for (list, escaped) in [
+            (
+                r#"[{"name":"rs_agent:ty\tpe","value":"x"}]"#,
+                "rs_agent:ty\\u{9}pe",
+            ),
+            (
+                r#"[{"name":"rs_agent:ty\npe\u001b[2J","value":"x"}]"#,
+                "rs_agent:ty\\u{a}pe\\u{1b}[2J",
+            ),
+        ] {
+            let err = parse(&answer("vm", list), "http://h").unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{list}: {err}");
+            assert!(err.message().contains(escaped), "{err}");
+            assert_eq!(forbidden_char(err.message()), None, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_tags_list_that_is_not_json_is_refused_without_echoing_it() {
+        for body in [
+            "[\"\u{1b}[2J",
+            "\u{202e}",
+            "[{\"name\":\"rs_agent:type\",\"value\":\"hunter2\"",
+        ] {
+            let err = parse(&answer("vm", body), "http://h").unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{body:?}: {err}");
+            assert!(err.message().contains("not valid JSON"), "{err}");
+            assert!(!err.message().contains("hunter2"), "{err}");
+            assert_eq!(forbidden_char(err.message()), None, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_vm_id_is_kept_as_written_and_an_empty_one_is_none() {
+        let id = "02aab8a4\n2026-01-01T00:00:00Z  INFO forged";
+        let data = parse(&answer(&format!("{id}\n"), "[]"), "http://h").unwrap();
+        assert_eq!(data.instance_id.as_deref(), Some(id));
+        assert_eq!(
+            parse(&answer(" ", "[]"), "http://h").unwrap().instance_id,
+            None
+        );
+    }
+}

@@ -11,10 +11,11 @@ mod mock_tests;
 use serde_json::Value;
 
 use super::client::MetadataClient;
-use super::{instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
+use super::{describe, instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
 use crate::fetch::direct::json_kind;
 use crate::fetch::retry::Failure;
+use crate::util::text::shown;
 use crate::BoxFuture;
 
 const NAME: &str = "azure";
@@ -39,17 +40,15 @@ impl Azure {
     async fn try_once(&self) -> std::result::Result<InstanceData, Failure> {
         let query = format!("api-version={API_VERSION}&format=text");
         let vm_id = self.read(VM_ID_PATH, &query).await?;
-        let vm_id = self.client.text(&vm_id)?.trim().to_string();
+        let vm_id = self.client.text(&vm_id)?;
         let list = self
             .read(TAGS_PATH, &format!("api-version={API_VERSION}"))
             .await?;
-        let list = self.client.json(&list)?;
-        Ok(InstanceData {
-            instance_id: Some(vm_id).filter(|id| !id.is_empty()),
-            tags: self.tags(&list)?,
-            from: self.client.shown().to_string(),
-            ..InstanceData::default()
-        })
+        let answer = AzureAnswer {
+            vm_id,
+            tags_list: list.body,
+        };
+        Ok(parse(&answer, self.client.shown())?)
     }
 
     async fn read(
@@ -78,34 +77,57 @@ impl Azure {
             _ => Err(self.client.unexpected(&answer)),
         }
     }
+}
 
-    /// `[{"name": "rs_agent:type", "value": "lite"}, …]` → tags, refusing any
-    /// other shape (exit 65) rather than guessing.
-    fn tags(&self, list: &Value) -> std::result::Result<Vec<crate::tags::Tag>, Failure> {
-        let bad = |what: String| {
-            Failure::Permanent(Error::Input(format!(
-                "{} sent a tagsList that is not a list of {{\"name\", \"value\"}} strings: {what}",
-                self.client.describe()
-            )))
+/// What IMDS answered: everything [`parse`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct AzureAnswer {
+    /// `compute/vmId` as text (`format=text`).
+    pub vm_id: String,
+    /// The body of `compute/tagsList`: a JSON list of `{"name", "value"}`.
+    pub tags_list: Vec<u8>,
+}
+
+/// IMDS's answers → the VM ID and the `rs_agent:` tags, or the error the
+/// source returns: a `tagsList` that is not JSON, or not a list of
+/// `{"name", "value"}` strings, is refused (exit 65) rather than guessed at,
+/// and so is a bad key or value. `from` is where they were read, as shown.
+/// Pure: no I/O.
+pub fn parse(answer: &AzureAnswer, from: &str) -> Result<InstanceData> {
+    let service = describe(NAME, from);
+    let list: Value = serde_json::from_slice(&answer.tags_list).map_err(|e| {
+        Error::Input(format!(
+            "{service} sent a tagsList ({TAGS_PATH}) that is not valid JSON ({})",
+            shown(&e.to_string())
+        ))
+    })?;
+    let bad = |what: String| {
+        Error::Input(format!(
+            "{service} sent a tagsList that is not a list of {{\"name\", \"value\"}} strings: {what}"
+        ))
+    };
+    let entries = list
+        .as_array()
+        .ok_or_else(|| bad(format!("it is {}", json_kind(&list))))?;
+    let mut tags = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let field = |name: &str| entry.get(name).and_then(Value::as_str);
+        let (Some(key), Some(value)) = (field("name"), field("value")) else {
+            return Err(bad(format!(
+                "entry {index} is {} without a string name and value",
+                json_kind(entry)
+            )));
         };
-        let entries = list
-            .as_array()
-            .ok_or_else(|| bad(format!("it is {}", json_kind(list))))?;
-        let mut tags = Vec::new();
-        for (index, entry) in entries.iter().enumerate() {
-            let field = |name: &str| entry.get(name).and_then(Value::as_str);
-            let (Some(key), Some(value)) = (field("name"), field("value")) else {
-                return Err(bad(format!(
-                    "entry {index} is {} without a string name and value",
-                    json_kind(entry)
-                )));
-            };
-            if is_ours(key) {
-                tags.push(instance_tag(NAME, key, value)?);
-            }
+        if is_ours(key) {
+            tags.push(instance_tag(NAME, key, value)?);
         }
-        Ok(tags)
     }
+    Ok(InstanceData {
+        instance_id: super::instance_id(Some(&answer.vm_id)),
+        tags,
+        from: shown(from),
+        ..InstanceData::default()
+    })
 }
 
 impl InstanceSource for Azure {

@@ -86,3 +86,47 @@ async fn a_busy_server_is_retried() {
     let data = source(&fake.url()).fetch().await.unwrap();
     assert_eq!(data.tries.tries, 3);
 }
+
+/// The pure parser the source calls, on the answers fuzzing and the old
+/// main's findings are made of (fuzz/corpus/gce_answer/finding-*).
+mod parser {
+    use super::super::{parse, GceAnswer};
+    use crate::util::text::forbidden_char;
+
+    fn answer(id: &str, tags: &str) -> GceAnswer {
+        GceAnswer {
+            instance_id: Some(id.into()),
+            tags: Some(tags.into()),
+        }
+    }
+
+    #[test]
+    fn a_key_or_value_with_a_hidden_character_is_refused_with_its_line() {
+        for text in [
+            "# tags\nrs_agent:ty\tpe=x\n",
+            "# tags\nrs_agent:type=a\rINFO forged\n",
+            "# tags\nrs_agent:ty\u{1b}[2Jpe=x\n",
+            "# tags\nrs_agent:type\nINFO forged=x\n",
+        ] {
+            let err = parse(&answer("1", text), "http://h").unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{text:?}: {err}");
+            assert!(err.message().contains("gce instance tags, line 2"), "{err}");
+            assert_eq!(forbidden_char(err.message()), None, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn an_instance_id_is_kept_as_written_and_other_keys_are_dropped() {
+        let id = "45\r2026-01-01T00:00:00Z  INFO forged";
+        let data = parse(&answer(id, "Name=web\nrs_agent:type=lite\n"), "http://h").unwrap();
+        assert_eq!(data.instance_id.as_deref(), Some(id));
+        assert_eq!(data.tags.len(), 1);
+        let none = GceAnswer {
+            instance_id: Some("1".into()),
+            tags: None,
+        };
+        assert!(parse(&none, "http://h").unwrap().tags.is_empty());
+        let err = parse(&GceAnswer::default(), "http://h").unwrap_err();
+        assert_eq!(err.exit_code(), 69, "{err}");
+    }
+}

@@ -7,10 +7,11 @@
 mod mock_tests;
 
 use super::client::{Answer, MetadataClient};
-use super::{is_ours, InstanceData, InstanceSource, SourceConfig};
+use super::{describe, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
 use crate::fetch::retry::Failure;
 use crate::tags::{file, Origin};
+use crate::util::text::shown;
 use crate::BoxFuture;
 
 const NAME: &str = "gce";
@@ -33,37 +34,19 @@ impl Gce {
     }
 
     async fn try_once(&self) -> std::result::Result<InstanceData, Failure> {
-        let instance_id = match self.read(INSTANCE_ID_PATH).await? {
-            Some(id) if !id.trim().is_empty() => id.trim().to_string(),
-            _ => {
-                return Err(Failure::Permanent(Error::Unavailable(format!(
-                    "{} has no instance ID at {INSTANCE_ID_PATH}: is it GCE's metadata server?",
-                    self.client.describe()
-                ))))
-            }
-        };
-        let path = format!("{ATTRIBUTES_PATH}{TAGS_ATTRIBUTE}");
-        let tags = match self.read(&path).await? {
-            None => {
-                tracing::info!(
-                    "the instance has no {TAGS_ATTRIBUTE} metadata attribute: no gce instance tags"
-                );
-                Vec::new()
-            }
-            Some(text) => file::parse(&text, |line| Origin::Instance {
-                source: NAME,
-                line: Some(line),
-            })?
-            .into_iter()
-            .filter(|tag| is_ours(&tag.key))
-            .collect(),
-        };
-        Ok(InstanceData {
-            instance_id: Some(instance_id),
+        let from = self.client.shown();
+        let raw_id = self.read(INSTANCE_ID_PATH).await?;
+        // Checked before the tags are read: without an ID this is not GCE's
+        // metadata server, and its attributes are not worth a request.
+        parse_instance_id(raw_id.as_deref(), from)?;
+        let tags = self
+            .read(&format!("{ATTRIBUTES_PATH}{TAGS_ATTRIBUTE}"))
+            .await?;
+        let answer = GceAnswer {
+            instance_id: raw_id,
             tags,
-            from: self.client.shown().to_string(),
-            ..InstanceData::default()
-        })
+        };
+        Ok(parse(&answer, from)?)
     }
 
     /// GET `path`: `Some(text)` on 200, `None` on 404.
@@ -96,6 +79,56 @@ impl Gce {
             answer.path
         )))
     }
+}
+
+/// What the metadata server answered, as text: everything [`parse`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct GceAnswer {
+    /// `instance/id`; `None` when it answered 404.
+    pub instance_id: Option<String>,
+    /// The `rs_agent-tags` attribute (tags-file text); `None` when the
+    /// instance has none (404).
+    pub tags: Option<String>,
+}
+
+/// The `instance/id` answer (`None`: 404), trimmed. A server without one is
+/// not GCE's metadata server (exit 69).
+pub fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
+    super::instance_id(text).ok_or_else(|| {
+        Error::Unavailable(format!(
+            "{} has no instance ID at {INSTANCE_ID_PATH}: is it GCE's metadata server?",
+            describe(NAME, from)
+        ))
+    })
+}
+
+/// The metadata server's answers → the instance ID and the `rs_agent:` tags
+/// of the attribute (other keys in it are dropped), or the error the source
+/// returns: the attribute is a tags file, refused as one (exit 65, with its
+/// line). `from` is where they were read, as shown. Pure: no I/O.
+pub fn parse(answer: &GceAnswer, from: &str) -> Result<InstanceData> {
+    let instance_id = parse_instance_id(answer.instance_id.as_deref(), from)?;
+    let tags = match &answer.tags {
+        None => {
+            tracing::info!(
+                "the instance has no {TAGS_ATTRIBUTE} metadata attribute: no gce instance tags"
+            );
+            Vec::new()
+        }
+        Some(text) => file::parse(text, |line| Origin::Instance {
+            source: NAME,
+            line: Some(line),
+        })?
+        .into_iter()
+        .filter(|tag| is_ours(&tag.key))
+        .collect(),
+    };
+    Ok(InstanceData {
+        instance_id: Some(instance_id),
+        tags,
+        from: shown(from),
+        ..InstanceData::default()
+    })
 }
 
 impl InstanceSource for Gce {

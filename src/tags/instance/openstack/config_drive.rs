@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::util::text::{shown, shown_path};
 
 /// The labels Nova gives a config drive (vfat labels read back upper case).
 pub const LABELS: [&str; 2] = ["config-2", "CONFIG-2"];
@@ -47,7 +48,7 @@ fn first_device(output: &str) -> Option<PathBuf> {
 /// Mounts `device` read-only on a fresh private directory, gives its root to
 /// `read`, and unmounts it again whatever `read` returned.
 pub async fn read<T>(device: &Path, read: impl FnOnce(&Path, &str) -> Result<T>) -> Result<T> {
-    let shown = format!("the config drive {}", device.display());
+    let shown = format!("the config drive {}", shown_path(device));
     let mount_point = std::env::temp_dir().join(format!(
         "tagstrap-config-drive-{}-{:016x}",
         std::process::id(),
@@ -76,12 +77,12 @@ pub async fn read<T>(device: &Path, read: impl FnOnce(&Path, &str) -> Result<T>)
              yourself and pass --metadata-endpoint file:///the/mount/point"
         ))),
         Ok(()) => {
-            tracing::debug!("mounted {shown} on {}", mount_point.display());
+            tracing::debug!("mounted {shown} on {}", shown_path(&mount_point));
             let result = read(&mount_point, &shown);
             if let Err(why) = run("umount", &[mount_point.as_os_str()]).await {
                 tracing::warn!(
                     "could not unmount {shown} from {}: {why}",
-                    mount_point.display()
+                    shown_path(&mount_point)
                 );
             }
             result
@@ -91,7 +92,8 @@ pub async fn read<T>(device: &Path, read: impl FnOnce(&Path, &str) -> Result<T>)
     result
 }
 
-/// Runs a system command; its first line of stderr on failure.
+/// Runs a system command; its first line of stderr on failure, shown as
+/// outside text (it may quote a device's label or a path).
 async fn run(program: &str, args: &[&std::ffi::OsStr]) -> std::result::Result<(), String> {
     let output = tokio::process::Command::new(program)
         .args(args)
@@ -105,7 +107,7 @@ async fn run(program: &str, args: &[&std::ffi::OsStr]) -> std::result::Result<()
     let stderr = String::from_utf8_lossy(&output.stderr);
     let first = stderr.lines().map(str::trim).find(|l| !l.is_empty());
     Err(match first {
-        Some(line) => format!("{program} failed: {line}"),
+        Some(line) => format!("{program} failed: {}", shown(line)),
         None => format!("{program} failed ({})", output.status),
     })
 }

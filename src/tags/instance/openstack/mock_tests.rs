@@ -99,3 +99,52 @@ fn meta_of_another_shape_is_refused_and_other_keys_are_ignored() {
         assert_eq!(err.exit_code(), 65, "{bad}: {err}");
     }
 }
+
+/// The old main's finding, and what the fuzz target `openstack_answer`
+/// checks, on the pure parser the source calls.
+mod parser {
+    use super::super::parse_text;
+    use super::UUID;
+    use crate::util::text::forbidden_char;
+
+    #[test]
+    fn a_key_with_a_tab_or_newline_is_quoted_escaped_in_the_error() {
+        // Old main: "meta rs_agent:ty<TAB>pe is a number", raw, and a
+        // newline started a forged line of its own.
+        for (body, escaped) in [
+            (
+                r#"{"meta":{"rs_agent:ty\tpe":7}}"#,
+                "meta rs_agent:ty\\u{9}pe is a number",
+            ),
+            (
+                r#"{"meta":{"rs_agent:type\n2026-01-01T00:00:00Z  INFO forged":7}}"#,
+                "meta rs_agent:type\\u{a}2026-01-01T00:00:00Z  INFO forged is a number",
+            ),
+            (r#"{"meta":{"rs_agent:ty\tpe":"x"}}"#, "rs_agent:ty\\u{9}pe"),
+        ] {
+            let err = parse_text(body.as_bytes(), "http://h").unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{body}: {err}");
+            assert!(err.message().contains(escaped), "{err}");
+            assert_eq!(forbidden_char(err.message()), None, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_refused_without_a_hidden_character() {
+        for body in [&b"{\"meta\":\"\x1b"[..], b"\xff", "\u{202e}".as_bytes()] {
+            let err = parse_text(body, "file:///mnt/a\nb").unwrap_err();
+            assert_eq!(err.exit_code(), 65, "{err}");
+            assert!(err.message().contains("file:///mnt/a\\u{a}b"), "{err}");
+            assert_eq!(forbidden_char(err.message()), None, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_uuid_is_kept_as_written() {
+        let id = format!("{UUID}\r2026-01-01T00:00:00Z  INFO forged");
+        let body = serde_json::json!({ "uuid": id }).to_string();
+        let data = parse_text(body.as_bytes(), "http://h").unwrap();
+        assert_eq!(data.instance_id.as_deref(), Some(id.as_str()));
+        assert!(data.tags.is_empty());
+    }
+}

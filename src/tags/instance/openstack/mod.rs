@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::fetch::direct::json_kind;
 use crate::fetch::retry::Tries;
 use crate::util::fs::read_small_text;
+use crate::util::text::{shown, shown_path};
 use crate::BoxFuture;
 
 const NAME: &str = "openstack";
@@ -58,7 +59,8 @@ impl OpenStack {
             (Some(url), _) if url.scheme() == "file" => {
                 Place::Directory(url.to_file_path().map_err(|()| {
                     Error::Usage(format!(
-                        "--metadata-endpoint {url}: not a local directory path"
+                        "--metadata-endpoint {}: not a local directory path",
+                        shown(url.as_str())
                     ))
                 })?)
             }
@@ -75,7 +77,7 @@ impl OpenStack {
             .read_instance(|| async {
                 let answer = client.get(url.clone(), &[]).await?;
                 match answer.status {
-                    200 => Ok(parse(&client.json(&answer)?, client.shown())?),
+                    200 => Ok(parse_text(&answer.body, client.shown())?),
                     _ => Err(client.unexpected(&answer)),
                 }
             })
@@ -84,20 +86,14 @@ impl OpenStack {
 }
 
 /// Reads `meta_data.json` below a config drive's root.
-fn from_directory(root: &Path, shown: &str) -> Result<InstanceData> {
+fn from_directory(root: &Path, place: &str) -> Result<InstanceData> {
     let path = root.join(META_DATA_PATH);
     let text = read_small_text(
         &path,
         super::client::MAX_ANSWER_BYTES as u64,
         "OpenStack metadata",
     )?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| {
-        Error::Input(format!(
-            "{} is not valid JSON ({e}): is it a config drive?",
-            path.display()
-        ))
-    })?;
-    let mut data = parse(&json, shown)?;
+    let mut data = parse_text(text.as_bytes(), place)?;
     data.tries = Tries {
         tries: 1,
         seconds: 0.0,
@@ -105,27 +101,48 @@ fn from_directory(root: &Path, shown: &str) -> Result<InstanceData> {
     Ok(data)
 }
 
+/// `meta_data.json` as the service or the config drive gave it → what
+/// [`parse`] makes of it; text that is not JSON is refused (exit 65).
+/// `from` is where it was read, as shown. Pure: no I/O.
+pub fn parse_text(body: &[u8], from: &str) -> Result<InstanceData> {
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::Input(format!(
+            "the OpenStack metadata from {} is not valid JSON ({}): is it a metadata service or \
+             a config drive?",
+            shown(from),
+            shown(&e.to_string())
+        ))
+    })?;
+    parse(&json, from)
+}
+
 /// `meta_data.json` → the instance ID (`uuid`) and the `meta` pairs. Nova
 /// omits `meta` when the instance has none; its values are strings, and any
-/// other type is refused (exit 65) rather than guessed at.
+/// other type is refused (exit 65) rather than guessed at. Keys are shown
+/// escaped in messages: a key is anyone's text, and one holding a newline
+/// must not start a log line of its own.
 pub fn parse(json: &Value, from: &str) -> Result<InstanceData> {
-    let bad = |what: String| Error::Input(format!("the OpenStack metadata from {from}: {what}"));
+    let bad = |what: String| {
+        Error::Input(format!(
+            "the OpenStack metadata from {}: {what}",
+            shown(from)
+        ))
+    };
     let object = json
         .as_object()
         .ok_or_else(|| bad(format!("it is {}, not an object", json_kind(json))))?;
-    let instance_id = object
-        .get("uuid")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-        .map(str::to_string);
+    let instance_id = super::instance_id(object.get("uuid").and_then(Value::as_str));
     let mut tags = Vec::new();
     match object.get("meta") {
         None | Some(Value::Null) => {}
         Some(Value::Object(meta)) => {
             for (key, value) in meta.iter().filter(|(key, _)| is_ours(key)) {
                 let value = value.as_str().ok_or_else(|| {
-                    bad(format!("meta {key} is {}, not a string", json_kind(value)))
+                    bad(format!(
+                        "meta {} is {}, not a string",
+                        shown(key),
+                        json_kind(value)
+                    ))
                 })?;
                 tags.push(instance_tag(NAME, key, value)?);
             }
@@ -137,7 +154,7 @@ pub fn parse(json: &Value, from: &str) -> Result<InstanceData> {
     Ok(InstanceData {
         instance_id,
         tags,
-        from: from.to_string(),
+        from: shown(from),
         tries: Tries::default(),
     })
 }
@@ -151,7 +168,7 @@ impl InstanceSource for OpenStack {
         Box::pin(async move {
             match &self.place {
                 Place::Directory(root) => {
-                    from_directory(root, &format!("file://{}", root.display()))
+                    from_directory(root, &format!("file://{}", shown_path(root)))
                 }
                 Place::Drive(device) => config_drive::read(device, from_directory).await,
                 Place::Service { client, search } => {
@@ -160,7 +177,7 @@ impl InstanceSource for OpenStack {
                             tracing::info!(
                                 "found the config drive {}; reading it instead of the metadata \
                                  service",
-                                device.display()
+                                shown_path(&device)
                             );
                             return config_drive::read(&device, from_directory).await;
                         }
