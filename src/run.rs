@@ -53,7 +53,10 @@ fn command_for(script: &Path) -> Result<(OsString, Vec<OsString>)> {
     let n = {
         use std::io::Read;
         let mut file = std::fs::File::open(script).map_err(|e| {
-            Error::CannotExecute(format!("cannot open the script {}: {e}", script.display()))
+            Error::CannotExecute(format!(
+                "cannot open the script {}: {e}",
+                crate::util::text::shown_path(script)
+            ))
         })?;
         file.read(&mut head).unwrap_or(0)
     };
