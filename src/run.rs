@@ -223,7 +223,7 @@ async fn wind_down(
     let killed = status.is_none() || !group_gone(group);
     if killed {
         tracing::warn!(
-            "the script's process group {group} was still running {} s after {}: killing it              (SIGKILL)",
+            "the script's process group {group} was still running {} s after {}: killing it (SIGKILL)",
             SIGNAL_GRACE.as_secs(),
             signal.name
         );
@@ -243,7 +243,7 @@ async fn wind_down(
         }
         if Instant::now() >= until {
             tracing::warn!(
-                "members of the script's process group {group} are still there {} s after                  SIGKILL (stuck in the kernel?)",
+                "members of the script's process group {group} are still there {} s after SIGKILL (stuck in the kernel?)",
                 KILL_WAIT.as_secs()
             );
             break;
