@@ -873,7 +873,10 @@ mod tests {
 
     #[test]
     fn urls_in_messages_hide_query_values_and_hidden_characters() {
+        // The query name as the URL writes it, still percent-encoded.
         let sneaky = url("https://repo.test/i.sh?a%0Ab=1");
-        assert_eq!(show_url(&sneaky), "https://repo.test/i.sh?a\\u{a}b=…");
+        assert_eq!(show_url(&sneaky), "https://repo.test/i.sh?a%0Ab=…");
+        let bidi = url("https://repo.test/i.sh?x=\u{202e}");
+        assert_eq!(show_url(&bidi), "https://repo.test/i.sh?x=…");
     }
 }
