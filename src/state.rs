@@ -81,8 +81,14 @@ impl StateDir {
     /// and verified. Both are in `script/`, which only tagstrap's user can
     /// write, so nobody can change the script between its hash check and
     /// its start.
+    ///
+    /// Partial downloads found there are removed first: only `run` asks for
+    /// these paths, and it holds the state directory's lock, so a partial
+    /// file is one a killed run (SIGKILL, a power cut) left behind, and
+    /// nobody is still writing it.
     pub fn script_paths(&self, windows: bool) -> Result<(PathBuf, PathBuf)> {
         let dir = self.subdir("script")?;
+        remove_stale_partials(&dir);
         // PowerShell's -File wants a .ps1 name.
         let name = if windows { "install.ps1" } else { "install" };
         Ok((
@@ -109,6 +115,29 @@ impl StateDir {
         self.ensure()?;
         let path = self.root.join(name);
         safe::open_or_create_private(&path, 0o600).map_err(|e| cant_create(&path, &e))
+    }
+}
+
+/// Removes the partial downloads (`.install.*.partial`) in `dir`, best
+/// effort: a leftover that cannot be removed costs only its disk space.
+/// `remove_file` removes a link itself, never what it points to.
+fn remove_stale_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let partial = name.starts_with('.') && name.ends_with(".partial");
+        if partial && entry.file_type().is_ok_and(|t| !t.is_dir()) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(
+                    "removed {}, a partial download an earlier run left behind",
+                    shown_path(&entry.path())
+                ),
+                Err(e) => tracing::debug!("cannot remove {}: {e}", shown_path(&entry.path())),
+            }
+        }
     }
 }
 
@@ -254,6 +283,31 @@ mod tests {
 
     fn chmod(path: &Path, mode: u32) {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn partial_downloads_a_killed_run_left_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        let (first, script) = state.script_paths(false).unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        fs::write(&first, "half a script").unwrap();
+        fs::write(&script, "#!/bin/sh\n").unwrap();
+        let scripts = script.parent().unwrap();
+        let link = scripts.join(".install.0000000000000000.partial");
+        symlink(&victim, &link).unwrap();
+        fs::write(scripts.join("notes"), "kept").unwrap();
+
+        let (second, _) = state.script_paths(false).unwrap();
+        assert_ne!(first, second);
+        assert!(!first.exists(), "the stale partial is gone");
+        assert!(
+            fs::symlink_metadata(&link).is_err(),
+            "a link is removed itself"
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(script.exists() && scripts.join("notes").exists());
     }
 
     #[test]
