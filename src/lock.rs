@@ -82,13 +82,12 @@ pub(crate) async fn acquire(
     started_at: &str,
     stop: &Stop,
 ) -> Result<RunLock> {
-    state.ensure()?;
     let path = state.root().join(LOCK_FILE);
-    let mut file = open_lock_file(&path)?;
+    let mut file = open_lock_file(state)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            file = wait_for(file, &path, state.root(), deadline, stop).await?;
+            file = wait_for(file, state, deadline, stop).await?;
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(&path, &e)),
     }
@@ -100,13 +99,9 @@ pub(crate) async fn acquire(
 /// plain thread, not tokio's blocking pool: a thread still waiting when this
 /// run gives up would keep the runtime from shutting down. The kernel wakes
 /// it the moment the holder ends, so nothing polls.
-async fn wait_for(
-    file: File,
-    path: &Path,
-    root: &Path,
-    deadline: Duration,
-    stop: &Stop,
-) -> Result<File> {
+async fn wait_for(file: File, state: &StateDir, deadline: Duration, stop: &Stop) -> Result<File> {
+    let root = state.root();
+    let path = &root.join(LOCK_FILE);
     let holder = read_holder(&file);
     let who = holder.describe();
     tracing::info!(
@@ -134,7 +129,7 @@ async fn wait_for(
                 path,
                 &std::io::Error::other("the waiting thread ended"),
             )),
-            Err(_) => Err(timed_out(&read_holder_at(path), root, deadline)),
+            Err(_) => Err(timed_out(&read_holder_at(state), root, deadline)),
         }
     };
     let file = stop.unless(Stage::Lock { holder: &who }, wait).await?;
@@ -171,29 +166,10 @@ fn lock_error(path: &Path, e: &std::io::Error) -> Error {
 /// through a symbolic link and never truncating it: a link planted under that
 /// name would otherwise let tagstrap create or rewrite a file elsewhere. Only
 /// a regular file of tagstrap's user with one link is accepted
-/// ([`crate::util::fs::open_or_create_private`]), for the same reason (a hard
-/// link to another file would be rewritten by [`write_holder`]).
-fn open_lock_file(path: &Path) -> Result<File> {
-    crate::util::fs::open_or_create_private(path, 0o600).map_err(|e| {
-        #[cfg(unix)]
-        if e.raw_os_error() == Some(libc::ELOOP) {
-            return not_a_plain_file(path, "is a symbolic link");
-        }
-        match e.kind() {
-            // The checks of open_or_create_private: what the file is.
-            std::io::ErrorKind::Other => not_a_plain_file(path, &format!("is unusable ({e})")),
-            _ => lock_error(path, &e),
-        }
-    })
-}
-
-fn not_a_plain_file(path: &Path, what: &str) -> Error {
-    Error::CantCreate(format!(
-        "the lock file {} {what}, which tagstrap never makes: someone else has written in \
-         the state directory. Remove it (tagstrap creates it again) and check who can write in \
-         --state-dir",
-        shown_path(path)
-    ))
+/// ([`StateDir::open_private`]), for the same reason (a hard link to another
+/// file would be rewritten by [`write_holder`]).
+fn open_lock_file(state: &StateDir) -> Result<File> {
+    state.open_private(LOCK_FILE, "the lock file")
 }
 
 /// Writes `pid=…` and `started=…` in place: the file is rewritten from its
@@ -218,8 +194,8 @@ fn read_holder(mut file: &File) -> Holder {
 }
 
 /// The holder now (it may have changed while this run waited).
-fn read_holder_at(path: &Path) -> Holder {
-    match open_lock_file(path) {
+fn read_holder_at(state: &StateDir) -> Holder {
+    match open_lock_file(state) {
         Ok(file) => read_holder(&file),
         Err(_) => Holder::parse(""),
     }
@@ -303,20 +279,21 @@ mod tests {
         std::fs::write(&victim, "precious\n").unwrap();
         let state = dir.path().join("state");
         std::fs::create_dir(&state).unwrap();
+        let opened = || open_lock_file(&StateDir::new(state.clone()));
 
         symlink(&victim, state.join(LOCK_FILE)).unwrap();
-        let err = open_lock_file(&state.join(LOCK_FILE)).unwrap_err();
+        let err = opened().unwrap_err();
         assert_eq!(err.exit_code(), 73);
         assert!(err.message().contains("a symbolic link"), "{err}");
         // A dangling link would have been created through.
         std::fs::remove_file(state.join(LOCK_FILE)).unwrap();
         symlink(dir.path().join("created"), state.join(LOCK_FILE)).unwrap();
-        assert!(open_lock_file(&state.join(LOCK_FILE)).is_err());
+        assert!(opened().is_err());
         assert!(!dir.path().join("created").exists());
 
         std::fs::remove_file(state.join(LOCK_FILE)).unwrap();
         std::fs::hard_link(&victim, state.join(LOCK_FILE)).unwrap();
-        let err = open_lock_file(&state.join(LOCK_FILE)).unwrap_err();
+        let err = opened().unwrap_err();
         assert!(err.message().contains("hard links"), "{err}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     }

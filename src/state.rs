@@ -108,13 +108,32 @@ impl StateDir {
     }
 
     /// Opens (creating it, 0600, when missing) a file of the state directory
-    /// that lives on between runs, such as a lock file: after the directory
+    /// that lives on between runs, such as the lock file: after the directory
     /// is checked, never through a link, and only a regular file of
-    /// tagstrap's user with a single link.
-    pub fn open_private(&self, name: &str) -> Result<File> {
+    /// tagstrap's user with a single link. `what` names it in messages ("the
+    /// lock file"); one that is none of that was put there by someone else.
+    pub fn open_private(&self, name: &str, what: &str) -> Result<File> {
         self.ensure()?;
         let path = self.root.join(name);
-        safe::open_or_create_private(&path, 0o600).map_err(|e| cant_create(&path, &e))
+        safe::open_or_create_private(&path, 0o600).map_err(|e| {
+            let planted = |how: &str| {
+                Error::CantCreate(format!(
+                    "{what} {} {how}, which tagstrap never makes: someone else has written in \
+                     the state directory. Remove it (tagstrap creates it again) and check who \
+                     can write in --state-dir",
+                    shown_path(&path)
+                ))
+            };
+            #[cfg(unix)]
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                return planted("is a symbolic link");
+            }
+            match e.kind() {
+                // The checks of open_or_create_private: what the file is.
+                io::ErrorKind::Other => planted(&format!("is unusable ({e})")),
+                _ => cant_create(&path, &e),
+            }
+        })
     }
 }
 
@@ -330,7 +349,7 @@ mod tests {
         let marker = state.marker_path("i-0abc").unwrap();
         assert_eq!(marker, state.root().join("once/i-0abc"));
         assert_eq!(mode(marker.parent().unwrap()), 0o700);
-        let lock = state.open_private("run.lock").unwrap();
+        let lock = state.open_private("run.lock", "the lock file").unwrap();
         drop(lock);
         assert_eq!(mode(&state.root().join("run.lock")), 0o600);
     }
