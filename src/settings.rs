@@ -307,12 +307,8 @@ impl Settings {
             None => None,
             Some(found) => Some({
                 // IDNA would drop a zero-width character from the host.
-                if let Some((c, kind)) = crate::util::text::forbidden_char(&found.value) {
-                    return Err(found.error(format!(
-                        "the URL holds the {} {}: remove it",
-                        kind.name(),
-                        crate::util::text::code_point(c)
-                    )));
+                if let Some(hidden) = crate::util::text::named_forbidden_char(&found.value) {
+                    return Err(found.error(format!("the URL holds the {hidden}: remove it")));
                 }
                 Url::parse(&found.value)
                     .ok()

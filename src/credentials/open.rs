@@ -168,12 +168,8 @@ fn parse_address(text: &str, from: &str, insecure_http: bool) -> Result<Url> {
     let bad = |why: &str| Error::Config(format!("{from}: {shown:?} is not a store address: {why}"));
     // IDNA would drop a zero-width character from the host and send the
     // token elsewhere than the operator wrote.
-    if let Some((c, kind)) = crate::util::text::forbidden_char(text) {
-        return Err(bad(&format!(
-            "it holds the {} {}: remove it",
-            kind.name(),
-            crate::util::text::code_point(c)
-        )));
+    if let Some(hidden) = crate::util::text::named_forbidden_char(text) {
+        return Err(bad(&format!("it holds the {hidden}: remove it")));
     }
     let url = Url::parse(text).map_err(|e| bad(&format!("{e} (write https://host:8200)")))?;
     if !matches!(url.scheme(), "http" | "https") || !url.has_host() {

@@ -221,12 +221,8 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), String> {
         .ok_or("the proxy's port is not a number from 1 to 65535")?;
     // IDNA would silently drop a zero-width character from a name
     // ("exa\u{200b}mple.com" becomes "example.com"): refuse instead.
-    if let Some((c, kind)) = crate::util::text::forbidden_char(&host) {
-        return Err(format!(
-            "the proxy's host holds the {} {}: remove it",
-            kind.name(),
-            crate::util::text::code_point(c)
-        ));
+    if let Some(hidden) = crate::util::text::named_forbidden_char(&host) {
+        return Err(format!("the proxy's host holds the {hidden}: remove it"));
     }
     let host = if host.contains(':') {
         host

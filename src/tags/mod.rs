@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::util::text::{code_point, forbidden_char, shown, shown_path};
+use crate::util::text::{named_forbidden_char, shown, shown_path};
 
 /// Every key tagstrap reads starts with this.
 pub const PREFIX: &str = "rs_agent:";
@@ -93,20 +93,16 @@ impl Tag {
         // variables; format characters (U+202E, U+200B, …) make a value read
         // differently from its bytes, and a host holding one is silently
         // rewritten by IDNA. Named by code point, never shown raw.
-        if let Some((c, kind)) = forbidden_char(key) {
+        if let Some(hidden) = named_forbidden_char(key) {
             return Err(Error::Input(format!(
-                "tag key \"{}\" ({origin}) holds the {} {}: remove it",
-                shown(key),
-                kind.name(),
-                code_point(c)
+                "tag key \"{}\" ({origin}) holds the {hidden}: remove it",
+                shown(key)
             )));
         }
-        if let Some((c, kind)) = forbidden_char(value) {
+        if let Some(hidden) = named_forbidden_char(value) {
             return Err(Error::Input(format!(
-                "tag {key} ({origin}): its value holds the {} {}, which must not reach an \
-                 environment variable, a host name or a log: remove it",
-                kind.name(),
-                code_point(c)
+                "tag {key} ({origin}): its value holds the {hidden}, which must not reach an \
+                 environment variable, a host name or a log: remove it"
             )));
         }
         Ok(Tag {

@@ -57,6 +57,13 @@ pub fn forbidden_char(text: &str) -> Option<(char, Hidden)> {
     text.chars().find_map(|c| hidden(c).map(|kind| (c, kind)))
 }
 
+/// The first character of `text` that a value must not hold, named for a
+/// message without showing it: "Unicode format character U+202E". The one
+/// wording of every refusal of such a value.
+pub fn named_forbidden_char(text: &str) -> Option<String> {
+    forbidden_char(text).map(|(c, kind)| format!("{} {}", kind.name(), code_point(c)))
+}
+
 /// A character named for a message without showing it: `U+202E`.
 pub fn code_point(c: char) -> String {
     format!("U+{:04X}", c as u32)
@@ -158,6 +165,11 @@ mod tests {
             Some(Hidden::Format)
         );
         assert_eq!(code_point('\u{202e}'), "U+202E");
+        assert_eq!(
+            named_forbidden_char("exa\u{200b}mple").as_deref(),
+            Some("Unicode format character U+200B")
+        );
+        assert_eq!(named_forbidden_char("example"), None);
         assert_eq!(code_point('\n'), "U+000A");
     }
 }
