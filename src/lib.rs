@@ -46,4 +46,29 @@ pub(crate) mod test_support {
             .collect();
         move |k| map.get(k).cloned()
     }
+
+    /// A peer on a loopback port that reads the first connection's request
+    /// and answers `answer`, then closes (or, with `reset`, resets it); its
+    /// port. For the tests of what a garbled or missing answer means.
+    pub async fn loopback_peer(answer: Vec<u8>, reset: bool) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let _ = tcp.read(&mut request).await;
+            if reset {
+                // Linger 0: dropping the socket sends a RST, not a FIN.
+                #[allow(deprecated)]
+                let _ = tcp.set_linger(Some(std::time::Duration::ZERO));
+                return;
+            }
+            let _ = tcp.write_all(&answer).await;
+            let _ = tcp.shutdown().await;
+            // Drain until the client closes, so the close is a FIN, not a RST.
+            let _ = tcp.read_to_end(&mut request).await;
+        });
+        port
+    }
 }

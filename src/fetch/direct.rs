@@ -106,21 +106,11 @@ pub fn json_kind(value: &serde_json::Value) -> &'static str {
 mod tests {
     use super::*;
     use crate::fetch::retry::Class;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A peer on a loopback port that reads the first request and answers
-    /// `answer`, then closes; its URL.
+    /// A peer on a loopback port that answers `answer` to the first
+    /// request, then closes; its URL.
     async fn peer(answer: Vec<u8>) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (mut tcp, _) = listener.accept().await.unwrap();
-            let mut request = vec![0u8; 4096];
-            let _ = tcp.read(&mut request).await;
-            let _ = tcp.write_all(&answer).await;
-            let _ = tcp.shutdown().await;
-            let _ = tcp.read_to_end(&mut request).await;
-        });
+        let port = crate::test_support::loopback_peer(answer, false).await;
         format!("http://127.0.0.1:{port}/")
     }
 

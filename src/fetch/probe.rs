@@ -291,26 +291,8 @@ mod tests {
         assert!(!could_be_http(b"HTTP/2 200\r\n"));
     }
 
-    /// A peer on a loopback port that reads the first connection's request
-    /// and answers `answer`, then closes (or, with `reset`, resets it).
     async fn peer(answer: &'static [u8], reset: bool) -> ProxyUrl {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (mut tcp, _) = listener.accept().await.unwrap();
-            let mut request = vec![0u8; 4096];
-            let _ = tcp.read(&mut request).await;
-            if reset {
-                // Linger 0: dropping the socket sends a RST, not a FIN.
-                #[allow(deprecated)]
-                let _ = tcp.set_linger(Some(Duration::ZERO));
-                return;
-            }
-            let _ = tcp.write_all(answer).await;
-            let _ = tcp.shutdown().await;
-            // Drain until the probe closes, so the close is a FIN, not a RST.
-            let _ = tcp.read_to_end(&mut request).await;
-        });
+        let port = crate::test_support::loopback_peer(answer.to_vec(), reset).await;
         ProxyUrl::parse(&format!("127.0.0.1:{port}")).unwrap()
     }
 
