@@ -63,12 +63,12 @@ fn plan_shows_the_environment_the_script_would_get() {
         .assert_no_leak("sig-secret");
     for expected in [
         "proxy:     http://proxy.test:3128 (from rs_agent:http_proxy (--tag))",
-        "no_proxy:  localhost,127.0.0.1,::1,169.254.169.254,.corp,10.0.0.0/8",
+        "no_proxy:  localhost,127.0.0.1,::1,[::1],169.254.169.254,corp,.corp,10.0.0.0/8",
         "script:    https://repo.corp/install.sh?X-Sig=… (rs_agent:mime_shellscript, --tag)",
         "route:     direct (matches no_proxy)",
         "sha256:    not pinned",
         "  https_proxy=http://svc:***@proxy.test:3128",
-        "  NO_PROXY=localhost,127.0.0.1,::1,169.254.169.254,.corp,10.0.0.0/8",
+        "  NO_PROXY=localhost,127.0.0.1,::1,[::1],169.254.169.254,corp,.corp,10.0.0.0/8",
     ] {
         assert!(
             run.stdout.contains(expected),
@@ -227,7 +227,7 @@ fn write_env_leaves_a_private_file_that_sh_reads_as_the_script_got_it() {
     }
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
-        text.contains("NO_PROXY='localhost,127.0.0.1,::1,169.254.169.254,.corp'\n"),
+        text.contains("NO_PROXY='localhost,127.0.0.1,::1,[::1],169.254.169.254,corp,.corp'\n"),
         "{text}"
     );
 
