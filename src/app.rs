@@ -388,6 +388,7 @@ async fn run_steps(
     };
 
     let prepared = prepare_until(settings, &collected.tags, stop).await?;
+    prepared.env.log_no_proxy_warnings();
     if let Some(path) = &settings.write_env {
         write_env(path, &prepared.env)?;
         report.env_file = Some(path.display().to_string());
@@ -594,6 +595,7 @@ async fn plan(settings: &Settings) -> Result<()> {
         ));
     }
     let prepared = prepare(settings, &collected.tags).await?;
+    prepared.env.log_no_proxy_warnings();
     match &prepared.env.proxy {
         None => print_line(format_args!("proxy:     none (direct connections)")),
         Some(proxy) => {

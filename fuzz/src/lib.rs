@@ -19,6 +19,9 @@
 //! 3. what a parser accepts is what tagstrap may act on: `rs_agent:` keys,
 //!    no hidden character in a key or value, exit codes 65 or 69 only.
 
+pub mod curl_noproxy;
+pub mod no_proxy_oracle;
+
 use std::io::Write;
 use std::sync::{Mutex, Once};
 

@@ -110,18 +110,30 @@ impl ProxyEnvironment {
             Some(tag) => Error::Input(format!("{} ({}): {reason}", tag.key, tag.origin)),
             None => Error::Input(format!("$no_proxy: {reason}")),
         })?;
-        if proxy.is_some() {
-            // Only a proxy makes the list mean anything to the script.
-            for warning in no_proxy.warnings() {
-                tracing::warn!(
-                    no_proxy_entry = %crate::util::text::shown(&warning.entry),
-                    clients = %warning.client_ids(),
-                    "{}",
-                    crate::util::text::shown(&warning.message)
-                );
-            }
-        }
         Ok(ProxyEnvironment { proxy, no_proxy })
+    }
+
+    /// What the script's clients will not read as tagstrap does, one line
+    /// each (`run` and `plan`; `doctor` shows them as steps). Only a proxy
+    /// makes the list mean anything.
+    pub fn no_proxy_warnings(&self) -> &[Warning] {
+        match self.proxy {
+            Some(_) => self.no_proxy.warnings(),
+            None => &[],
+        }
+    }
+
+    /// Logs [`Self::no_proxy_warnings`], with the entry and the client ids
+    /// as fields for `--log-format json`.
+    pub fn log_no_proxy_warnings(&self) {
+        for warning in self.no_proxy_warnings() {
+            tracing::warn!(
+                no_proxy_entry = %crate::util::text::shown(&warning.entry),
+                clients = %warning.client_ids(),
+                "{}",
+                crate::util::text::shown(&warning.message)
+            );
+        }
     }
 
     /// The `cred:` references the proxy's user and password came from.

@@ -39,8 +39,6 @@ pub enum Client {
     /// curl before 8.18 compares an IPv6 host with the entries as text, so
     /// IPv6 ranges never match.
     CurlBefore8_18,
-    /// curl before 8.21 reads a host written `10.1.2.3.` as a name.
-    CurlBefore8_21,
     /// GNU wget: names by suffix at a dot, everything else as text.
     Wget,
     /// Python's `urllib.request`: names by suffix at a dot, no ranges.
@@ -54,7 +52,6 @@ impl Client {
         match self {
             Client::CurlBefore7_86 => "curl<7.86",
             Client::CurlBefore8_18 => "curl<8.18",
-            Client::CurlBefore8_21 => "curl<8.21",
             Client::Wget => "wget",
             Client::Urllib => "urllib",
             Client::Requests => "requests",
