@@ -239,7 +239,7 @@ fn refused(entry: &str, store: &[StoreVar], case: NameCase) -> Option<String> {
         .chain(&NO_PROXY_VARS)
         .any(|set| case.same(OsStr::new(entry), set))
     {
-        "is a variable tagstrap sets (the proxy environment of SPEC §4): the script always \
+        "is a variable tagstrap sets (the proxy environment): the script always \
          gets tagstrap's value, remove it from pass_env"
             .to_string()
     } else if ALWAYS_SECRET
