@@ -689,14 +689,6 @@ fn no_secret_leaks_on_any_path_of_any_command_in_either_log_format() {
 /// variable of the store's, and no secret form but the proxy password in
 /// the proxy variables. Returns how many there were.
 fn script_environments_hold_no_store_secret(world: &World) -> usize {
-    const PROXY_VARS: [&str; 6] = [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-    ];
     let forms = world.secret_forms();
     let allowed = World::proxy_url_forms();
     let mut count = 0;
@@ -716,7 +708,8 @@ fn script_environments_hold_no_store_secret(world: &World) -> usize {
                 "{}: the script got {name}",
                 entry.path().display()
             );
-            let may_hold = |form: &String| PROXY_VARS.contains(&name) && allowed.contains(form);
+            let may_hold =
+                |form: &String| common::PROXY_VARS.contains(&name) && allowed.contains(form);
             for form in forms.iter().filter(|f| !may_hold(f)) {
                 assert!(
                     !value.contains(form.as_str()),

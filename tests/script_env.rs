@@ -15,22 +15,12 @@ use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use common::{write_file, write_secret, Tagstrap, Witness};
+use common::{write_file, write_secret, Tagstrap, Witness, PROXY_VARS};
 use testkit::Bao;
 
 const PASSWORD: &str = "Env-p@ss:/%w0rd";
 /// A value that is not UTF-8, which the script must get byte for byte.
 const NOT_UTF8: &[u8] = b"caf\xe9 \xff";
-/// The proxy variables tagstrap sets, and nothing else of its own.
-const PROXY_NAMES: [&str; 6] = [
-    "http_proxy",
-    "https_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-];
-
 /// A script that writes its whole environment to `env` beside itself
 /// (private: it holds the proxy password), then exits 0.
 struct EnvDump {
@@ -140,7 +130,7 @@ fn the_script_gets_none_of_the_stores_variables_and_what_pass_env_names() {
         .collect();
     let mut expected: Vec<&str> = ["PATH", "LANG", "MY_VAR", "MY_BYTES", "VAULT_FORMAT"]
         .into_iter()
-        .chain(PROXY_NAMES)
+        .chain(PROXY_VARS)
         .collect();
     expected.sort();
     assert_eq!(names, expected, "exactly the computed environment");
@@ -158,7 +148,7 @@ fn the_script_gets_none_of_the_stores_variables_and_what_pass_env_names() {
         );
     }
     for (name, value) in &env {
-        if !PROXY_NAMES.contains(&name.to_string_lossy().as_ref()) {
+        if !PROXY_VARS.contains(&name.to_string_lossy().as_ref()) {
             let value = value.to_string_lossy();
             for form in common::secret_forms(&store.token) {
                 assert!(!value.contains(&form), "{name:?} holds the token");
@@ -169,7 +159,7 @@ fn the_script_gets_none_of_the_stores_variables_and_what_pass_env_names() {
     assert_eq!(env[&OsString::from("MY_VAR")], "mine");
     assert_eq!(env[&OsString::from("VAULT_FORMAT")], "json", "pass_env");
     let proxy = "http://svc:Env-p%40ss%3A%2F%25w0rd@proxy.test:3128";
-    for name in &PROXY_NAMES[..4] {
+    for name in &PROXY_VARS[..4] {
         assert_eq!(env[&OsString::from(name)], proxy, "{name}");
     }
 
@@ -195,7 +185,7 @@ fn the_script_gets_none_of_the_stores_variables_and_what_pass_env_names() {
         ]
     );
     assert_eq!(list("kept"), ["VAULT_FORMAT"]);
-    assert_eq!(list("set"), PROXY_NAMES);
+    assert_eq!(list("set"), PROXY_VARS);
     for value in ["C.UTF-8", "\"mine\"", "\"json\""] {
         assert!(!run.report().contains(value), "no value in the report");
     }
@@ -335,7 +325,7 @@ fn write_env_holds_only_the_proxy_variables_whatever_is_set() {
         .filter(|l| !l.starts_with('#'))
         .map(|l| l.split_once('=').unwrap().0)
         .collect();
-    assert_eq!(names, PROXY_NAMES, "{text}");
+    assert_eq!(names, PROXY_VARS, "{text}");
     for absent in [
         "VAULT_",
         "TAGSTRAP_",
