@@ -3,9 +3,11 @@
 //! variables given to the script, so both always agree.
 
 mod no_proxy;
+mod script_env;
 mod url;
 
 pub use self::no_proxy::{Client, ListOrigin, NoProxy, Warning, DEFAULT_ENTRIES};
+pub(crate) use self::script_env::{ScriptEnv, ScriptEnvRule};
 pub use self::url::{ProxyScheme, ProxyUrl};
 
 use secrecy::SecretString;
