@@ -364,6 +364,12 @@ fn split_list(list: &str) -> (Vec<&str>, Option<&str>) {
 /// starting "no-proxy entry …" that says what to write instead.
 fn parse_entry(token: &str) -> Result<Entry, String> {
     let refuse = |why: &str| Err(format!("no-proxy entry {token:?} {why}"));
+    // What to write instead, when that is itself an entry: a suggestion
+    // built from what was written must not carry what made it wrong.
+    let instead = |why: &str, better: &str| match parse_entry(better) {
+        Ok(_) => refuse(&format!("{why}: write {better}")),
+        Err(_) => refuse(why),
+    };
     let lower = token.to_ascii_lowercase();
     // The name side of every entry, as curl's match_host() trims it.
     let name = {
@@ -378,9 +384,10 @@ fn parse_entry(token: &str) -> Result<Entry, String> {
     }
     if let Some(inside) = token.strip_prefix('[') {
         let address = inside.split(']').next().unwrap_or_default();
-        return refuse(&format!(
-            "is an address in brackets, which curl never matches: write {address}"
-        ));
+        return instead(
+            "is an address in brackets, which curl never matches",
+            address,
+        );
     }
     if let Some((addr, bits)) = token.split_once('/') {
         let valid_bits = !bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit());
@@ -422,23 +429,25 @@ fn parse_entry(token: &str) -> Result<Entry, String> {
         Err(_) => {}
     }
     if let Some(suffix) = lower.strip_prefix("*.") {
-        return refuse(&format!(
-            "is read by curl as a name that matches no host: write .{suffix}"
-        ));
+        return instead(
+            "is read by curl as a name that matches no host",
+            &format!(".{suffix}"),
+        );
     }
     if let Some((host, port)) = token.rsplit_once(':') {
         if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
-            return refuse(&format!(
-                "has a port, and curl never matches an entry with a port: write {}",
-                host.trim_start_matches('[').trim_end_matches(']')
-            ));
+            return instead(
+                "has a port, and curl never matches an entry with a port",
+                host,
+            );
         }
     }
     if !token.is_ascii() {
         return match url::Host::parse(&lower) {
-            Ok(url::Host::Domain(ascii)) if ascii.is_ascii() => refuse(&format!(
-                "is not ASCII: write the name as its URLs carry it, {ascii}"
-            )),
+            Ok(url::Host::Domain(ascii)) => instead(
+                "is not ASCII, and URLs carry names in their ASCII form",
+                &ascii,
+            ),
             _ => refuse("is not a host name, address or address range"),
         };
     }
@@ -731,7 +740,7 @@ mod tests {
             ("[::1]:443", "write ::1"),
             (
                 "bücher.example",
-                "write the name as its URLs carry it, xn--bcher-kva.example",
+                "their ASCII form: write xn--bcher-kva.example",
             ),
             ("10.0.0.0/33", "outside 0..=32"),
             ("fd00::/129", "outside 0..=128"),
@@ -746,6 +755,12 @@ mod tests {
             assert!(err.starts_with("no-proxy entry"), "{bad}: {err}");
             assert!(err.contains(hint), "{bad}: {err}");
         }
+        // Found by fuzzing: a suggestion built from the entry carried what
+        // made it wrong (here a control character). It is given only when
+        // it is itself an entry.
+        let err = refused("*.a\u{b}b");
+        assert!(err.ends_with("matches no host"), "{err}");
+        assert!(!err.contains('\u{b}'), "{err:?}");
     }
 
     #[test]
