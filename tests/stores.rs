@@ -326,7 +326,9 @@ fn store_answers_that_are_not_a_usable_secret_are_refused() {
         );
         assert!(r.status < 300, "{}", r.text());
     };
-    put("NUMBER", json!({"value": 4242}));
+    // Long enough that no timing, port or temporary name in an output can
+    // hold its digits by chance (4242 once matched "seconds": 0.0279424…).
+    put("NUMBER", json!({"value": 86_753_094_217_u64}));
     put("CONTROL", json!({"value": "pass\nword"}));
     put("EMPTY", json!({"value": ""}));
     put("OTHER_FIELD", json!({"password": PASSWORD}));
@@ -348,7 +350,13 @@ fn store_answers_that_are_not_a_usable_secret_are_refused() {
             .tag("rs_agent:mime_shellscript", &witness.url())
             .vault(&bao.addr(), &root)
             .run();
-        assert_refused(&run, &witness, code, needle, &[&root, "4242", "pass\nword"]);
+        assert_refused(
+            &run,
+            &witness,
+            code,
+            needle,
+            &[&root, "86753094217", "pass\nword"],
+        );
         assert!(
             run.error_lines()[0].contains(&format!("cred:{name}")),
             "{name}"
