@@ -13,8 +13,10 @@ use crate::cli::{Cli, Command};
 use crate::credentials;
 use crate::error::{Error, Result};
 use crate::fetch::{self, tls, FetchOptions};
-use crate::proxy::{CredentialNames, Proxy, ProxyEnvironment, ProxySource};
-use crate::report::{Report, ReportProxy, ReportScript, ReportTag};
+use crate::proxy::{
+    CredentialNames, Proxy, ProxyEnvironment, ProxySource, ScriptEnv, ScriptEnvRule,
+};
+use crate::report::{Report, ReportProxy, ReportScript, ReportScriptEnv, ReportTag};
 use crate::run::Interrupted;
 use crate::settings::Settings;
 use crate::state::StateDir;
@@ -96,9 +98,12 @@ async fn dispatch(command: &Command, settings: Settings) -> Result<i32> {
     // rustls needs a process-wide provider for the parts of the HTTP client
     // that do not take our configuration; ours is ring everywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // `pass_env` is part of the config file: a bad entry is refused (78) by
+    // every command before anything is read, as a bad key is.
+    let script_env = ScriptEnvRule::from_settings(&settings)?;
     match command {
-        Command::Run(_) => run(&settings).await,
-        Command::Plan(_) => plan(&settings).await.map(|()| 0),
+        Command::Run(_) => run(&settings, &script_env).await,
+        Command::Plan(_) => plan(&settings, &script_env).await.map(|()| 0),
         Command::Tags(_) => show_tags(&settings).await.map(|()| 0),
         Command::Doctor(_) => crate::doctor::doctor(&settings).await.map(|()| 0),
     }
@@ -332,14 +337,14 @@ fn instance_id(settings: &Settings, from_cloud: Option<String>) -> Result<String
 /// `run`: one at a time per state directory (the lock is taken before
 /// anything is read and released once the report is written), and stopped
 /// by a signal only in good order (SPEC §8).
-async fn run(settings: &Settings) -> Result<i32> {
+async fn run(settings: &Settings, script_env: &ScriptEnvRule) -> Result<i32> {
     let started = Instant::now();
     let stop = Stop::listen();
     let state = StateDir::new(settings.state_dir.clone());
     let mut report = Report::start();
     // No report when the lock is not had: last-run.json is the holder's.
     let lock = crate::lock::acquire(&state, settings.deadline, &report.started_at, &stop).await?;
-    let result = run_steps(settings, &state, &mut report, &stop).await;
+    let result = run_steps(settings, script_env, &state, &mut report, &stop).await;
     match &result {
         Ok(Some(code)) => report.exit_code = *code,
         Ok(None) => return Ok(0),
@@ -355,6 +360,7 @@ async fn run(settings: &Settings) -> Result<i32> {
 /// 128+N); the script itself is stopped by passing the signal on.
 async fn run_steps(
     settings: &Settings,
+    script_env: &ScriptEnvRule,
     state: &StateDir,
     report: &mut Report,
     stop: &Stop,
@@ -388,6 +394,7 @@ async fn run_steps(
     };
 
     let prepared = prepare_until(settings, &collected.tags, stop).await?;
+    prepared.env.log_no_proxy_warnings();
     if let Some(path) = &settings.write_env {
         write_env(path, &prepared.env)?;
         report.env_file = Some(path.display().to_string());
@@ -402,6 +409,12 @@ async fn run_steps(
         .as_ref()
         .map(|_| prepared.env.no_proxy.env_value());
     report.credentials = prepared.env.credential_refs();
+    let script_env = script_env_of(script_env, &prepared.env);
+    report.script_env = Some(ReportScriptEnv {
+        removed: script_env.removed_names(),
+        kept: script_env.kept_names(),
+        set: script_env.set_names(),
+    });
     let script = require_script(&prepared.agent, &collected)?;
     report.script = Some(ReportScript {
         url: script.shown(),
@@ -439,7 +452,7 @@ async fn run_steps(
     }
 
     let ran = Instant::now();
-    let finished = crate::run::execute(&downloaded.path, &prepared.env.child_env(), stop).await?;
+    let finished = crate::run::execute(&downloaded.path, &script_env, stop).await?;
     let code = finished.code;
     if let Some(shown) = report.script.as_mut() {
         shown.run_seconds = Some(ran.elapsed().as_secs_f64());
@@ -514,6 +527,20 @@ fn stopped_while_the_script_ran(interrupted: Interrupted, code: i32, once: bool)
     }
 }
 
+/// The script's environment (SPEC §4): tagstrap's own as it is now, by the
+/// rule, with the proxy variables of `env`.
+fn script_env_of(rule: &ScriptEnvRule, env: &ProxyEnvironment) -> ScriptEnv {
+    let script_env = rule.apply(std::env::vars_os(), env.child_env());
+    for name in script_env.absent_pass_env() {
+        tracing::debug!(
+            "pass_env names {}, which is not set: nothing to keep",
+            shown(name)
+        );
+    }
+    tracing::debug!("the script's environment: {}", script_env.summary());
+    script_env
+}
+
 /// `--write-env`: the script's proxy environment, for later boot stages.
 fn write_env(path: &std::path::Path, env: &ProxyEnvironment) -> Result<()> {
     let text = env.env_file()?;
@@ -560,7 +587,7 @@ async fn show_tags(settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-async fn plan(settings: &Settings) -> Result<()> {
+async fn plan(settings: &Settings, script_env: &ScriptEnvRule) -> Result<()> {
     let collected = collect_tags(settings).await?;
     print_line(format_args!("tags:"));
     for entry in collected.tags.entries() {
@@ -594,6 +621,7 @@ async fn plan(settings: &Settings) -> Result<()> {
         ));
     }
     let prepared = prepare(settings, &collected.tags).await?;
+    prepared.env.log_no_proxy_warnings();
     match &prepared.env.proxy {
         None => print_line(format_args!("proxy:     none (direct connections)")),
         Some(proxy) => {
@@ -647,6 +675,10 @@ async fn plan(settings: &Settings) -> Result<()> {
         "state:     {}{}",
         settings.state_dir.display(),
         if settings.once { " (--once)" } else { "" }
+    ));
+    print_line(format_args!(
+        "script env: {}",
+        script_env_of(script_env, &prepared.env).summary()
     ));
     let shown = prepared.env.shown_env();
     if !shown.is_empty() {

@@ -53,6 +53,11 @@ impl Steps {
         self.first.get_or_insert(error);
     }
 
+    /// Not a failure, but something the operator should act on.
+    fn warn(&self, step: &str, what: &str) {
+        println!("warn  {step:<12} {what}");
+    }
+
     fn skip(&self, step: &str, why: &str) {
         println!("skip  {step:<12} ({why})");
     }
@@ -110,6 +115,12 @@ pub async fn doctor(settings: &Settings) -> Result<()> {
                     )
                 }
                 _ => steps.ok("credentials", "none needed: no tag names a credential"),
+            }
+            if prepared.env.proxy.is_some() {
+                steps.ok("no_proxy", prepared.env.no_proxy.env_value());
+            }
+            for warning in prepared.env.no_proxy_warnings() {
+                steps.warn("no_proxy", &crate::util::text::shown(&warning.message));
             }
             Some(prepared)
         }

@@ -46,6 +46,8 @@ pub struct Report {
     pub credentials: Vec<String>,
     /// Where `--write-env` wrote the proxy environment.
     pub env_file: Option<String>,
+    /// What the script's environment left out, kept and set (names only).
+    pub script_env: Option<ReportScriptEnv>,
     pub script: Option<ReportScript>,
     pub exit_code: i32,
     /// The signal that stopped tagstrap (SPEC §8), when one did.
@@ -64,6 +66,17 @@ pub struct ReportTag {
 pub struct ReportProxy {
     pub url: String,
     pub source: String,
+}
+
+/// The script's environment as SPEC §4 builds it, by name: never a value.
+#[derive(Debug, Serialize)]
+pub struct ReportScriptEnv {
+    /// Tagstrap's variables the script did not get.
+    pub removed: Vec<String>,
+    /// Those `pass_env` kept although the rule removes them.
+    pub kept: Vec<String>,
+    /// The proxy variables tagstrap set.
+    pub set: Vec<&'static str>,
 }
 
 #[derive(Debug, Default, Serialize)]

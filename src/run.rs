@@ -1,8 +1,10 @@
 //! Running the downloaded script (SPEC §7). On Unix it runs directly when it
 //! starts with `#!`, else with `/bin/sh`; on Windows with PowerShell. Its
 //! output goes to tagstrap's own stdout and stderr, its stdin is empty (at
-//! boot nobody answers a prompt), and it gets the proxied environment, which
-//! is the only place the proxy password leaves tagstrap in clear. A signal
+//! boot nobody answers a prompt), and it gets exactly the environment
+//! `proxy::ScriptEnvRule` built (SPEC §4: tagstrap's own without what
+//! reaches the store, plus the proxy variables), which is the only place the
+//! proxy password leaves tagstrap in clear. A signal
 //! that stops tagstrap while the script runs is passed to the script's
 //! process group, which is waited for (SPEC §8).
 
@@ -10,9 +12,10 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::error::{Error, Result};
+use crate::proxy::ScriptEnv;
 #[cfg(unix)]
 use crate::stop::Later;
 use crate::stop::{Signal, Stop};
@@ -104,8 +107,8 @@ pub(crate) struct Interrupted {
     pub killed: bool,
 }
 
-/// Runs the script with `env` added to tagstrap's own environment, and
-/// returns how it ended.
+/// Runs the script with `env` as its whole environment, and returns how it
+/// ended.
 ///
 /// On Unix the script leads a process group of its own, so that what it
 /// starts can be reached as one: a signal that reaches tagstrap meanwhile
@@ -116,11 +119,7 @@ pub(crate) struct Interrupted {
 /// than left as zombies under a PID 1 that may not reap. A script that exits
 /// by itself is not touched further: an install script may rightly leave a
 /// daemon running.
-pub(crate) async fn execute(
-    script: &Path,
-    env: &[(&'static str, SecretString)],
-    stop: &Stop,
-) -> Result<Finished> {
+pub(crate) async fn execute(script: &Path, env: &ScriptEnv, stop: &Stop) -> Result<Finished> {
     let (program, args) = command_for(script)?;
     let mut command = tokio::process::Command::new(&program);
     command
@@ -129,7 +128,10 @@ pub(crate) async fn execute(
         .kill_on_drop(false);
     #[cfg(unix)]
     command.process_group(0);
-    for (name, value) in env {
+    // Nothing inherited behind the rule's back: the computed list is all
+    // the script gets.
+    command.env_clear().envs(env.inherited().iter().cloned());
+    for (name, value) in env.set() {
         command.env(name, value.expose_secret());
     }
     tracing::info!(program = %program.to_string_lossy(), "running {}", shown_path(script));
@@ -368,6 +370,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::SecretString;
 
     #[test]
     fn powershell_gets_the_fixed_command_line() {
@@ -414,11 +417,17 @@ mod tests {
             assert_eq!(finished.interrupted, None);
             finished.code
         };
-        assert_eq!(code(execute(&script, &[], &never).await.unwrap()), 3);
+        let inherited = || std::env::vars_os().filter(|(name, _)| name != "X");
+        let rule = crate::proxy::ScriptEnvRule::without_settings();
+        let none = rule.apply(inherited(), Vec::new());
+        assert_eq!(code(execute(&script, &none, &never).await.unwrap()), 3);
         std::fs::write(&script, "kill -TERM $$\n").unwrap();
-        assert_eq!(code(execute(&script, &[], &never).await.unwrap()), 128 + 15);
+        assert_eq!(
+            code(execute(&script, &none, &never).await.unwrap()),
+            128 + 15
+        );
         std::fs::write(&script, "test \"$X\" = 'a b'\n").unwrap();
-        let env = [("X", SecretString::from("a b"))];
+        let env = rule.apply(inherited(), vec![("X", SecretString::from("a b"))]);
         assert_eq!(code(execute(&script, &env, &never).await.unwrap()), 0);
     }
 }

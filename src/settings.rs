@@ -4,6 +4,7 @@
 //! where the bad value was. Relative paths in the config file are relative to
 //! the file's own directory.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,6 +58,50 @@ pub struct StoreSettings {
     pub vault: VaultSettings,
     /// The credentials directory, and where it was named.
     pub directory: Option<(PathBuf, String)>,
+    /// Every environment variable these settings consulted, set or not: the
+    /// script's environment never holds one (SPEC §4), and `pass_env` may
+    /// not name one that is a secret. Recorded as they are read, so a store
+    /// that reads new variables (`AWS_*`, say) is covered without a list to
+    /// keep in step.
+    pub variables: Vec<StoreVar>,
+}
+
+/// An environment variable the store settings read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreVar {
+    pub name: &'static str,
+    /// Whether it holds a secret or names the file or directory a secret is
+    /// read from (`VAULT_TOKEN`, a token file, `$CREDENTIALS_DIRECTORY`):
+    /// such a variable is never given to the script, whatever `pass_env`
+    /// says.
+    pub secret: bool,
+}
+
+/// The environment lookup of the store settings, which remembers every
+/// variable it is asked for ([`StoreSettings::variables`]).
+struct StoreEnv<'a> {
+    var: &'a dyn Fn(&str) -> Option<String>,
+    asked: RefCell<Vec<StoreVar>>,
+}
+
+impl StoreEnv<'_> {
+    fn ask(&self, name: &'static str, secret: bool) -> Option<String> {
+        let mut asked = self.asked.borrow_mut();
+        if !asked.iter().any(|v| v.name == name) {
+            asked.push(StoreVar { name, secret });
+        }
+        (self.var)(name)
+    }
+
+    /// A plain setting: an address, a namespace, a choice.
+    fn plain(&self, name: &'static str) -> Option<String> {
+        self.ask(name, false)
+    }
+
+    /// A secret, or where one is read from.
+    fn secret(&self, name: &'static str) -> Option<String> {
+        self.ask(name, true)
+    }
 }
 
 /// The Vault/OpenBao store settings. `Debug` shows no token.
@@ -117,6 +162,11 @@ pub struct Settings {
     /// The OpenStack config drive device, instead of looking for the label
     /// (`$TAGSTRAP_CONFIG_DRIVE`).
     pub config_drive: Option<PathBuf>,
+    /// `pass_env`: variables the script keeps although the rule of SPEC §4
+    /// would remove them (checked by `proxy::ScriptEnvRule`), and where the
+    /// list was written, for messages.
+    pub pass_env: Vec<String>,
+    pub pass_env_from: String,
 }
 
 /// The config file's keys: one per flag, plus `[vault]`.
@@ -138,6 +188,10 @@ struct ConfigFile {
     store: Option<String>,
     vault: Option<VaultFile>,
     directory: Option<DirectoryFile>,
+    /// Only in the file, never from the environment (or a flag): what the
+    /// downloaded script may see is a decision written down, and a
+    /// `TAGSTRAP_*` variable would itself be removed from it.
+    pass_env: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -421,6 +475,7 @@ impl Settings {
         )
         .map(|f| f.value);
 
+        let pass_env = file.pass_env.unwrap_or_default();
         let store = store_settings(
             StoreFiles {
                 store: file.store,
@@ -455,6 +510,8 @@ impl Settings {
             config_drive: var("TAGSTRAP_CONFIG_DRIVE")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            pass_env,
+            pass_env_from: format!("pass_env in {}", config.display()),
         })
     }
 }
@@ -473,10 +530,15 @@ fn store_settings(
     relative: &dyn Fn(PathBuf) -> PathBuf,
     config: &Path,
 ) -> Result<StoreSettings> {
+    // Every variable below is read through `env`, which records it.
+    let env = StoreEnv {
+        var,
+        asked: RefCell::new(Vec::new()),
+    };
     let choice = match pick(
         None,
         "",
-        var("TAGSTRAP_STORE"),
+        env.plain("TAGSTRAP_STORE"),
         "TAGSTRAP_STORE",
         file.store,
         "store",
@@ -493,15 +555,17 @@ fn store_settings(
     let in_file = |key: &str| format!("{key} in {}", config.display());
 
     let v = file.vault;
-    let (addresses, addresses_from) = match (var("VAULT_ADDR"), v.address) {
+    let (addresses, addresses_from) = match (env.plain("VAULT_ADDR"), v.address) {
         (Some(a), _) => (split_list(&a), "$VAULT_ADDR".to_string()),
         (None, Some(OneOrMany::One(a))) => (split_list(&a), in_file("[vault] address")),
         (None, Some(OneOrMany::Many(list))) => (list, in_file("[vault] address")),
         (None, None) => (Vec::new(), String::new()),
     };
     let file_role = v.approle;
-    let role_var = var("TAGSTRAP_VAULT_ROLE_ID");
-    let secret_id_var = var("TAGSTRAP_VAULT_SECRET_ID_FILE").map(PathBuf::from);
+    let role_var = env.secret("TAGSTRAP_VAULT_ROLE_ID");
+    let secret_id_var = env
+        .secret("TAGSTRAP_VAULT_SECRET_ID_FILE")
+        .map(PathBuf::from);
     let approle = match (file_role, role_var, secret_id_var) {
         (None, None, None) => None,
         (file_role, role_var, secret_id_var) => {
@@ -514,10 +578,11 @@ fn store_settings(
             })
         }
     };
-    let token_file = var("TAGSTRAP_VAULT_TOKEN_FILE")
+    let token_file = env
+        .secret("TAGSTRAP_VAULT_TOKEN_FILE")
         .map(PathBuf::from)
         .or(v.token_file.map(relative));
-    let systemd_dir = var("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let systemd_dir = env.secret("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let kv_version = match v.kv_version {
         None => 2,
         Some(n @ (1 | 2)) => n,
@@ -531,16 +596,17 @@ fn store_settings(
     let vault = VaultSettings {
         addresses,
         addresses_from,
-        token: var("VAULT_TOKEN").map(SecretString::from),
+        token: env.secret("VAULT_TOKEN").map(SecretString::from),
         token_file,
         approle,
         default_token_file: systemd_dir.as_ref().map(|d| d.join("vault-token")),
-        namespace: var("VAULT_NAMESPACE").or(v.namespace),
+        namespace: env.plain("VAULT_NAMESPACE").or(v.namespace),
         mount: v.mount.unwrap_or_else(|| "secret".into()),
         path_prefix: v.path_prefix.unwrap_or_default(),
         field: v.field.unwrap_or_else(|| "value".into()),
         kv_version,
-        ca_cert: var("VAULT_CACERT")
+        ca_cert: env
+            .plain("VAULT_CACERT")
             .map(PathBuf::from)
             .or(v.ca_cert.map(relative)),
         insecure_http: v.insecure_http.unwrap_or(false),
@@ -549,7 +615,7 @@ fn store_settings(
     let directory = pick(
         None,
         "",
-        var("TAGSTRAP_CREDENTIALS_DIR").map(PathBuf::from),
+        env.secret("TAGSTRAP_CREDENTIALS_DIR").map(PathBuf::from),
         "TAGSTRAP_CREDENTIALS_DIR",
         file.directory.path.map(relative),
         "[directory] path",
@@ -562,6 +628,7 @@ fn store_settings(
         choice,
         vault,
         directory,
+        variables: env.asked.into_inner(),
     })
 }
 
@@ -736,6 +803,9 @@ mod tests {
             ("deadline = 10\nbogus = 1\n", "line 2"),
             ("deadline = [\n", "line"),
             ("[vault]\nkv_version = 3\n", "kv_version"),
+            // pass_env is a list of names, at the top level only.
+            ("pass_env = \"LANG\"\n", "line 1"),
+            ("[vault]\npass_env = [\"LANG\"]\n", "line 2"),
         ] {
             let (_dir, path) = config(text);
             let args = CommonArgs {
@@ -895,6 +965,66 @@ mod tests {
             Some((dir.clone(), "$CREDENTIALS_DIRECTORY".into()))
         );
         assert_eq!(s.vault.default_token_file, Some(dir.join("vault-token")));
+    }
+
+    #[test]
+    fn every_variable_read_for_the_store_is_recorded_with_whether_it_is_a_secret() {
+        // Every name resolution asks the environment for, seen from outside.
+        let asked = RefCell::new(Vec::<String>::new());
+        let env = |name: &str| {
+            asked.borrow_mut().push(name.to_string());
+            None
+        };
+        for store in ["auto", "vault", "directory"] {
+            let (_dir, path) = config(&format!("store = \"{store}\"\n"));
+            let args = CommonArgs {
+                config: Some(path),
+                ..CommonArgs::default()
+            };
+            let s = Settings::resolve(&args, &env).unwrap();
+            let recorded = &s.store.variables;
+            let secret = |name: &str| recorded.iter().find(|v| v.name == name).map(|v| v.secret);
+            for name in [
+                "VAULT_TOKEN",
+                "TAGSTRAP_VAULT_TOKEN_FILE",
+                "TAGSTRAP_VAULT_SECRET_ID_FILE",
+                "TAGSTRAP_VAULT_ROLE_ID",
+                "CREDENTIALS_DIRECTORY",
+                "TAGSTRAP_CREDENTIALS_DIR",
+            ] {
+                assert_eq!(secret(name), Some(true), "{store}: {name}");
+            }
+            for name in [
+                "VAULT_ADDR",
+                "VAULT_NAMESPACE",
+                "VAULT_CACERT",
+                "TAGSTRAP_STORE",
+            ] {
+                assert_eq!(secret(name), Some(false), "{store}: {name}");
+            }
+            // A variable read for anything but tagstrap's own settings went
+            // through the record: the script's environment cannot miss it.
+            for name in asked.borrow().iter() {
+                assert!(
+                    name.starts_with("TAGSTRAP_") || recorded.iter().any(|v| v.name == name),
+                    "{name} is read but not recorded"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pass_env_is_read_from_the_file() {
+        let (_dir, path) = config("pass_env = [\"VAULT_NAMESPACE\", \"LANG\"]\n");
+        let args = CommonArgs {
+            config: Some(path.clone()),
+            ..CommonArgs::default()
+        };
+        let s = Settings::resolve(&args, &env_of(&[])).unwrap();
+        assert_eq!(s.pass_env, ["VAULT_NAMESPACE", "LANG"]);
+        assert_eq!(s.pass_env_from, format!("pass_env in {}", path.display()));
+        let s = Settings::resolve(&CommonArgs::default(), &env_of(&[])).unwrap();
+        assert!(s.pass_env.is_empty());
     }
 
     #[test]

@@ -297,3 +297,30 @@ fn a_bad_ca_file_is_refused() {
     run.assert_error(65, "holds no PEM certificate");
     assert!(!witness.ran());
 }
+
+/// An entry of `rs_agent:http_no_proxy` that curl would read as matching
+/// nothing, though it plainly means something, stops the run before
+/// anything is fetched, saying what to write (SPEC §4: the script's tools
+/// must read the list as tagstrap does).
+#[test]
+fn no_proxy_entries_curl_reads_as_nothing_are_refused_saying_what_to_write() {
+    for (list, needle) in [
+        ("*.corp", "write .corp"),
+        (".corp,*", "`*` means every host only as the whole list"),
+        ("proxy.corp:8080", "write proxy.corp"),
+        ("[2001:db8::1]", "write 2001:db8::1"),
+        ("10.0.0.5.", "write 10.0.0.5"),
+        ("10.1.2", "a part of an address"),
+        ("a.corp b.corp", "separate entries with commas"),
+        ("10.0.0.0/33", "outside 0..=32"),
+        ("bücher.example", "xn--bcher-kva.example"),
+    ] {
+        let (run, witness) = run_with(&[
+            ("rs_agent:http_proxy", "proxy.test:3128"),
+            ("rs_agent:http_no_proxy", list),
+        ]);
+        run.assert_error(65, "rs_agent:http_no_proxy (--tag): no-proxy entry")
+            .assert_error(65, needle);
+        assert!(!witness.ran(), "{list}");
+    }
+}

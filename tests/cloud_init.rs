@@ -35,7 +35,7 @@ const USER: &str = "svc-agent";
 /// Holds every character that breaks a naive proxy URL.
 const PASSWORD: &str = "p@ss:/%w0rd";
 const ORIGIN_IP: &str = "127.0.0.2";
-const NO_PROXY: &str = "localhost,127.0.0.1,::1,169.254.169.254";
+const NO_PROXY: &str = "localhost,127.0.0.1,::1,[::1],169.254.169.254";
 /// What the install script appends one line to per run.
 const RUNS: &str = "/var/lib/agent/runs";
 const PROXY_ENV: &str = "/etc/tagstrap/proxy.env";

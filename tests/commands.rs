@@ -63,12 +63,12 @@ fn plan_shows_the_environment_the_script_would_get() {
         .assert_no_leak("sig-secret");
     for expected in [
         "proxy:     http://proxy.test:3128 (from rs_agent:http_proxy (--tag))",
-        "no_proxy:  localhost,127.0.0.1,::1,169.254.169.254,.corp,10.0.0.0/8",
+        "no_proxy:  localhost,127.0.0.1,::1,[::1],169.254.169.254,corp,.corp,10.0.0.0/8",
         "script:    https://repo.corp/install.sh?X-Sig=… (rs_agent:mime_shellscript, --tag)",
         "route:     direct (matches no_proxy)",
         "sha256:    not pinned",
         "  https_proxy=http://svc:***@proxy.test:3128",
-        "  NO_PROXY=localhost,127.0.0.1,::1,169.254.169.254,.corp,10.0.0.0/8",
+        "  NO_PROXY=localhost,127.0.0.1,::1,[::1],169.254.169.254,corp,.corp,10.0.0.0/8",
     ] {
         assert!(
             run.stdout.contains(expected),
@@ -227,7 +227,7 @@ fn write_env_leaves_a_private_file_that_sh_reads_as_the_script_got_it() {
     }
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
-        text.contains("NO_PROXY='localhost,127.0.0.1,::1,169.254.169.254,.corp'\n"),
+        text.contains("NO_PROXY='localhost,127.0.0.1,::1,[::1],169.254.169.254,corp,.corp'\n"),
         "{text}"
     );
 
@@ -264,4 +264,95 @@ fn write_env_to_a_place_that_cannot_be_written_is_73_and_runs_nothing() {
         run.stderr
     );
     assert!(!witness.ran());
+}
+
+/// An entry some of the script's clients cannot read is named once by each
+/// command that shows the list, with the clients that will not honour it
+/// (`clients`, for tools reading `--log-format json`) and what to add. The
+/// image's own `no_proxy` is read as curl reads it: what curl ignores is
+/// ignored with a warning, not refused.
+#[test]
+fn run_plan_and_doctor_each_name_an_entry_some_clients_cannot_read_once() {
+    let witness = common::Witness::new();
+    for command in ["run", "plan", "doctor"] {
+        let run = Tagstrap::new(command)
+            .arg("--log-format")
+            .arg("json")
+            .tag("rs_agent:http_proxy", "127.0.0.1:9")
+            .tag("rs_agent:http_no_proxy", "10.0.0.0/8,fd00::/8,.corp")
+            .tag("rs_agent:mime_shellscript", &witness.url())
+            .run();
+        let warnings: Vec<serde_json::Value> = run
+            .stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("no_proxy_entry").is_some())
+            .collect();
+        if command == "doctor" {
+            // doctor says it among its steps, once, rather than in the log.
+            assert!(warnings.is_empty(), "{}", run.stderr);
+            let lines: Vec<&str> = run
+                .stdout
+                .lines()
+                .filter(|l| l.starts_with("warn  no_proxy     no-proxy entry "))
+                .collect();
+            assert_eq!(lines.len(), 2, "{}", run.stdout);
+            assert!(lines[0].contains("10.0.0.0/8") && lines[0].contains("such as 10.0.0.1"));
+            assert!(lines[1].contains("fd00::/8") && lines[1].contains("requests"));
+            continue;
+        }
+        let named: Vec<(&str, &str)> = warnings
+            .iter()
+            .map(|w| {
+                (
+                    w["no_proxy_entry"].as_str().unwrap(),
+                    w["clients"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("10.0.0.0/8", "curl<7.86,wget,urllib"),
+                ("fd00::/8", "curl<8.18,wget,urllib,requests"),
+            ],
+            "{command}:\n{}",
+            run.stderr
+        );
+        assert!(
+            warnings[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("such as 10.0.0.1"),
+            "{command}: what to add"
+        );
+    }
+
+    let run = Tagstrap::new("plan")
+        .env("https_proxy", "http://127.0.0.1:9")
+        .env("no_proxy", "*.corp,.good.corp")
+        .tag("rs_agent:mime_shellscript", "https://a.corp/install.sh")
+        .run();
+    run.assert_success();
+    assert!(
+        run.stdout.contains(
+            "no_proxy:  localhost,127.0.0.1,::1,[::1],169.254.169.254,good.corp,.good.corp\n"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("route:     through the proxy 127.0.0.1:9"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(
+            "$no_proxy: no-proxy entry \"*.corp\" is read by curl as a name that matches no \
+             host: write .corp; ignored, as curl ignores it"
+        ),
+        "{}",
+        run.stderr
+    );
 }

@@ -115,6 +115,7 @@ fn every_step_is_ok_when_everything_is_right() {
         &[
             ("ok", "tags"),
             ("ok", "credentials"),
+            ("ok", "no_proxy"),
             ("ok", "proxy"),
             ("ok", "connect"),
             ("ok", "tls"),
@@ -140,6 +141,7 @@ fn a_wrong_password_is_a_407_that_names_the_credential() {
         &[
             ("ok", "tags"),
             ("ok", "credentials"),
+            ("ok", "no_proxy"),
             ("ok", "proxy"),
             ("FAIL", "connect"),
             ("skip", "tls"),
@@ -212,6 +214,7 @@ fn a_proxy_that_is_not_up_fails_at_tcp_and_skips_what_needs_it() {
         &[
             ("ok", "tags"),
             ("ok", "credentials"),
+            ("ok", "no_proxy"),
             ("FAIL", "proxy"),
             ("skip", "connect"),
             ("skip", "tls"),
@@ -276,6 +279,7 @@ fn a_script_url_that_is_not_there_is_66() {
         &[
             ("ok", "tags"),
             ("ok", "credentials"),
+            ("ok", "no_proxy"),
             ("ok", "proxy"),
             ("ok", "connect"),
             ("ok", "tls"),

@@ -12,7 +12,11 @@
 //!   directory, the script's output directory or tagstrap's `TMPDIR`;
 //! - the command line (`/proc/*/cmdline`) of any process while tagstrap runs:
 //!   scanned over and over from the test while the child lives, and once from
-//!   inside the script (the moment the secret is in the child's environment).
+//!   inside the script (the moment the secret is in the child's environment);
+//! - the script's own environment (`/proc/$$/environ`, written down from
+//!   inside it): no store token or secret ID in any variable, no `VAULT_*`,
+//!   `TAGSTRAP_*` or `CREDENTIALS_DIRECTORY` at all, and the proxy password
+//!   only where it belongs, in the proxy variables' URL.
 //!
 //! Also: `Debug` of every configuration and credential type shows no secret.
 //! The expected exit code of each path is asserted too, so the suite proves
@@ -75,7 +79,11 @@ impl World {
             "#!/bin/sh\n\
              # What every process's command line says while the secret is in this environment.\n\
              cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' > '{}/cmdlines-'$$\n\
-             env | grep -ci _proxy= > '{}/proxy-vars-'$$\n",
+             env | grep -ci _proxy= > '{}/proxy-vars-'$$\n\
+             # Its whole environment, as tagstrap gave it; private, since the\n\
+             # proxy variables rightly hold the password.\n\
+             (umask 077; cat /proc/$$/environ > '{}/environ-'$$)\n",
+            out.path().display(),
             out.path().display(),
             out.path().display()
         );
@@ -178,6 +186,12 @@ impl World {
             forms.insert(basic.encode(format!("{USER}:{password}")));
         }
         forms.into_iter().collect()
+    }
+
+    /// What the script's environment may hold of the secrets: the proxy
+    /// password, in the proxy variables' URL (plain or percent-encoded).
+    fn proxy_url_forms() -> Vec<String> {
+        common::secret_forms(PASSWORD)
     }
 
     fn input(&self, name: &str) -> PathBuf {
@@ -649,6 +663,12 @@ fn no_secret_leaks_on_any_path_of_any_command_in_either_log_format() {
         successes * 2,
         "one snapshot per successful run in each format"
     );
+    let environs = script_environments_hold_no_store_secret(&world);
+    assert_eq!(
+        environs,
+        successes * 2,
+        "one environment per successful run"
+    );
     for entry in std::fs::read_dir(world.out.path()).unwrap().flatten() {
         if entry
             .file_name()
@@ -663,6 +683,43 @@ fn no_secret_leaks_on_any_path_of_any_command_in_either_log_format() {
             );
         }
     }
+}
+
+/// Checks every environment a script wrote down (`environ-PID`): no
+/// variable of the store's, and no secret form but the proxy password in
+/// the proxy variables. Returns how many there were.
+fn script_environments_hold_no_store_secret(world: &World) -> usize {
+    let forms = world.secret_forms();
+    let allowed = World::proxy_url_forms();
+    let mut count = 0;
+    for entry in std::fs::read_dir(world.out.path()).unwrap().flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("environ-") {
+            continue;
+        }
+        count += 1;
+        let bytes = std::fs::read(entry.path()).unwrap();
+        for variable in bytes.split(|b| *b == 0).filter(|v| !v.is_empty()) {
+            let variable = String::from_utf8_lossy(variable);
+            let (name, value) = variable.split_once('=').unwrap();
+            assert!(
+                !(name.starts_with("VAULT_")
+                    || name.starts_with("TAGSTRAP_")
+                    || name == "CREDENTIALS_DIRECTORY"),
+                "{}: the script got {name}",
+                entry.path().display()
+            );
+            let may_hold =
+                |form: &String| common::PROXY_VARS.contains(&name) && allowed.contains(form);
+            for form in forms.iter().filter(|f| !may_hold(f)) {
+                assert!(
+                    !value.contains(form.as_str()),
+                    "{}: the script's {name} holds a secret ({form:?})",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+    count
 }
 
 #[test]

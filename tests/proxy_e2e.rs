@@ -123,7 +123,7 @@ fn happy_path_the_script_reaches_the_origin_through_the_proxy_with_curl() {
     let env = std::fs::read_to_string(world.out("env")).unwrap();
     assert_eq!(
         env.trim(),
-        "no_proxy=localhost,127.0.0.1,::1,169.254.169.254"
+        "no_proxy=localhost,127.0.0.1,::1,[::1],169.254.169.254"
     );
     let report = run.report_json();
     assert_eq!(report["exit_code"], 0);

@@ -19,6 +19,11 @@
 //! 3. what a parser accepts is what tagstrap may act on: `rs_agent:` keys,
 //!    no hidden character in a key or value, exit codes 65 or 69 only.
 
+// The `no_proxy` target's oracle: a model of curl's matcher, and the check
+// of tagstrap's reading against it (also run in CI by tests/no_proxy_model.rs).
+pub mod curl_noproxy;
+pub mod no_proxy_oracle;
+
 use std::io::Write;
 use std::sync::{Mutex, Once};
 

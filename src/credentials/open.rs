@@ -307,6 +307,7 @@ mod tests {
             choice,
             vault: v,
             directory: dir.map(|d| (d.to_path_buf(), "$CREDENTIALS_DIRECTORY".into())),
+            variables: Vec::new(),
         }
     }
 

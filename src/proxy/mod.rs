@@ -3,9 +3,11 @@
 //! variables given to the script, so both always agree.
 
 mod no_proxy;
+mod script_env;
 mod url;
 
-pub use self::no_proxy::{NoProxy, DEFAULT_ENTRIES};
+pub use self::no_proxy::{Client, ListOrigin, NoProxy, Warning, DEFAULT_ENTRIES};
+pub(crate) use self::script_env::{ScriptEnv, ScriptEnvRule};
 pub use self::url::{ProxyScheme, ProxyUrl};
 
 use secrecy::SecretString;
@@ -86,9 +88,9 @@ impl ProxyEnvironment {
         no_proxy_tag: Option<&crate::tags::Tag>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ProxyEnvironment> {
-        let mut lists: Vec<String> = Vec::new();
+        let mut lists: Vec<(ListOrigin, String)> = Vec::new();
         if let Some(tag) = no_proxy_tag {
-            lists.push(tag.value.clone());
+            lists.push((ListOrigin::Tag, tag.value.clone()));
         }
         let proxy = match tagged {
             Some(proxy) => Some(proxy),
@@ -96,24 +98,44 @@ impl ProxyEnvironment {
                 let system = system_proxy(env)?;
                 if system.is_some() {
                     // The image's own bypass list goes with the image's own proxy.
-                    lists.extend(
-                        NO_PROXY_VARS
-                            .iter()
-                            .filter_map(|v| env(v))
-                            .filter(|v| !v.trim().is_empty()),
-                    );
+                    lists.extend(NO_PROXY_VARS.iter().filter_map(|var| {
+                        env(var)
+                            .filter(|v| !v.trim().is_empty())
+                            .map(|v| (ListOrigin::Environment(var), v))
+                    }));
                 }
                 system
             }
         };
-        let no_proxy =
-            NoProxy::with_defaults(lists.iter().map(String::as_str)).map_err(|reason| {
-                match no_proxy_tag {
-                    Some(tag) => Error::Input(format!("{} ({}): {reason}", tag.key, tag.origin)),
-                    None => Error::Input(format!("$no_proxy: {reason}")),
-                }
-            })?;
+        let lists: Vec<(ListOrigin, &str)> = lists.iter().map(|(o, l)| (*o, l.as_str())).collect();
+        let no_proxy = NoProxy::read(&lists).map_err(|reason| match no_proxy_tag {
+            Some(tag) => Error::Input(format!("{} ({}): {reason}", tag.key, tag.origin)),
+            None => Error::Input(format!("$no_proxy: {reason}")),
+        })?;
         Ok(ProxyEnvironment { proxy, no_proxy })
+    }
+
+    /// What the script's clients will not read as tagstrap does, one line
+    /// each (`run` and `plan`; `doctor` shows them as steps). Only a proxy
+    /// makes the list mean anything.
+    pub fn no_proxy_warnings(&self) -> &[Warning] {
+        match self.proxy {
+            Some(_) => self.no_proxy.warnings(),
+            None => &[],
+        }
+    }
+
+    /// Logs [`Self::no_proxy_warnings`], with the entry and the client ids
+    /// as fields for `--log-format json`.
+    pub fn log_no_proxy_warnings(&self) {
+        for warning in self.no_proxy_warnings() {
+            tracing::warn!(
+                no_proxy_entry = %crate::util::text::shown(&warning.entry),
+                clients = %warning.client_ids(),
+                "{}",
+                crate::util::text::shown(&warning.message)
+            );
+        }
     }
 
     /// The `cred:` references the proxy's user and password came from.
@@ -257,7 +279,7 @@ mod tests {
         }
         assert!(text
             .expose_secret()
-            .contains("no_proxy='localhost,127.0.0.1,::1,169.254.169.254'\n"));
+            .contains("no_proxy='localhost,127.0.0.1,::1,[::1],169.254.169.254'\n"));
 
         let none = ProxyEnvironment::build(None, None, &env_of(&[])).unwrap();
         let text = none.env_file().unwrap();
@@ -322,7 +344,10 @@ mod tests {
             assert_eq!(env[var], "http://svc:p%40ss%3A%2F%25@p:3128");
         }
         for var in NO_PROXY_VARS {
-            assert_eq!(env[var], "localhost,127.0.0.1,::1,169.254.169.254,.corp");
+            assert_eq!(
+                env[var],
+                "localhost,127.0.0.1,::1,[::1],169.254.169.254,corp,.corp"
+            );
         }
         assert!(!format!("{pe:?}").contains("p@ss"), "Debug shows no secret");
         for (_, shown) in pe.shown_env() {

@@ -1,60 +1,268 @@
-//! The no-proxy list, matched the way curl matches `no_proxy`, so that tagstrap
-//! and the install script's curl agree on which hosts bypass the proxy:
-//! case-insensitive; a name matches itself and its subdomains at a dot
-//! boundary; a leading dot is ignored; `*` alone matches everything; IP
-//! addresses match literally and CIDR ranges match addresses inside them; no
-//! name is resolved to compare it with an address.
+//! The no-proxy list, read and matched exactly as current curl reads and
+//! matches `no_proxy` (curl 8.21, `lib/proxy.c` `proxy_check_noproxy`; its
+//! unit test 1614 holds the facts), so that tagstrap's download and the
+//! install script's curl always route a host the same way; then exported in
+//! the forms that make wget and Python's clients agree as far as each can,
+//! with a warning for what one of them cannot read (docs/no-proxy.md).
+//!
+//! curl's rules: the list is comma-separated, blanks around an entry are
+//! skipped, and a blank that is not followed by a comma ends the list; the
+//! whole value `*` matches every host, a `*` entry inside a list matches
+//! nothing. A host that is an IPv4 or IPv6 address is compared with the
+//! entries that are addresses (`a.b.c.d` or `addr/bits`, where bits 0 means
+//! the address alone, not every address); any other host is a name, one
+//! trailing dot ignored, and matches an entry (one leading and one trailing
+//! dot ignored) equal to it or to its ending at a dot, without regard to
+//! case. Nothing is resolved.
+//!
+//! tagstrap refuses, in its own tag, the entries curl would read as matching
+//! nothing though they plainly mean something (`*.corp`, `host:port`,
+//! `[::1]`, `10.0.0.5.`, `*` inside a list, blank-separated entries): the
+//! operator is told what to write instead. In the image's own `no_proxy`,
+//! which other tools on the image read too, such entries are ignored, as
+//! curl ignores them, with a warning.
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Always bypassed, whatever the tags say: the loopback names and addresses,
 /// and the link-local metadata address the cloud's agents talk to.
 pub const DEFAULT_ENTRIES: [&str; 4] = ["localhost", "127.0.0.1", "::1", "169.254.169.254"];
 
+/// A client of the script's that reads `no_proxy` in its own way, named in
+/// a warning when it cannot read an entry as tagstrap (and curl) do. The
+/// ids are what `--log-format json` shows in a warning's `clients` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Client {
+    /// curl before 7.86 reads no address ranges at all.
+    CurlBefore7_86,
+    /// curl before 8.18 compares an IPv6 host with the entries as text, so
+    /// IPv6 ranges never match.
+    CurlBefore8_18,
+    /// GNU wget: names by suffix at a dot, everything else as text.
+    Wget,
+    /// Python's `urllib.request`: names by suffix at a dot, no ranges.
+    Urllib,
+    /// Python's `requests`: urllib's rules plus IPv4 ranges.
+    Requests,
+}
+
+impl Client {
+    pub fn id(self) -> &'static str {
+        match self {
+            Client::CurlBefore7_86 => "curl<7.86",
+            Client::CurlBefore8_18 => "curl<8.18",
+            Client::Wget => "wget",
+            Client::Urllib => "urllib",
+            Client::Requests => "requests",
+        }
+    }
+}
+
+/// Something about the list its reader should know: an entry one of the
+/// script's clients will not honour as tagstrap does (named in `clients`),
+/// or an entry of the image's `no_proxy` that is ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Pattern {
-    All,
-    /// Lower case, without leading or trailing dots.
-    Name(String),
-    Ip(IpAddr),
-    Cidr(IpAddr, u8),
+pub struct Warning {
+    /// The entry as written.
+    pub entry: String,
+    /// The clients that read it differently; empty when everybody agrees.
+    pub clients: Vec<Client>,
+    pub message: String,
+}
+
+impl Warning {
+    /// The `clients` field of the log line: ids, comma-separated.
+    pub fn client_ids(&self) -> String {
+        let ids: Vec<&str> = self.clients.iter().map(|c| c.id()).collect();
+        ids.join(",")
+    }
+}
+
+/// Where a list came from: tagstrap's own tag (an entry curl would ignore is
+/// refused), or the image's environment (such an entry is ignored, as the
+/// image's other tools ignore it, with a warning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListOrigin {
+    Tag,
+    Environment(&'static str),
+}
+
+/// One entry as curl reads it. Every entry has a name side, compared with a
+/// host that is a name; an entry that is an address or a range also has an
+/// address side, compared with a host that is an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    /// Lower case, one leading and one trailing dot removed.
+    name: String,
+    address: Option<Address>,
+    /// Written with a leading dot: exported in both forms (wget reads
+    /// `.corp` as the subdomains only, `corp` as the domain and them).
+    leading_dot: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Address {
+    /// `bits` is what curl compares: 32 for an address alone (or `/0`).
+    V4(Ipv4Addr, u8),
+    V6(Ipv6Addr, u8),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoProxy {
-    /// The normalized entries, in order, without duplicates: what goes into
-    /// `no_proxy` for the script.
-    entries: Vec<String>,
-    patterns: Vec<Pattern>,
+    /// A list was `*`: every host goes direct.
+    all: bool,
+    entries: Vec<Entry>,
+    /// What goes into `no_proxy` for the script, in order, without
+    /// duplicates.
+    exported: Vec<String>,
+    warnings: Vec<Warning>,
 }
 
 impl NoProxy {
-    /// The defaults followed by the entries of `lists` (comma- or
-    /// blank-separated). An entry that cannot be a host, address or range is
-    /// an error naming it.
+    /// The defaults followed by the entries of `lists`, each read as a tag.
     pub fn with_defaults<'a>(lists: impl IntoIterator<Item = &'a str>) -> Result<NoProxy, String> {
+        let lists: Vec<(ListOrigin, &str)> =
+            lists.into_iter().map(|l| (ListOrigin::Tag, l)).collect();
+        NoProxy::read(&lists)
+    }
+
+    /// The defaults followed by the entries of each list. An entry of a tag
+    /// that curl would not read as its writer means is an error naming it
+    /// and saying what to write; in the environment it is left out, with a
+    /// warning.
+    pub fn read(lists: &[(ListOrigin, &str)]) -> Result<NoProxy, String> {
         let mut no_proxy = NoProxy {
+            all: false,
             entries: Vec::new(),
-            patterns: Vec::new(),
+            exported: Vec::new(),
+            warnings: Vec::new(),
         };
         for entry in DEFAULT_ENTRIES {
-            no_proxy.add(entry)?;
+            no_proxy.add(entry, true);
         }
-        for list in lists {
-            for entry in list.split([',', ' ', '\t']).filter(|e| !e.is_empty()) {
-                no_proxy.add(entry)?;
+        for &(origin, list) in lists {
+            // curl: the whole value `*`, and nothing else, is every host.
+            if list == "*" {
+                no_proxy.all = true;
+                continue;
             }
+            let (tokens, rest) = split_list(list);
+            if let Some(rest) = rest {
+                let read = tokens.join(",");
+                let reason = format!(
+                    "no-proxy entry {rest:?} follows a blank, not a comma: curl reads a list \
+                     only up to such a blank, so of {list:?} it reads {read:?}; separate \
+                     entries with commas"
+                );
+                match origin {
+                    ListOrigin::Tag => return Err(reason),
+                    ListOrigin::Environment(var) => no_proxy.warnings.push(Warning {
+                        entry: rest.to_string(),
+                        clients: Vec::new(),
+                        message: format!("${var}: {reason}"),
+                    }),
+                }
+            }
+            for token in tokens {
+                match parse_entry(token) {
+                    Ok(entry) => {
+                        no_proxy.warn_about(token, &entry);
+                        no_proxy.push(entry);
+                    }
+                    Err(reason) => match origin {
+                        ListOrigin::Tag => return Err(reason),
+                        ListOrigin::Environment(var) => no_proxy.warnings.push(Warning {
+                            entry: token.to_string(),
+                            clients: Vec::new(),
+                            message: format!("${var}: {reason}; ignored, as curl ignores it"),
+                        }),
+                    },
+                }
+            }
+        }
+        if no_proxy.all {
+            no_proxy.exported = vec!["*".to_string()];
+            no_proxy.warnings.retain(|w| w.clients.is_empty());
+            no_proxy.warnings.push(Warning {
+                entry: "*".to_string(),
+                clients: vec![Client::Wget],
+                message: "no-proxy list * sends every host direct for tagstrap, curl and \
+                          Python, but wget does not read * and still sends its requests \
+                          through the proxy: where the script uses wget, list the hosts \
+                          instead of *"
+                    .to_string(),
+            });
         }
         Ok(no_proxy)
     }
 
-    fn add(&mut self, raw: &str) -> Result<(), String> {
-        let (entry, pattern) = normalize(raw)?;
+    fn add(&mut self, token: &str, default: bool) {
+        let entry = parse_entry(token).expect("the defaults are valid entries");
+        if !default {
+            self.warn_about(token, &entry);
+        }
+        self.push(entry);
+    }
+
+    fn push(&mut self, entry: Entry) {
+        for form in exported_forms(&entry) {
+            if !self.exported.contains(&form) {
+                self.exported.push(form);
+            }
+        }
         if !self.entries.contains(&entry) {
             self.entries.push(entry);
-            self.patterns.push(pattern);
         }
-        Ok(())
+    }
+
+    /// The warnings an accepted entry deserves: a range that some of the
+    /// script's clients do not read, or a `/0` that means less than it seems.
+    fn warn_about(&mut self, token: &str, entry: &Entry) {
+        let (clients, message) = match entry.address {
+            Some(Address::V4(addr, bits)) if bits < 32 => (
+                vec![Client::CurlBefore7_86, Client::Wget, Client::Urllib],
+                format!(
+                    "no-proxy entry {token} is an address range: wget, Python's urllib and curl \
+                     before 7.86 do not read ranges and send these addresses through the \
+                     proxy; where the script uses them, also list the addresses it reaches \
+                     (such as {})",
+                    first_host_v4(addr, bits)
+                ),
+            ),
+            Some(Address::V6(addr, bits)) if bits < 128 => (
+                vec![
+                    Client::CurlBefore8_18,
+                    Client::Wget,
+                    Client::Urllib,
+                    Client::Requests,
+                ],
+                format!(
+                    "no-proxy entry {token} is an IPv6 range, which only curl 8.18 and later \
+                     read: wget, Python's urllib and requests and older curl send these \
+                     addresses through the proxy; where the script uses them, also list the \
+                     addresses it reaches (such as {})",
+                    first_host_v6(addr, bits)
+                ),
+            ),
+            _ if zero_prefix(token) => {
+                let shown = entry.address.map(|a| a.to_string()).unwrap_or_default();
+                (
+                    Vec::new(),
+                    format!(
+                        "no-proxy entry {token} means the one address {shown}, as curl and \
+                         requests read it, not every address: write the range meant, or the \
+                         list * for every host"
+                    ),
+                )
+            }
+            _ => return,
+        };
+        self.warnings.push(Warning {
+            entry: token.to_string(),
+            clients,
+            message,
+        });
     }
 
     /// Whether a request to `host` (a name, an IPv4 address, or an IPv6
@@ -64,99 +272,272 @@ impl NoProxy {
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let ip = host.parse::<IpAddr>().ok();
-        self.patterns.iter().any(|pattern| match (pattern, ip) {
-            (Pattern::All, _) => true,
-            (Pattern::Ip(want), Some(ip)) => *want == ip,
-            (Pattern::Cidr(net, bits), Some(ip)) => in_range(ip, *net, *bits),
-            (Pattern::Name(name), None) => {
-                host == *name
-                    || (host.len() > name.len()
-                        && host.ends_with(name.as_str())
-                        && host.as_bytes()[host.len() - name.len() - 1] == b'.')
-            }
-            _ => false,
-        })
+        if host.is_empty() {
+            return false;
+        }
+        if self.all {
+            return true;
+        }
+        match Host::of(host) {
+            Host::V4(ip) => self.entries.iter().any(|e| match e.address {
+                Some(Address::V4(net, bits)) => in_v4(ip, net, bits),
+                _ => false,
+            }),
+            Host::V6(ip) => self.entries.iter().any(|e| match e.address {
+                Some(Address::V6(net, bits)) => in_v6(ip, net, bits),
+                _ => false,
+            }),
+            Host::Name(name) => self.entries.iter().any(|e| name_matches(&e.name, name)),
+        }
     }
 
     /// The value of `no_proxy`/`NO_PROXY` for the script.
     pub fn env_value(&self) -> String {
-        self.entries.join(",")
+        self.exported.join(",")
+    }
+
+    /// What `run`, `plan` and `doctor` say about the list, one line each.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
     }
 }
 
-/// One entry in the form every tool understands, and its pattern. `*.corp`
-/// (a common habit from Java's `nonProxyHosts`) is written as `.corp`, which
-/// curl, wget, Python and Go all read as "corp and its subdomains".
-fn normalize(raw: &str) -> Result<(String, Pattern), String> {
-    let entry = raw.trim().to_ascii_lowercase();
-    if entry == "*" {
-        return Ok((entry, Pattern::All));
-    }
-    let unbracketed = entry
-        .strip_prefix('[')
-        .and_then(|e| e.split_once(']'))
-        .map(|(inside, _port)| inside);
-    if let Some((addr, bits)) = unbracketed.unwrap_or(&entry).split_once('/') {
-        let net: IpAddr = addr.parse().map_err(|_| {
-            format!("no-proxy entry {raw:?} is not an address range like 10.0.0.0/8")
-        })?;
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        let bits: u8 = bits.parse().ok().filter(|b| *b <= max).ok_or_else(|| {
-            format!("no-proxy entry {raw:?} has a prefix length outside 0..={max}")
-        })?;
-        return Ok((format!("{net}/{bits}"), Pattern::Cidr(net, bits)));
-    }
-    let candidate = unbracketed.unwrap_or(&entry);
-    if let Ok(ip) = candidate.parse::<IpAddr>() {
-        return Ok((ip.to_string(), Pattern::Ip(ip)));
-    }
-    // A name, perhaps with a port (ignored: matching is by host, as in curl).
-    let name = match entry.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-        _ => entry.as_str(),
-    };
-    let suffix = entry.starts_with('.') || entry.starts_with("*.");
-    let name = name.strip_prefix('*').unwrap_or(name);
-    let name = name.trim_start_matches('.').trim_end_matches('.');
-    // An address with a port or a trailing dot is still an address: read as
-    // a name it would never match, while the script's curl, given the
-    // address, would go direct (found by fuzzing).
-    if !suffix {
-        if let Ok(ip) = name.parse::<IpAddr>() {
-            return Ok((ip.to_string(), Pattern::Ip(ip)));
-        }
-    }
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if !valid {
-        return Err(format!(
-            "no-proxy entry {raw:?} is not a host name, address or address range"
-        ));
-    }
-    let shown = if suffix {
-        format!(".{name}")
-    } else {
-        name.to_string()
-    };
-    Ok((shown, Pattern::Name(name.to_string())))
+/// A host as curl classifies it: an address when it parses as one, else a
+/// name with one trailing dot dropped.
+enum Host<'a> {
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+    Name(&'a str),
 }
 
-fn in_range(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(ip), IpAddr::V4(net)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
-            u32::from(ip) & mask == u32::from(net) & mask
+impl<'a> Host<'a> {
+    fn of(host: &'a str) -> Host<'a> {
+        if let Ok(ip) = host.parse::<Ipv4Addr>() {
+            Host::V4(ip)
+        } else if let Ok(ip) = host.parse::<Ipv6Addr>() {
+            Host::V6(ip)
+        } else {
+            Host::Name(host.strip_suffix('.').unwrap_or(host))
         }
-        (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
-            u128::from(ip) & mask == u128::from(net) & mask
-        }
-        _ => false,
     }
+}
+
+/// curl's name rule: equal, or the host ends with the entry at a dot; both
+/// compared without regard to ASCII case.
+fn name_matches(entry: &str, host: &str) -> bool {
+    let (e, h) = (entry.as_bytes(), host.as_bytes());
+    if e.len() == h.len() {
+        return e.eq_ignore_ascii_case(h);
+    }
+    e.len() < h.len()
+        && h[h.len() - e.len() - 1] == b'.'
+        && h[h.len() - e.len()..].eq_ignore_ascii_case(e)
+}
+
+/// curl's tokenizer: entries separated by commas, blanks around them
+/// skipped, empty ones dropped; a blank followed by anything but a comma
+/// ends the list, and what follows is returned as ignored.
+fn split_list(list: &str) -> (Vec<&str>, Option<&str>) {
+    let is_blank = |c: char| c == ' ' || c == '\t';
+    let mut tokens = Vec::new();
+    let mut rest = list;
+    loop {
+        rest = rest.trim_start_matches(is_blank);
+        let end = rest
+            .find(|c: char| is_blank(c) || c == ',')
+            .unwrap_or(rest.len());
+        if end > 0 {
+            tokens.push(&rest[..end]);
+        }
+        rest = rest[end..].trim_start_matches(is_blank);
+        if rest.is_empty() {
+            return (tokens, None);
+        }
+        if !rest.starts_with(',') {
+            return (tokens, Some(rest));
+        }
+        rest = rest.trim_start_matches(',');
+    }
+}
+
+/// One entry, or why curl would not read it as its writer means: a message
+/// starting "no-proxy entry …" that says what to write instead.
+fn parse_entry(token: &str) -> Result<Entry, String> {
+    let refuse = |why: &str| Err(format!("no-proxy entry {token:?} {why}"));
+    // What to write instead, when that is itself an entry: a suggestion
+    // built from what was written must not carry what made it wrong.
+    let instead = |why: &str, better: &str| match parse_entry(better) {
+        Ok(_) => refuse(&format!("{why}: write {better}")),
+        Err(_) => refuse(why),
+    };
+    let lower = token.to_ascii_lowercase();
+    // The name side of every entry, as curl's match_host() trims it.
+    let name = {
+        let t = lower.strip_suffix('.').unwrap_or(&lower);
+        t.strip_prefix('.').unwrap_or(t).to_string()
+    };
+    if token == "*" {
+        return refuse(
+            "is `*` inside a list, which curl ignores: `*` means every host only as the whole \
+             list (rs_agent:http_no_proxy=*)",
+        );
+    }
+    if let Some(inside) = token.strip_prefix('[') {
+        let address = inside.split(']').next().unwrap_or_default();
+        return instead(
+            "is an address in brackets, which curl never matches",
+            address,
+        );
+    }
+    if let Some((addr, bits)) = token.split_once('/') {
+        let valid_bits = !bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit());
+        let bits: Option<u32> = valid_bits.then(|| bits.parse().unwrap_or(u32::MAX));
+        let address = match (addr.parse::<IpAddr>(), bits) {
+            (Ok(IpAddr::V4(net)), Some(bits @ 0..=32)) => {
+                Address::V4(net, if bits == 0 { 32 } else { bits as u8 })
+            }
+            (Ok(IpAddr::V6(net)), Some(bits @ 0..=128)) => {
+                Address::V6(net, if bits == 0 { 128 } else { bits as u8 })
+            }
+            (Ok(ip), Some(_)) => {
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                return refuse(&format!("has a prefix length outside 0..={max}"));
+            }
+            _ => return refuse("is not an address range like 10.0.0.0/8 or fd00::/8"),
+        };
+        return Ok(Entry {
+            name,
+            address: Some(address),
+            leading_dot: false,
+        });
+    }
+    match token.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => {
+            return Ok(Entry {
+                name,
+                address: Some(Address::V4(ip, 32)),
+                leading_dot: false,
+            })
+        }
+        Ok(IpAddr::V6(ip)) => {
+            return Ok(Entry {
+                name,
+                address: Some(Address::V6(ip, 128)),
+                leading_dot: false,
+            })
+        }
+        Err(_) => {}
+    }
+    if let Some(suffix) = lower.strip_prefix("*.") {
+        return instead(
+            "is read by curl as a name that matches no host",
+            &format!(".{suffix}"),
+        );
+    }
+    if let Some((host, port)) = token.rsplit_once(':') {
+        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+            return instead(
+                "has a port, and curl never matches an entry with a port",
+                host,
+            );
+        }
+    }
+    if !token.is_ascii() {
+        return match url::Host::parse(&lower) {
+            Ok(url::Host::Domain(ascii)) => instead(
+                "is not ASCII, and URLs carry names in their ASCII form",
+                &ascii,
+            ),
+            _ => refuse("is not a host name, address or address range"),
+        };
+    }
+    let valid_name = !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        });
+    if !valid_name {
+        return refuse("is not a host name, address or address range");
+    }
+    let last = name.rsplit('.').next().unwrap_or_default();
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        // A name that ends in a number is no host a URL can carry: an
+        // address with a dot around it, or a part of one.
+        return match name.parse::<Ipv4Addr>() {
+            Ok(ip) => refuse(&format!(
+                "is an address with a dot around it, which curl does not match against the \
+                 address: write {ip}"
+            )),
+            Err(_) => refuse(
+                "is a part of an address, which curl never matches against an address: write \
+                 the addresses, or a range such as 10.1.2.0/24",
+            ),
+        };
+    }
+    Ok(Entry {
+        name,
+        address: None,
+        leading_dot: lower.starts_with('.'),
+    })
+}
+
+/// The forms an entry is exported in, each meaning to curl what the entry
+/// means: an address alone (also written `/0` or with a full prefix) as the
+/// plain address, which wget and Python compare as text; an IPv6 address
+/// also in brackets, the only form urllib compares with a bracketed host;
+/// a name written with a leading dot also without it, the form in which
+/// wget matches the domain itself.
+fn exported_forms(entry: &Entry) -> Vec<String> {
+    match entry.address {
+        Some(Address::V4(ip, 32)) => vec![ip.to_string()],
+        Some(Address::V6(ip, 128)) => vec![ip.to_string(), format!("[{ip}]")],
+        Some(address) => vec![address.to_string()],
+        None if entry.leading_dot => vec![entry.name.clone(), format!(".{}", entry.name)],
+        None => vec![entry.name.clone()],
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Address::V4(ip, 32) => write!(f, "{ip}"),
+            Address::V6(ip, 128) => write!(f, "{ip}"),
+            Address::V4(ip, bits) => write!(f, "{ip}/{bits}"),
+            Address::V6(ip, bits) => write!(f, "{ip}/{bits}"),
+        }
+    }
+}
+
+/// Written with a prefix length of zero (`/0`, `/00`): curl reads it as the
+/// address alone.
+fn zero_prefix(token: &str) -> bool {
+    token
+        .split_once('/')
+        .is_some_and(|(_, bits)| !bits.is_empty() && bits.bytes().all(|b| b == b'0'))
+}
+
+fn in_v4(ip: Ipv4Addr, net: Ipv4Addr, bits: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, bits: u8) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(net) & mask
+}
+
+/// An address inside a range, for the warning's example: the first one
+/// after the network's own address.
+fn first_host_v4(net: Ipv4Addr, bits: u8) -> Ipv4Addr {
+    let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+    Ipv4Addr::from((u32::from(net) & mask) | 1)
+}
+
+fn first_host_v6(net: Ipv6Addr, bits: u8) -> Ipv6Addr {
+    let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+    Ipv6Addr::from((u128::from(net) & mask) | 1)
 }
 
 #[cfg(test)]
@@ -167,41 +548,31 @@ mod tests {
         NoProxy::with_defaults([entries]).unwrap()
     }
 
-    #[test]
-    fn an_address_with_a_port_or_a_trailing_dot_is_an_address() {
-        // Found by fuzzing (fuzz/artifacts-found/no_proxy/ipv4-*).
-        for entry in ["10.0.0.5:3128", "10.0.0.5.", "10.0.0.5:3128,10.0.0.5"] {
-            let np = list(entry);
-            assert!(np.matches("10.0.0.5"), "{entry}");
-            assert!(!np.matches("10.0.0.6"), "{entry}");
-            assert_eq!(
-                np.env_value(),
-                "localhost,127.0.0.1,::1,169.254.169.254,10.0.0.5",
-                "{entry}: what tagstrap matches is what the script gets"
-            );
-        }
-        let np = list("4.9.4.0.");
-        assert!(np.matches("4.9.4.0"));
-        // A leading dot still means a name suffix.
-        assert!(!list(".10.0.0.5").matches("10.0.0.5"));
+    fn refused(entries: &str) -> String {
+        NoProxy::with_defaults([entries]).unwrap_err()
     }
+
+    const DEFAULTS: &str = "localhost,127.0.0.1,::1,[::1],169.254.169.254";
 
     #[test]
     fn defaults_are_always_there_and_come_first() {
         let np = list("");
-        assert_eq!(np.env_value(), "localhost,127.0.0.1,::1,169.254.169.254");
+        assert_eq!(np.env_value(), DEFAULTS);
         for host in [
             "localhost",
             "LOCALHOST",
+            "localhost.",
             "127.0.0.1",
             "[::1]",
             "::1",
+            "0:0::1",
             "169.254.169.254",
         ] {
             assert!(np.matches(host), "{host}");
         }
         assert!(!np.matches("127.0.0.2"));
         assert!(!np.matches("example.com"));
+        assert!(np.warnings().is_empty(), "{:?}", np.warnings());
     }
 
     #[test]
@@ -212,26 +583,101 @@ mod tests {
         assert!(np.matches("example.com."));
         assert!(!np.matches("badexample.com"));
         assert!(!np.matches("example.com.evil"));
-        assert!(
-            np.matches("internal.corp"),
-            "a leading dot is ignored, as in curl"
-        );
+        assert!(np.matches("internal.corp"), "a leading dot is ignored");
         assert!(np.matches("git.internal.corp"));
         assert!(!np.matches("xinternal.corp"));
+        // wget reads `.internal.corp` as the subdomains only: the bare form
+        // is exported too.
+        assert_eq!(
+            np.env_value(),
+            format!("{DEFAULTS},example.com,internal.corp,.internal.corp")
+        );
     }
 
+    /// Bug class 1, found by the differential suite (curl_unit1614 and the
+    /// image fallback `no_proxy=*`): `*` inside a list used to mean every
+    /// host to tagstrap and was exported after the defaults, where curl
+    /// reads it as nothing.
     #[test]
-    fn star_alone_matches_everything_and_star_dot_is_a_suffix() {
-        assert!(list("*").matches("anything.example"));
-        assert!(list("*").matches("10.1.2.3"));
-        let np = list("*.corp");
-        assert!(np.matches("a.corp") && np.matches("corp") && !np.matches("acorp"));
-        assert!(np.env_value().ends_with(",.corp"), "{}", np.env_value());
+    fn star_is_every_host_only_as_a_whole_list_and_is_exported_alone() {
+        let np = list("*");
+        assert!(
+            np.matches("anything.example") && np.matches("10.1.2.3") && np.matches("[fd00::1]")
+        );
+        assert_eq!(np.env_value(), "*", "curl reads * only as the whole value");
+        assert_eq!(np.warnings().len(), 1);
+        assert_eq!(np.warnings()[0].clients, [Client::Wget]);
+
+        for mixed in ["*,foo", "foo,*", "foo, * ,bar"] {
+            let err = refused(mixed);
+            assert!(err.contains("\"*\" is `*` inside a list"), "{mixed}: {err}");
+        }
+        // The image's own `no_proxy=*` with its own proxy: every host.
+        let image = NoProxy::read(&[
+            (ListOrigin::Tag, ".corp"),
+            (ListOrigin::Environment("no_proxy"), "*"),
+        ])
+        .unwrap();
+        assert!(image.matches("example.org"));
+        assert_eq!(image.env_value(), "*");
+        // In the environment, a `*` among others is ignored, as curl does.
+        let mixed = NoProxy::read(&[(ListOrigin::Environment("no_proxy"), "foo,*")]).unwrap();
+        assert!(!mixed.matches("example.org") && mixed.matches("foo"));
+        assert!(!mixed.env_value().contains('*'));
+        assert!(mixed.warnings()[0]
+            .message
+            .starts_with("$no_proxy: no-proxy entry \"*\""));
+    }
+
+    /// Bug class 2, found by the suite (`0.0.0.0/0`, `10.0.0.0/0`, `::/0`):
+    /// curl reads a zero prefix as the address alone, not every address.
+    #[test]
+    fn a_zero_prefix_means_the_address_alone_as_curl_reads_it() {
+        let np = list("10.0.0.0/0,0.0.0.0/0,::/0,fd00::1/00");
+        assert!(np.matches("10.0.0.0") && np.matches("0.0.0.0") && np.matches("[::]"));
+        assert!(np.matches("fd00::1"));
+        for other in ["10.0.0.1", "8.8.8.8", "fd00::2", "[2001:db8::1]"] {
+            assert!(!np.matches(other), "{other}");
+        }
+        assert_eq!(
+            np.env_value(),
+            format!("{DEFAULTS},10.0.0.0,0.0.0.0,::,[::],fd00::1,[fd00::1]"),
+            "exported as the plain address, which every client reads the same way"
+        );
+        assert_eq!(np.warnings().len(), 4);
+        assert!(np.warnings()[0]
+            .message
+            .contains("means the one address 10.0.0.0"));
+        assert!(np.warnings().iter().all(|w| w.clients.is_empty()));
+    }
+
+    /// Bug class 3, found by the suite (`https://10.1.2.3./` against
+    /// `10.0.0.0/8`): current curl (8.21 and later) swallows the trailing
+    /// dot of a numeric host as URL parsers do, so the host is the address;
+    /// a name is only what is not an address once that dot is gone. An
+    /// entry written with the dot is refused: curl compares it with names
+    /// only, never with the address.
+    #[test]
+    fn a_host_is_an_address_only_when_it_parses_as_one() {
+        let np = list("10.0.0.0/8,corp.example");
+        // The URL parser (WHATWG, like curl 8.21) gives 10.1.2.3 for
+        // `https://10.1.2.3./`: matched as the address.
+        let url = url::Url::parse("https://10.1.2.3./x").unwrap();
+        assert_eq!(url.host_str(), Some("10.1.2.3"));
+        assert!(np.matches(url.host_str().unwrap()));
+        // What still reads as a name is compared as a name only.
+        assert!(!np.matches("10.1.2.3.4"));
+        assert!(np.matches("git.corp.example."));
+        let err = refused("10.0.0.5.");
+        assert!(err.contains("write 10.0.0.5"), "{err}");
+        assert!(refused("10.1.2").contains("a part of an address"));
+        // An address side only ever meets an address host.
+        assert!(!list("10.1.2.3").matches("x.10.1.2.4"));
     }
 
     #[test]
     fn addresses_and_ranges_match_only_addresses() {
-        let np = list("10.0.0.0/8, 192.168.1.7 fd00::/8,[2001:db8::1]");
+        let np = list("10.0.0.0/8, 192.168.1.7,fd00::/8,2001:DB8:0::1");
         assert!(np.matches("10.255.0.1"));
         assert!(!np.matches("11.0.0.1"));
         assert!(np.matches("192.168.1.7"));
@@ -240,34 +686,103 @@ mod tests {
         assert!(!np.matches("fe80::1"));
         assert!(np.matches("2001:db8::1"));
         assert!(!np.matches("ten.example"), "names are not resolved");
-        assert!(list("0.0.0.0/0").matches("8.8.8.8"));
         assert!(list("10.1.2.3/32").matches("10.1.2.3"));
         assert!(!list("10.1.2.3/32").matches("10.1.2.4"));
-    }
-
-    #[test]
-    fn ports_in_entries_are_ignored_and_duplicates_dropped() {
-        let np = list("proxy.corp:8080,localhost,LOCALHOST");
-        assert!(np.matches("proxy.corp"));
+        assert!(
+            list("10.1.2.3/08").matches("10.200.0.1"),
+            "curl reads /08 as /8"
+        );
         assert_eq!(
             np.env_value(),
-            "localhost,127.0.0.1,::1,169.254.169.254,proxy.corp"
+            format!("{DEFAULTS},10.0.0.0/8,192.168.1.7,fd00::/8,2001:db8::1,[2001:db8::1]")
         );
+        let clients: Vec<Vec<Client>> = np.warnings().iter().map(|w| w.clients.clone()).collect();
+        assert_eq!(
+            clients,
+            [
+                vec![Client::CurlBefore7_86, Client::Wget, Client::Urllib],
+                vec![
+                    Client::CurlBefore8_18,
+                    Client::Wget,
+                    Client::Urllib,
+                    Client::Requests
+                ],
+            ]
+        );
+        assert!(np.warnings()[0].message.contains("such as 10.0.0.1"));
+        assert!(np.warnings()[1].message.contains("such as fd00::1"));
     }
 
     #[test]
-    fn malformed_entries_are_refused_by_name() {
-        for bad in [
-            "10.0.0.0/33",
-            "fd00::/129",
-            "10.0.0.0/x",
-            "nota/range",
-            "a b/c",
-            "ex%ample.com",
-            ".",
+    fn a_blank_ends_the_list_for_curl_so_a_tag_must_use_commas() {
+        let err = refused("a.corp b.corp");
+        assert!(
+            err.starts_with("no-proxy entry \"b.corp\" follows a blank"),
+            "{err}"
+        );
+        assert!(err.contains("it reads \"a.corp\""), "{err}");
+        // Blanks around commas and empty entries are fine.
+        let np = list(" a.corp , ,,b.corp,\t");
+        assert!(np.matches("a.corp") && np.matches("b.corp"));
+        // The image's list is read as curl reads it.
+        let env = NoProxy::read(&[(ListOrigin::Environment("NO_PROXY"), "a.corp b.corp")]).unwrap();
+        assert!(env.matches("a.corp") && !env.matches("b.corp"));
+        assert_eq!(env.warnings()[0].entry, "b.corp");
+    }
+
+    #[test]
+    fn entries_curl_reads_as_nothing_are_refused_saying_what_to_write() {
+        for (bad, hint) in [
+            ("*.corp", "write .corp"),
+            ("proxy.corp:8080", "write proxy.corp"),
+            ("10.0.0.5:3128", "write 10.0.0.5"),
+            ("[2001:db8::1]", "write 2001:db8::1"),
+            ("[::1]:443", "write ::1"),
+            (
+                "bücher.example",
+                "their ASCII form: write xn--bcher-kva.example",
+            ),
+            ("10.0.0.0/33", "outside 0..=32"),
+            ("fd00::/129", "outside 0..=128"),
+            ("10.0.0.0/x", "not an address range"),
+            ("10.0.0.0/ 8", "separate entries with commas"),
+            ("nota/range", "not an address range"),
+            ("ex%ample.com", "not a host name"),
+            (".", "not a host name"),
+            ("a..b", "not a host name"),
         ] {
-            let err = NoProxy::with_defaults([bad]).unwrap_err();
-            assert!(err.contains("no-proxy entry"), "{bad}: {err}");
+            let err = refused(bad);
+            assert!(err.starts_with("no-proxy entry"), "{bad}: {err}");
+            assert!(err.contains(hint), "{bad}: {err}");
         }
+        // Found by fuzzing: a suggestion built from the entry carried what
+        // made it wrong (here a control character). It is given only when
+        // it is itself an entry.
+        let err = refused("*.a\u{b}b");
+        assert!(err.ends_with("matches no host"), "{err}");
+        assert!(!err.contains('\u{b}'), "{err:?}");
+    }
+
+    #[test]
+    fn the_image_list_leaves_out_what_curl_ignores_with_a_warning() {
+        let np = NoProxy::read(&[(
+            ListOrigin::Environment("no_proxy"),
+            "*.corp,proxy.corp:8080,.good.corp,ex%ample",
+        )])
+        .unwrap();
+        assert!(!np.matches("a.corp") && !np.matches("proxy.corp"));
+        assert!(np.matches("x.good.corp"));
+        assert_eq!(np.env_value(), format!("{DEFAULTS},good.corp,.good.corp"));
+        let entries: Vec<&str> = np.warnings().iter().map(|w| w.entry.as_str()).collect();
+        assert_eq!(entries, ["*.corp", "proxy.corp:8080", "ex%ample"]);
+        assert!(np.warnings()[0]
+            .message
+            .contains("ignored, as curl ignores it"));
+    }
+
+    #[test]
+    fn duplicates_are_exported_once_and_case_is_folded() {
+        let np = list("Proxy.Corp,localhost,LOCALHOST,proxy.corp.,10.0.0.1,10.0.0.1/32");
+        assert_eq!(np.env_value(), format!("{DEFAULTS},proxy.corp,10.0.0.1"));
     }
 }

@@ -194,6 +194,17 @@ impl Run {
     }
 }
 
+/// The variables tagstrap sets for the script when there is a proxy (SPEC
+/// §4), in the order it sets them.
+pub const PROXY_VARS: [&str; 6] = [
+    "http_proxy",
+    "https_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
 /// The secret as it could appear: plain, percent-encoded, base64 of user:secret is checked by callers.
 pub fn secret_forms(secret: &str) -> Vec<String> {
     let encoded: String = secret
