@@ -675,6 +675,20 @@ const HOST_FORM_RULES: &[(&str, fn(&str) -> bool, &[&str])] = &[
         |h| h.parse::<Ipv6Addr>().is_ok_and(|a| a.to_string() != h),
         &["wget", "urllib", "requests"],
     ),
+    // An IPv4 address not written as four decimal numbers (`10.1.2`,
+    // `0x0a.0.0.1`, `167772161`): URL parsers (WHATWG, which tagstrap uses,
+    // and curl) turn it into the dotted quad; wget, urllib and requests
+    // compare its text, so the address entry misses it.
+    (
+        "an IPv4 host not written as a dotted quad is compared as text",
+        |h| {
+            h.parse::<Ipv4Addr>().is_err()
+                && !h.ends_with('.')
+                && url::Url::parse(&format!("https://{h}/"))
+                    .is_ok_and(|u| matches!(u.host(), Some(url::Host::Ipv4(_))))
+        },
+        &["wget", "urllib", "requests"],
+    ),
 ];
 
 /// The host-form rule that excuses `client` on `host`, if one does.
