@@ -594,10 +594,11 @@ mod tests {
         );
     }
 
-    /// Bug class 1, found by the differential suite (curl_unit1614 and the
-    /// image fallback `no_proxy=*`): `*` inside a list used to mean every
-    /// host to tagstrap and was exported after the defaults, where curl
-    /// reads it as nothing.
+    /// Bug class 1, found by the differential suite against the earlier
+    /// matcher (tests/data/no_proxy/edge_cases.tsv, the `*` rows: curl 7.88.1
+    /// went through the proxy for `a.corp` given `*`, for `b.corp` given
+    /// `*,a.corp`): `*` inside a list meant every host to tagstrap and was
+    /// exported after the defaults, where curl reads it as nothing.
     #[test]
     fn star_is_every_host_only_as_a_whole_list_and_is_exported_alone() {
         let np = list("*");
@@ -629,8 +630,10 @@ mod tests {
             .starts_with("$no_proxy: no-proxy entry \"*\""));
     }
 
-    /// Bug class 2, found by the suite (`0.0.0.0/0`, `10.0.0.0/0`, `::/0`):
-    /// curl reads a zero prefix as the address alone, not every address.
+    /// Bug class 2, found by the suite against the earlier matcher
+    /// (curl_unit1614.tsv: 192.160.0.1 given `10.0.0.1/0`; edge_cases.tsv:
+    /// `0.0.0.0/0`, `::/0`): curl reads a zero prefix as the address alone,
+    /// not every address.
     #[test]
     fn a_zero_prefix_means_the_address_alone_as_curl_reads_it() {
         let np = list("10.0.0.0/0,0.0.0.0/0,::/0,fd00::1/00");
@@ -651,12 +654,15 @@ mod tests {
         assert!(np.warnings().iter().all(|w| w.clients.is_empty()));
     }
 
-    /// Bug class 3, found by the suite (`https://10.1.2.3./` against
-    /// `10.0.0.0/8`): current curl (8.21 and later) swallows the trailing
-    /// dot of a numeric host as URL parsers do, so the host is the address;
-    /// a name is only what is not an address once that dot is gone. An
-    /// entry written with the dot is refused: curl compares it with names
-    /// only, never with the address.
+    /// Bug class 3, found by the suite (edge_cases.tsv: `10.1.2.3.` against
+    /// `10.0.0.0/8`, where curl 7.88.1 goes through the proxy): curl before
+    /// 8.21 read such a host as a name, but current curl (commit 831a151484)
+    /// swallows the trailing dot of a numeric host as URL parsers do, so the
+    /// host is the address, as tagstrap reads it; the older reading is a
+    /// documented limit of the host's spelling (docs/no-proxy.md). A name is
+    /// only what is not an address once that dot is gone, and an entry
+    /// written with the dot is refused: curl compares it with names only,
+    /// never with the address.
     #[test]
     fn a_host_is_an_address_only_when_it_parses_as_one() {
         let np = list("10.0.0.0/8,corp.example");
