@@ -104,11 +104,12 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
-use tagstrap::fetch::retry::{
+use tagstrap::fetch::{self, FetchOptions};
+use tagstrap::net::retry::{
     wait_before, Failure, Transient, Tries, BACKOFF_BASE, BACKOFF_CAP, LATENESS_FLOOR,
     LATENESS_SHARE, MIN_WAIT,
 };
-use tagstrap::fetch::{self, FetchOptions, Redirects};
+use tagstrap::net::{self, Redirects};
 use tagstrap::proxy::{NoProxy, ProxyEnvironment};
 use tagstrap::tags::agent::{ScriptLocation, ScriptTag, MIME_SHELLSCRIPT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -503,7 +504,7 @@ fn real_boot(opts: &Opts, schedule: Schedule, retry_after: Option<u64>, work: &P
         retry_after,
     );
 
-    let tls = fetch::tls::trusting_nothing().unwrap_or_else(|e| fail(e.message()));
+    let tls = net::tls::trusting_nothing().unwrap_or_else(|e| fail(e.message()));
     let env = ProxyEnvironment {
         proxy: None,
         no_proxy: NoProxy::with_defaults([]).unwrap_or_else(|e| fail(&e)),
@@ -814,11 +815,11 @@ async fn fixed_instance(
     interval: Duration,
     start: Instant,
 ) -> Outcome {
-    let client = match fetch::http_client(
+    let client = match net::http_client(
         &tls,
         None,
         Redirects::AllowHttp,
-        fetch::read_timeout(DEADLINE),
+        net::read_timeout(DEADLINE),
     ) {
         Ok(c) => c,
         Err(e) => return (Err(e.message().to_string()), 0),

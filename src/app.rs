@@ -12,7 +12,8 @@ use secrecy::ExposeSecret;
 use crate::cli::{Cli, Command};
 use crate::credentials;
 use crate::error::{Error, Result};
-use crate::fetch::{self, tls, FetchOptions};
+use crate::fetch::{self, FetchOptions};
+use crate::net::{self, tls};
 use crate::proxy::{
     CredentialNames, Proxy, ProxyEnvironment, ProxySource, ScriptEnv, ScriptEnvRule,
 };
@@ -122,7 +123,7 @@ pub struct InstanceRead {
     pub source: &'static str,
     pub instance_id: Option<String>,
     pub from: String,
-    pub tries: crate::fetch::retry::Tries,
+    pub tries: crate::net::retry::Tries,
 }
 
 /// The extra CA certificates of `--ca-file`, and the TLS settings with them.
@@ -429,7 +430,7 @@ async fn run_steps(
         max_bytes: settings.max_script_bytes,
     };
     let paths = state.script_paths(Platform::current() == Platform::Windows)?;
-    let mut tries = fetch::retry::Tries::default();
+    let mut tries = net::retry::Tries::default();
     let downloaded = stop
         .unless(
             Stage::Download,

@@ -27,10 +27,11 @@ use url::Url;
 
 use crate::app::{collect_tags, prepare, require_script, Prepared};
 use crate::error::{Error, Result};
-use crate::fetch::classify::{status_class, trust_hint, ErrorFacts, StatusClass};
 use crate::fetch::probe::{self, Probe};
-use crate::fetch::retry::Failure;
-use crate::fetch::{self, tls, x509, HopFailure, Redirects, CONNECT_TIMEOUT};
+use crate::fetch::{self, HopFailure};
+use crate::net::classify::{status_class, trust_hint, ErrorFacts, StatusClass};
+use crate::net::retry::Failure;
+use crate::net::{self, tls, x509, Redirects, CONNECT_TIMEOUT};
 use crate::proxy::{Proxy, ProxyUrl};
 use crate::settings::Settings;
 use crate::tags::agent::{redact_url, AgentTags, Platform, ScriptLocation, ScriptTag};
@@ -326,7 +327,7 @@ async fn tls_check(
         Ok(Ok(_)) => Ok(format!(
             "{host} presents a trusted certificate issued by {issuer}"
         )),
-        Ok(Err(e)) => Err(match fetch::classify::untrusted_handshake(&e) {
+        Ok(Err(e)) => Err(match net::classify::untrusted_handshake(&e) {
             Some(why) => Error::Refused(format!(
                 "{host} presents a certificate issued by {issuer}: {}",
                 trust_hint(
@@ -353,7 +354,12 @@ async fn status_check(script: &ScriptTag, url: &Url, prepared: &Prepared) -> Res
     } else {
         Redirects::HttpsOnly
     };
-    let client = fetch::http_client(&prepared.tls, Some(&prepared.env), redirects, STEP_TIMEOUT)?;
+    let client = net::http_client(
+        &prepared.tls,
+        fetch::route_of(&prepared.env),
+        redirects,
+        STEP_TIMEOUT,
+    )?;
     let followed = fetch::get_following(&client, &prepared.env, url);
     let (hop, response) = match tokio::time::timeout(STEP_TIMEOUT, followed).await {
         Err(_) => {

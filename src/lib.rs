@@ -5,11 +5,12 @@
 //! - [`tags`]: tags files, instance tags and `--tag`, merged; their meaning in [`tags::agent`].
 //! - [`credentials`]: `cred:NAME` resolved from a credential store.
 //! - [`proxy`]: the proxy URL, the no-proxy list and the script's environment.
-//! - [`fetch`]: the download, with retries, classification and streaming.
+//! - [`fetch`]: the download stage: routing, redirects hop by hop, streaming with the size cap and the pin.
 //! - [`run`]: running the script; [`report`] and [`state`]: what is left on disk;
 //!   `lock`: one run at a time per state directory; `stop`: the signals that stop a run.
 //! - [`doctor`]: the same steps one at a time, each diagnosed.
 //! - [`error`]: the one error type and its exit codes.
+//! - [`net`]: the network toolkit below the stages: the HTTP client, TLS, retries, classification.
 //! - [`util`]: the toolkit below every stage (showing outside text, opening
 //!   and creating files safely, process hardening).
 
@@ -21,6 +22,7 @@ pub mod error;
 pub mod fetch;
 pub(crate) mod lock;
 pub mod logging;
+pub mod net;
 pub mod proxy;
 pub mod report;
 pub mod run;

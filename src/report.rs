@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::fetch::retry::Tries;
+use crate::net::retry::Tries;
 use crate::state::{write_private, StateDir};
 
 /// Every string of the report (keys too) as [`crate::util::text::shown`]

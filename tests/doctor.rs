@@ -257,7 +257,7 @@ fn a_tls_intercepting_proxy_shows_as_an_untrusted_issuer_and_ca_file_fixes_it() 
 /// The common name `TestCa` gives its certificate.
 fn subject_cn(ca: &TestCa) -> String {
     let der = ca.ca_cert_der();
-    let subject = tagstrap::fetch::x509::subject(&der).unwrap();
+    let subject = tagstrap::net::x509::subject(&der).unwrap();
     subject
         .strip_prefix("CN=")
         .and_then(|s| s.split(", ").next())

@@ -785,12 +785,12 @@ fn debug_of_every_configuration_and_credential_type_shows_no_secret() {
             .unwrap();
     let proxy_url = agent.proxy.as_ref().unwrap().url.clone();
     let environment = tagstrap::proxy::ProxyEnvironment::build(None, None, &env).unwrap();
-    let tls = tagstrap::fetch::tls::client_config(&[]).unwrap();
-    let client = tagstrap::fetch::http_client(
+    let tls = tagstrap::net::tls::client_config(&[]).unwrap();
+    let client = tagstrap::net::http_client(
         &tls,
-        Some(&environment),
-        tagstrap::fetch::Redirects::HttpsOnly,
-        tagstrap::fetch::MAX_READ_TIMEOUT,
+        tagstrap::fetch::route_of(&environment),
+        tagstrap::net::Redirects::HttpsOnly,
+        tagstrap::net::MAX_READ_TIMEOUT,
     )
     .unwrap();
     let error = tagstrap::error::Error::Input("x".into());

@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::{sha256_hex, write_file, Run, Tagstrap, Witness};
-use tagstrap::fetch::retry::{BACKOFF_BASE, LATENESS_FLOOR, NETWORK_DOWN_CAP};
+use tagstrap::net::retry::{BACKOFF_BASE, LATENESS_FLOOR, NETWORK_DOWN_CAP};
 use testkit::{Bao, IssuedCert, Origin, OriginBuilder, Reply, Squid, TestCa};
 
 const USER: &str = "svc-agent";

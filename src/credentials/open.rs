@@ -23,7 +23,7 @@ use super::vault::client::is_loopback;
 use super::vault::{VaultConfig, VaultStore};
 use super::{secret_file, CredentialStore};
 use crate::error::{Error, Result};
-use crate::fetch::tls;
+use crate::net::tls;
 use crate::settings::{AppRoleSettings, StoreChoice, StoreSettings, VaultSettings};
 use crate::util::text::shown;
 

@@ -12,12 +12,7 @@
 //! the proxy when proxied, with no `Referer`, and checked against the scheme
 //! rule (https only, http too for a pinned script).
 
-pub mod classify;
-pub mod direct;
 pub mod probe;
-pub mod retry;
-pub mod tls;
-pub mod x509;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -29,33 +24,16 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use self::classify::{status_class, trust_hint, ErrorFacts, StatusClass};
 use self::probe::Probe;
-use self::retry::{Failure, Tries};
 use crate::error::{Error, Result};
+use crate::net::classify::{status_class, trust_hint, ErrorFacts, StatusClass};
+use crate::net::retry::{Failure, Tries};
+use crate::net::{classify, http_client, read_timeout, retry, HttpClient, ProxyRoute, Redirects};
 use crate::proxy::{Proxy, ProxyEnvironment};
 use crate::state::create_private_file;
 use crate::tags::agent::{redact_url, ScriptLocation, ScriptTag};
 use crate::util::text::shown;
 
-/// Time to set up a TCP connection. Short, because a try that waits on a
-/// dead link delays the start after the link comes up, and the kernel's own
-/// SYN retransmission (1 s, then 3 s) is slower than a fresh try.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bounds of the longest silence while waiting for a response or reading its
-/// body; see [`read_timeout`].
-pub const MIN_READ_TIMEOUT: Duration = Duration::from_secs(5);
-pub const MAX_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The longest silence tolerated from a peer before the try is given up and
-/// a fresh one made: a tenth of the deadline, between 5 and 30 s. A fixed
-/// 30 s meant that one connection which accepted and then hung cost 30 s at
-/// boot, and with a deadline under 30 s ended the run although the next
-/// request would have been answered (tests/faults.rs); a slow drip is not
-/// affected, since only silence counts.
-pub fn read_timeout(deadline: Duration) -> Duration {
-    (deadline / 10).clamp(MIN_READ_TIMEOUT, MAX_READ_TIMEOUT)
-}
 /// Longest time for the CONNECT probe after a failed tunnel.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Redirects followed for one download; more is a loop.
@@ -65,98 +43,27 @@ const SCRIPT_CA_HINT: &str = "if a proxy intercepts TLS, pass its CA certificate
 /// The same for the proxy's own certificate (an https:// proxy).
 const PROXY_CA_HINT: &str = "pass the proxy's CA certificate with --ca-file";
 
-pub fn user_agent() -> String {
-    format!("tagstrap/{}", env!("CARGO_PKG_VERSION"))
-}
-
-/// Which redirects [`get_following`] follows for a client. reqwest itself
-/// follows none, for any client (see the module doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Redirects {
-    /// Up to ten, to https:// only.
-    HttpsOnly,
-    /// Up to ten, to http:// too (a pinned script: the pin protects it).
-    AllowHttp,
-    /// None: the caller follows them itself (the store, whose token must be
-    /// sent again, and only where it is safe to send it) or not at all (the
-    /// metadata service).
-    Manual,
-}
-
-/// reqwest's client, wrapped so that nothing can format it: reqwest's own
-/// `Debug` of a client prints its proxies, and a proxy's `Debug` holds the
-/// proxy password. This `Debug` shows only the proxy's host and port.
-#[derive(Clone)]
-pub struct HttpClient {
-    inner: reqwest::Client,
-    via: Option<String>,
-    redirects: Redirects,
-}
-
-impl std::ops::Deref for HttpClient {
-    type Target = reqwest::Client;
-    fn deref(&self) -> &reqwest::Client {
-        &self.inner
-    }
-}
-
-impl std::fmt::Debug for HttpClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpClient")
-            .field("proxy", &self.via.as_deref().unwrap_or("none"))
-            .finish_non_exhaustive()
-    }
-}
-
-/// An HTTP client with tagstrap's TLS settings and timeouts. With a proxy
-/// environment, each URL goes through the proxy unless its host matches the
-/// no-proxy list; without one, everything goes direct (the store and the
-/// metadata service).
-pub fn http_client(
-    tls: &Arc<rustls::ClientConfig>,
-    route: Option<&ProxyEnvironment>,
-    redirects: Redirects,
-    read_timeout: Duration,
-) -> Result<HttpClient> {
-    let mut builder = reqwest::Client::builder()
-        .no_proxy()
-        .tls_backend_preconfigured((**tls).clone())
-        .http1_only()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(read_timeout)
-        .user_agent(user_agent())
-        // Never sent: the previous URL of a redirect may carry a signature.
-        .referer(false)
-        .redirect(reqwest::redirect::Policy::none());
-    let mut via = None;
-    if let Some(env) = route {
-        if let Some(proxy) = &env.proxy {
-            let no_proxy = env.no_proxy.clone();
-            let target = proxy.url.without_credentials();
-            via = Some(proxy.url.authority());
-            let mut intercept = reqwest::Proxy::custom(move |url: &Url| match url.host_str() {
-                Some(host) if no_proxy.matches(host) => None,
-                _ => Some(target.clone()),
-            });
-            if let Some(user) = &proxy.url.user {
-                let password = proxy
-                    .url
-                    .password
-                    .as_ref()
-                    .map(|p| p.expose_secret())
-                    .unwrap_or("");
-                intercept = intercept.basic_auth(user, password);
-            }
-            builder = builder.proxy(intercept);
-        }
-    }
-    let inner = builder
-        .build()
-        .map_err(|e| Error::Config(format!("cannot set up the HTTP client: {e}")))?;
-    Ok(HttpClient {
-        inner,
-        via,
-        redirects,
+/// The proxy decision as the toolkit's client takes it: through the proxy,
+/// with its credentials, unless the no-proxy list sends the host direct.
+pub fn route_of(env: &ProxyEnvironment) -> Option<ProxyRoute> {
+    let proxy = env.proxy.as_ref()?;
+    let no_proxy = env.no_proxy.clone();
+    Some(ProxyRoute {
+        url: proxy.url.without_credentials(),
+        authority: proxy.url.authority(),
+        basic_auth: proxy.url.user.as_ref().map(|user| {
+            let password = proxy
+                .url
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret())
+                .unwrap_or("");
+            (
+                user.clone(),
+                secrecy::SecretString::from(password.to_string()),
+            )
+        }),
+        bypass: Arc::new(move |host| no_proxy.matches(host)),
     })
 }
 
@@ -219,15 +126,22 @@ pub(crate) async fn get_following<'a>(
             Err(e) => return Err(HopFailure::Transport(hop, e)),
         };
         let status = response.status().as_u16();
-        if client.redirects == Redirects::Manual || !is_redirect(status) {
+        if client.redirects() == Redirects::Manual || !is_redirect(status) {
             return Ok((hop, response));
         }
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok());
-        let next = redirect_target(url, &hop.url, status, location, followed, client.redirects)
-            .map_err(HopFailure::Refused)?;
+        let next = redirect_target(
+            url,
+            &hop.url,
+            status,
+            location,
+            followed,
+            client.redirects(),
+        )
+        .map_err(HopFailure::Refused)?;
         let proxy = env.route(next.host_str().unwrap_or_default());
         let next = Hop { url: next, proxy };
         tracing::info!(
@@ -343,7 +257,7 @@ pub async fn download(
             };
             let client = http_client(
                 &options.tls,
-                Some(env),
+                route_of(env),
                 redirects,
                 read_timeout(options.budget),
             )?;
@@ -783,16 +697,6 @@ pub fn proxy_answer_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_read_timeout_is_a_tenth_of_the_deadline_within_bounds() {
-        let s = Duration::from_secs;
-        assert_eq!(read_timeout(s(600)), s(30));
-        assert_eq!(read_timeout(s(3600)), MAX_READ_TIMEOUT);
-        assert_eq!(read_timeout(s(120)), s(12));
-        assert_eq!(read_timeout(s(20)), MIN_READ_TIMEOUT);
-        assert_eq!(read_timeout(Duration::ZERO), MIN_READ_TIMEOUT);
-    }
 
     fn url(text: &str) -> Url {
         Url::parse(text).unwrap()

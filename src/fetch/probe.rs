@@ -131,7 +131,7 @@ async fn open(
                 .await
             {
                 Ok(stream) => exchange(Box::new(stream), &request).await,
-                Err(e) => Err(match super::classify::untrusted_handshake(&e) {
+                Err(e) => Err(match crate::net::classify::untrusted_handshake(&e) {
                     Some(tls) => Probe::ProxyUntrusted(tls.clone()),
                     None => Probe::Failed(format!("TLS to the proxy failed: {e}")),
                 }),
@@ -297,7 +297,7 @@ mod tests {
     }
 
     async fn probe_with(answer: &'static [u8], reset: bool) -> Probe {
-        let tls = crate::fetch::tls::trusting_nothing().unwrap();
+        let tls = crate::net::tls::trusting_nothing().unwrap();
         let proxy = peer(answer, reset).await;
         connect(&proxy, "h:443", &tls, Duration::from_secs(10)).await
     }

@@ -13,8 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::client::{Request, VaultClient};
 use crate::credentials::secret_file;
 use crate::error::{Error, Result};
-use crate::fetch::classify::{status_class, StatusClass};
-use crate::fetch::retry::{self, Failure, Tries};
+use crate::net::classify::{status_class, StatusClass};
+use crate::net::retry::{self, Failure, Tries};
 
 /// Where the token comes from. `Debug` shows no secret: the token is a
 /// `SecretString`, and the files are only named.

@@ -23,10 +23,10 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::fetch::classify::{retry_after_header, status_class, StatusClass};
-use crate::fetch::direct;
-use crate::fetch::retry::{Class, Failure, Transient};
-use crate::fetch::{HttpClient, Redirects};
+use crate::net::classify::{retry_after_header, status_class, StatusClass};
+use crate::net::direct;
+use crate::net::retry::{Class, Failure, Transient};
+use crate::net::{HttpClient, Redirects};
 use crate::util::text;
 
 /// Redirects followed within one address: a standby points at the active node,
@@ -112,11 +112,11 @@ impl VaultClient {
         Ok(VaultClient {
             addresses,
             // Store answers are small and quick; a silent store is stuck.
-            http: crate::fetch::http_client(
+            http: crate::net::http_client(
                 tls,
                 None,
                 Redirects::Manual,
-                crate::fetch::MIN_READ_TIMEOUT,
+                crate::net::MIN_READ_TIMEOUT,
             )?,
             namespace,
             insecure_http,

@@ -20,8 +20,8 @@ use self::auth::VaultAuth;
 use self::client::{Answer, Request, VaultClient};
 use super::{CredRef, CredentialStore};
 use crate::error::{Error, Result};
-use crate::fetch::classify::{status_class, StatusClass};
-use crate::fetch::retry::{self, Failure, Tries};
+use crate::net::classify::{status_class, StatusClass};
+use crate::net::retry::{self, Failure, Tries};
 use crate::BoxFuture;
 
 /// Where and how to read secrets. `Debug` shows no token or secret ID.
@@ -157,7 +157,7 @@ impl VaultStore {
             Some(other) => Err(Error::Input(format!(
                 "credential {name}: the field {field:?} of {path} in {store} is {}, not a string: \
                  store the secret as a string",
-                crate::fetch::direct::json_kind(other)
+                crate::net::direct::json_kind(other)
             ))),
             None if data.is_none() && self.config.kv_version == 2 => Err(Error::NotFound(format!(
                 "credential {name}: {path} in {store} has no current version (deleted or \
@@ -278,7 +278,7 @@ mod tests {
         };
         VaultStore::new(
             config,
-            &crate::fetch::tls::client_config(&[]).unwrap(),
+            &crate::net::tls::client_config(&[]).unwrap(),
             Duration::from_secs(1),
         )
         .unwrap()

@@ -13,10 +13,10 @@ use reqwest::Method;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::fetch::classify::{retry_after_header, status_class, StatusClass};
-use crate::fetch::direct::{self, Peer};
-use crate::fetch::retry::{self, Failure, Tries};
-use crate::fetch::{http_client, HttpClient, Redirects};
+use crate::net::classify::{retry_after_header, status_class, StatusClass};
+use crate::net::direct::{self, Peer};
+use crate::net::retry::{self, Failure, Tries};
+use crate::net::{http_client, HttpClient, Redirects};
 use crate::util::text::shown;
 
 /// Longest wait for one metadata answer. The service sits on the host's
@@ -295,7 +295,7 @@ mod tests {
 
     fn client(endpoint: &str) -> MetadataClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = crate::fetch::tls::client_config(&[]).unwrap();
+        let tls = crate::net::tls::client_config(&[]).unwrap();
         let url = Url::parse(endpoint).unwrap();
         MetadataClient::new("aws", Some(&url), "http://x", &tls, Duration::from_secs(1)).unwrap()
     }

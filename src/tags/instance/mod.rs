@@ -34,7 +34,7 @@ use super::detect::{self, Cloud, Dmi};
 use super::Tag;
 use crate::cli::SourceChoice;
 use crate::error::Result;
-use crate::fetch::retry::Tries;
+use crate::net::retry::Tries;
 use crate::util::text::shown;
 use crate::BoxFuture;
 
@@ -158,7 +158,7 @@ pub(crate) mod test_support {
         let _ = rustls::crypto::ring::default_provider().install_default();
         SourceConfig {
             endpoint: Some(Url::parse(endpoint).expect("a test endpoint")),
-            tls: crate::fetch::tls::client_config(&[]).expect("TLS settings"),
+            tls: crate::net::tls::client_config(&[]).expect("TLS settings"),
             deadline,
             named,
             config_drive: None,

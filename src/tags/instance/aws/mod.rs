@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::client::{Answer, MetadataClient, NO_ANSWER};
 use super::{describe, instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
-use crate::fetch::retry::Failure;
+use crate::net::retry::Failure;
 use crate::util::text::{forbidden_char, shown};
 use crate::BoxFuture;
 

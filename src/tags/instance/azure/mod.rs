@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::client::MetadataClient;
 use super::{describe, instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
-use crate::fetch::direct::json_kind;
-use crate::fetch::retry::Failure;
+use crate::net::direct::json_kind;
+use crate::net::retry::Failure;
 use crate::util::text::shown;
 use crate::BoxFuture;
 

@@ -9,7 +9,7 @@ mod mock_tests;
 use super::client::{Answer, MetadataClient};
 use super::{describe, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
-use crate::fetch::retry::Failure;
+use crate::net::retry::Failure;
 use crate::tags::{file, Origin};
 use crate::util::text::shown;
 use crate::BoxFuture;

@@ -105,7 +105,7 @@ pub fn json_kind(value: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetch::retry::Class;
+    use crate::net::retry::Class;
 
     /// A peer on a loopback port that answers `answer` to the first
     /// request, then closes; its URL.
@@ -116,12 +116,12 @@ mod tests {
 
     /// What one request to a peer answering `answer` fails with.
     async fn failure(answer: Vec<u8>) -> Failure {
-        let tls = crate::fetch::tls::trusting_nothing().unwrap();
-        let client = crate::fetch::http_client(
+        let tls = crate::net::tls::trusting_nothing().unwrap();
+        let client = crate::net::http_client(
             &tls,
             None,
-            crate::fetch::Redirects::Manual,
-            crate::fetch::MIN_READ_TIMEOUT,
+            crate::net::Redirects::Manual,
+            crate::net::MIN_READ_TIMEOUT,
         )
         .unwrap();
         let url = peer(answer).await;
