@@ -17,7 +17,7 @@ use crate::net::{self, tls};
 use crate::proxy::{
     CredentialNames, Proxy, ProxyEnvironment, ProxySource, ScriptEnv, ScriptEnvRule,
 };
-use crate::report::{Report, ReportProxy, ReportScript, ReportScriptEnv, ReportTag};
+use crate::report::{InstanceRead, Report, ReportProxy, ReportScript, ReportScriptEnv, ReportTag};
 use crate::run::Interrupted;
 use crate::settings::Settings;
 use crate::state::StateDir;
@@ -115,15 +115,6 @@ pub struct Collected {
     pub tags: TagSet,
     pub instance: Option<InstanceRead>,
     pub sources: Vec<String>,
-}
-
-/// What was read from the metadata service, for the report and `--once`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct InstanceRead {
-    pub source: &'static str,
-    pub instance_id: Option<String>,
-    pub from: String,
-    pub tries: crate::net::retry::Tries,
 }
 
 /// The extra CA certificates of `--ca-file`, and the TLS settings with them.

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+pub use crate::tags::instance::SourceChoice;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str = "Read rs_agent:* tags, fetch the proxy password from a credential store, \
@@ -97,31 +98,6 @@ pub struct RunArgs {
     /// for later boot stages and services [env: TAGSTRAP_WRITE_ENV] [config: write_env]
     #[arg(long, value_name = "PATH")]
     pub write_env: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SourceChoice {
-    /// Detect the cloud; with none found, read only files and flags.
-    Auto,
-    /// Only tags files and --tag.
-    None,
-    Aws,
-    Gce,
-    Azure,
-    Openstack,
-}
-
-impl SourceChoice {
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceChoice::Auto => "auto",
-            SourceChoice::None => "none",
-            SourceChoice::Aws => "aws",
-            SourceChoice::Gce => "gce",
-            SourceChoice::Azure => "azure",
-            SourceChoice::Openstack => "openstack",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -32,9 +32,6 @@ pub(crate) mod stop;
 pub mod tags;
 pub mod util;
 
-/// A boxed future, for the object-safe traits of sources and stores.
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
 /// Helpers shared by the unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {

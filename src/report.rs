@@ -14,6 +14,15 @@ use crate::error::Error;
 use crate::net::retry::Tries;
 use crate::state::{write_private, StateDir};
 
+/// What was read from the metadata service, for the report and `--once`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstanceRead {
+    pub source: &'static str,
+    pub instance_id: Option<String>,
+    pub from: String,
+    pub tries: Tries,
+}
+
 /// Every string of the report (keys too) as [`crate::util::text::shown`]
 /// shows it: JSON would carry a format character (U+202E) raw, and a reader
 /// of the file should see what a reader of the log sees.
@@ -39,7 +48,7 @@ pub struct Report {
     pub seconds: f64,
     pub instance_id: Option<String>,
     /// The cloud source read, where, and how many tries it took.
-    pub instance: Option<crate::app::InstanceRead>,
+    pub instance: Option<InstanceRead>,
     pub tags: Vec<ReportTag>,
     pub proxy: Option<ReportProxy>,
     pub no_proxy: Option<String>,

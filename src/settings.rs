@@ -4,18 +4,22 @@
 //! where the bad value was. Relative paths in the config file are relative to
 //! the file's own directory.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
 use crate::cli::{CommonArgs, LogFormat, SourceChoice};
+use crate::credentials::config::{store_settings, StoreFiles};
+pub use crate::credentials::config::{StoreChoice, StoreSettings, StoreVar};
+use crate::credentials::directory::config::DirectoryFile;
+use crate::credentials::vault::config::VaultFile;
+pub use crate::credentials::vault::config::{AppRoleSettings, VaultSettings};
 use crate::error::{Error, Result};
 use crate::tags::{Origin, Tag};
+use crate::util::setting::pick;
 
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
 pub const DEFAULT_MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;
@@ -37,103 +41,6 @@ pub fn default_dir(kind: &str) -> PathBuf {
     } else {
         PathBuf::from("/etc/tagstrap")
     }
-}
-
-/// Which credential store `cred:NAME` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreChoice {
-    /// Vault/OpenBao when an address is set, else the credentials directory
-    /// when one is set (`$CREDENTIALS_DIRECTORY` included).
-    Auto,
-    Vault,
-    Directory,
-}
-
-/// The credential store settings, before the store is opened (and before
-/// anything in them is validated: a stale `VAULT_ADDR` in the environment is
-/// nobody's problem until a tag names a credential).
-#[derive(Debug, Clone)]
-pub struct StoreSettings {
-    pub choice: StoreChoice,
-    pub vault: VaultSettings,
-    /// The credentials directory, and where it was named.
-    pub directory: Option<(PathBuf, String)>,
-    /// Every environment variable these settings consulted, set or not: the
-    /// script's environment never holds one (SPEC §4), and `pass_env` may
-    /// not name one that is a secret. Recorded as they are read, so a store
-    /// that reads new variables (`AWS_*`, say) is covered without a list to
-    /// keep in step.
-    pub variables: Vec<StoreVar>,
-}
-
-/// An environment variable the store settings read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreVar {
-    pub name: &'static str,
-    /// Whether it holds a secret or names the file or directory a secret is
-    /// read from (`VAULT_TOKEN`, a token file, `$CREDENTIALS_DIRECTORY`):
-    /// such a variable is never given to the script, whatever `pass_env`
-    /// says.
-    pub secret: bool,
-}
-
-/// The environment lookup of the store settings, which remembers every
-/// variable it is asked for ([`StoreSettings::variables`]).
-struct StoreEnv<'a> {
-    var: &'a dyn Fn(&str) -> Option<String>,
-    asked: RefCell<Vec<StoreVar>>,
-}
-
-impl StoreEnv<'_> {
-    fn ask(&self, name: &'static str, secret: bool) -> Option<String> {
-        let mut asked = self.asked.borrow_mut();
-        if !asked.iter().any(|v| v.name == name) {
-            asked.push(StoreVar { name, secret });
-        }
-        (self.var)(name)
-    }
-
-    /// A plain setting: an address, a namespace, a choice.
-    fn plain(&self, name: &'static str) -> Option<String> {
-        self.ask(name, false)
-    }
-
-    /// A secret, or where one is read from.
-    fn secret(&self, name: &'static str) -> Option<String> {
-        self.ask(name, true)
-    }
-}
-
-/// The Vault/OpenBao store settings. `Debug` shows no token.
-#[derive(Debug, Clone)]
-pub struct VaultSettings {
-    /// One address, or several tried in turn.
-    pub addresses: Vec<String>,
-    /// Where the addresses came from, for messages.
-    pub addresses_from: String,
-    pub token: Option<SecretString>,
-    pub token_file: Option<PathBuf>,
-    pub approle: Option<AppRoleSettings>,
-    /// `$CREDENTIALS_DIRECTORY/vault-token`, used when no other
-    /// authentication is set and the file exists.
-    pub default_token_file: Option<PathBuf>,
-    pub namespace: Option<String>,
-    pub mount: String,
-    pub path_prefix: String,
-    pub field: String,
-    pub kv_version: u8,
-    pub ca_cert: Option<PathBuf>,
-    /// `[vault] insecure_http = true`: plain `http://` addresses on hosts
-    /// that are not loopback are allowed (SPEC §2), knowingly.
-    pub insecure_http: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct AppRoleSettings {
-    pub mount: String,
-    pub role_id: Option<String>,
-    pub role_id_file: Option<PathBuf>,
-    pub secret_id_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,94 +99,6 @@ struct ConfigFile {
     /// downloaded script may see is a decision written down, and a
     /// `TAGSTRAP_*` variable would itself be removed from it.
     pass_env: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VaultFile {
-    address: Option<OneOrMany>,
-    namespace: Option<String>,
-    mount: Option<String>,
-    path_prefix: Option<String>,
-    field: Option<String>,
-    kv_version: Option<u8>,
-    ca_cert: Option<PathBuf>,
-    token_file: Option<PathBuf>,
-    approle: Option<AppRoleFile>,
-    /// Only in the file, never from the environment: sending the token in
-    /// clear is a decision written down, not a variable left set.
-    insecure_http: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AppRoleFile {
-    mount: Option<String>,
-    role_id: Option<String>,
-    role_id_file: Option<PathBuf>,
-    secret_id_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DirectoryFile {
-    path: Option<PathBuf>,
-}
-
-/// A value and the name of the place it came from, for error messages.
-struct Found<T> {
-    value: T,
-    from: String,
-    is_file: bool,
-}
-
-impl<T> Found<T> {
-    fn error(&self, reason: impl std::fmt::Display) -> Error {
-        let message = format!("{}: {reason}", self.from);
-        if self.is_file {
-            Error::Config(message)
-        } else {
-            Error::Usage(message)
-        }
-    }
-}
-
-/// Picks the first of flag, variable, file value.
-fn pick<T>(
-    flag: Option<T>,
-    flag_name: &str,
-    var: Option<T>,
-    var_name: &str,
-    file: Option<T>,
-    file_key: &str,
-    config: &Path,
-) -> Option<Found<T>> {
-    if let Some(value) = flag {
-        return Some(Found {
-            value,
-            from: flag_name.to_string(),
-            is_file: false,
-        });
-    }
-    if let Some(value) = var {
-        return Some(Found {
-            value,
-            from: format!("${var_name}"),
-            is_file: false,
-        });
-    }
-    file.map(|value| Found {
-        value,
-        from: format!("{} in {}", file_key, config.display()),
-        is_file: true,
-    })
 }
 
 impl Settings {
@@ -516,131 +335,6 @@ impl Settings {
     }
 }
 
-/// The config file's store sections.
-struct StoreFiles {
-    store: Option<String>,
-    vault: VaultFile,
-    directory: DirectoryFile,
-}
-
-/// The credential store settings: each variable over its config key.
-fn store_settings(
-    file: StoreFiles,
-    var: &dyn Fn(&str) -> Option<String>,
-    relative: &dyn Fn(PathBuf) -> PathBuf,
-    config: &Path,
-) -> Result<StoreSettings> {
-    // Every variable below is read through `env`, which records it.
-    let env = StoreEnv {
-        var,
-        asked: RefCell::new(Vec::new()),
-    };
-    let choice = match pick(
-        None,
-        "",
-        env.plain("TAGSTRAP_STORE"),
-        "TAGSTRAP_STORE",
-        file.store,
-        "store",
-        config,
-    ) {
-        None => StoreChoice::Auto,
-        Some(found) => match found.value.trim().to_ascii_lowercase().as_str() {
-            "auto" => StoreChoice::Auto,
-            "vault" | "openbao" => StoreChoice::Vault,
-            "directory" => StoreChoice::Directory,
-            _ => return Err(found.error("expected auto, vault or directory")),
-        },
-    };
-    let in_file = |key: &str| format!("{key} in {}", config.display());
-
-    let v = file.vault;
-    let (addresses, addresses_from) = match (env.plain("VAULT_ADDR"), v.address) {
-        (Some(a), _) => (split_list(&a), "$VAULT_ADDR".to_string()),
-        (None, Some(OneOrMany::One(a))) => (split_list(&a), in_file("[vault] address")),
-        (None, Some(OneOrMany::Many(list))) => (list, in_file("[vault] address")),
-        (None, None) => (Vec::new(), String::new()),
-    };
-    let file_role = v.approle;
-    let role_var = env.secret("TAGSTRAP_VAULT_ROLE_ID");
-    let secret_id_var = env
-        .secret("TAGSTRAP_VAULT_SECRET_ID_FILE")
-        .map(PathBuf::from);
-    let approle = match (file_role, role_var, secret_id_var) {
-        (None, None, None) => None,
-        (file_role, role_var, secret_id_var) => {
-            let f = file_role.unwrap_or_default();
-            Some(AppRoleSettings {
-                mount: f.mount.unwrap_or_else(|| "approle".into()),
-                role_id: role_var.or(f.role_id),
-                role_id_file: f.role_id_file.map(relative),
-                secret_id_file: secret_id_var.or(f.secret_id_file.map(relative)),
-            })
-        }
-    };
-    let token_file = env
-        .secret("TAGSTRAP_VAULT_TOKEN_FILE")
-        .map(PathBuf::from)
-        .or(v.token_file.map(relative));
-    let systemd_dir = env.secret("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-    let kv_version = match v.kv_version {
-        None => 2,
-        Some(n @ (1 | 2)) => n,
-        Some(_) => {
-            return Err(Error::Config(format!(
-                "{}: expected 1 or 2",
-                in_file("[vault] kv_version")
-            )))
-        }
-    };
-    let vault = VaultSettings {
-        addresses,
-        addresses_from,
-        token: env.secret("VAULT_TOKEN").map(SecretString::from),
-        token_file,
-        approle,
-        default_token_file: systemd_dir.as_ref().map(|d| d.join("vault-token")),
-        namespace: env.plain("VAULT_NAMESPACE").or(v.namespace),
-        mount: v.mount.unwrap_or_else(|| "secret".into()),
-        path_prefix: v.path_prefix.unwrap_or_default(),
-        field: v.field.unwrap_or_else(|| "value".into()),
-        kv_version,
-        ca_cert: env
-            .plain("VAULT_CACERT")
-            .map(PathBuf::from)
-            .or(v.ca_cert.map(relative)),
-        insecure_http: v.insecure_http.unwrap_or(false),
-    };
-
-    let directory = pick(
-        None,
-        "",
-        env.secret("TAGSTRAP_CREDENTIALS_DIR").map(PathBuf::from),
-        "TAGSTRAP_CREDENTIALS_DIR",
-        file.directory.path.map(relative),
-        "[directory] path",
-        config,
-    )
-    .map(|found| (found.value, found.from))
-    .or_else(|| systemd_dir.map(|d| (d, "$CREDENTIALS_DIRECTORY".to_string())));
-
-    Ok(StoreSettings {
-        choice,
-        vault,
-        directory,
-        variables: env.asked.into_inner(),
-    })
-}
-
-/// A comma-separated list, blanks trimmed, empty items dropped.
-fn split_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// Reads the config file: the one named by `--config` or `$TAGSTRAP_CONFIG`
 /// (which must exist), else the default one when present.
 fn load_config(
@@ -719,6 +413,7 @@ fn parse_bool(text: &str) -> Option<bool> {
 mod tests {
     use super::*;
     use crate::test_support::env_of;
+    use std::cell::RefCell;
 
     fn config(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

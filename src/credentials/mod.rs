@@ -6,59 +6,25 @@
 //! - [`vault`]: HashiCorp Vault / OpenBao KV (v1, v2), token or AppRole, HA.
 //! - [`directory`]: one file per secret, e.g. systemd's `$CREDENTIALS_DIRECTORY`.
 //! - [`secret_file`]: reading one private file, shared by both.
+//! - [`config`]: which store, and each store's settings (its section parsed
+//!   in its own folder).
 //! - [`open`]: the store the settings choose.
+//! - [`reference`]: the `cred:NAME` reference itself, a pure parser below
+//!   the tags that carry it.
 
+pub mod config;
 pub mod directory;
 pub mod open;
+pub mod reference;
 pub mod secret_file;
 pub mod vault;
 
-use std::fmt;
+pub use self::reference::{CredRef, REF_PREFIX};
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Error, Result};
-use crate::BoxFuture;
-
-/// The prefix of a credential reference in a tag value.
-pub const REF_PREFIX: &str = "cred:";
-
-/// A reference to a secret by name: `cred:NAME`, NAME in `[A-Za-z0-9_.-]+`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct CredRef(String);
-
-impl CredRef {
-    /// `Ok(None)` for a value that is not a reference; an error for a reference
-    /// with a malformed name.
-    pub fn parse(value: &str) -> Result<Option<CredRef>, String> {
-        let Some(name) = value.strip_prefix(REF_PREFIX) else {
-            return Ok(None);
-        };
-        let valid = !name.is_empty()
-            && name.chars().any(|c| c != '.')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if valid {
-            Ok(Some(CredRef(name.to_string())))
-        } else {
-            Err(format!(
-                "{value:?} is not a valid credential reference: write cred:NAME with NAME made of \
-                 letters, digits, '_', '.' and '-'"
-            ))
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CredRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{REF_PREFIX}{}", self.0)
-    }
-}
+use crate::util::BoxFuture;
 
 /// A place secrets are read from. Implementations return the secret, or an
 /// error whose class follows SPEC §5 (66 for a missing secret, 77 for denied

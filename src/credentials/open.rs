@@ -17,14 +17,15 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::config::{StoreChoice, StoreSettings};
 use super::directory::DirectoryStore;
 use super::vault::auth::{AppRole, VaultAuth};
 use super::vault::client::is_loopback;
+use super::vault::config::{AppRoleSettings, VaultSettings};
 use super::vault::{VaultConfig, VaultStore};
 use super::{secret_file, CredentialStore};
 use crate::error::{Error, Result};
 use crate::net::tls;
-use crate::settings::{AppRoleSettings, StoreChoice, StoreSettings, VaultSettings};
 use crate::util::text::shown;
 
 /// The store, ready to read. `extra` are the `--ca-file` certificates.

@@ -21,7 +21,7 @@ use secrecy::ExposeSecret;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::proxy::{ProxyScheme, ProxyUrl};
+use crate::proxy::url::{ProxyScheme, ProxyUrl};
 
 /// Largest response head read from the proxy.
 const MAX_HEAD: usize = 16 * 1024;

@@ -4,7 +4,7 @@
 
 mod no_proxy;
 mod script_env;
-mod url;
+pub mod url;
 
 pub use self::no_proxy::{Client, ListOrigin, NoProxy, Warning, DEFAULT_ENTRIES};
 pub(crate) use self::script_env::{ScriptEnv, ScriptEnvRule};
@@ -144,7 +144,7 @@ impl ProxyEnvironment {
             .iter()
             .flat_map(|p| [p.credentials.user.clone(), p.credentials.password.clone()])
             .flatten()
-            .filter(|name| name.starts_with(crate::credentials::REF_PREFIX))
+            .filter(|name| name.starts_with(crate::credentials::reference::REF_PREFIX))
             .collect()
     }
 

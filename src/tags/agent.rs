@@ -9,9 +9,9 @@ use secrecy::ExposeSecret;
 use url::Url;
 
 use super::{Origin, Tag, TagSet};
-use crate::credentials::CredRef;
+use crate::credentials::reference::CredRef;
 use crate::error::{Error, Result};
-use crate::proxy::ProxyUrl;
+use crate::proxy::url::ProxyUrl;
 
 pub const HTTP_PROXY: &str = "rs_agent:http_proxy";
 pub const HTTP_PROXY_USER: &str = "rs_agent:http_proxy_user";

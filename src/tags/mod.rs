@@ -118,10 +118,12 @@ impl Tag {
     pub fn shown_value(&self) -> String {
         let value = self.value.as_str();
         match self.key.as_str() {
-            agent::HTTP_PROXY_PASSWORD if !value.starts_with(crate::credentials::REF_PREFIX) => {
+            agent::HTTP_PROXY_PASSWORD
+                if !value.starts_with(crate::credentials::reference::REF_PREFIX) =>
+            {
                 "***".to_string()
             }
-            agent::HTTP_PROXY => match crate::proxy::ProxyUrl::parse(value) {
+            agent::HTTP_PROXY => match crate::proxy::url::ProxyUrl::parse(value) {
                 Ok(url) if url.user.is_some() => url.to_string(),
                 Ok(_) => value.to_string(),
                 // Unparseable: hide whatever could be credentials.

@@ -5,4 +5,8 @@
 
 pub mod fs;
 pub mod process;
+pub mod setting;
 pub mod text;
+
+/// A boxed future, for the object-safe traits of sources and stores.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

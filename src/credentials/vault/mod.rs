@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod config;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +23,7 @@ use super::{CredRef, CredentialStore};
 use crate::error::{Error, Result};
 use crate::net::classify::{status_class, StatusClass};
 use crate::net::retry::{self, Failure, Tries};
-use crate::BoxFuture;
+use crate::util::BoxFuture;
 
 /// Where and how to read secrets. `Debug` shows no token or secret ID.
 #[derive(Debug, Clone)]

@@ -32,11 +32,36 @@ use url::Url;
 
 use super::detect::{self, Cloud, Dmi};
 use super::Tag;
-use crate::cli::SourceChoice;
 use crate::error::Result;
 use crate::net::retry::Tries;
 use crate::util::text::shown;
-use crate::BoxFuture;
+use crate::util::BoxFuture;
+
+/// `--source`: where instance tags come from (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceChoice {
+    /// Detect the cloud; with none found, read only files and flags.
+    Auto,
+    /// Only tags files and --tag.
+    None,
+    Aws,
+    Gce,
+    Azure,
+    Openstack,
+}
+
+impl SourceChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceChoice::Auto => "auto",
+            SourceChoice::None => "none",
+            SourceChoice::Aws => "aws",
+            SourceChoice::Gce => "gce",
+            SourceChoice::Azure => "azure",
+            SourceChoice::Openstack => "openstack",
+        }
+    }
+}
 
 pub use client::MetadataClient;
 

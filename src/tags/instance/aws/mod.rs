@@ -19,7 +19,7 @@ use super::{describe, instance_tag, is_ours, InstanceData, InstanceSource, Sourc
 use crate::error::{Error, Result};
 use crate::net::retry::Failure;
 use crate::util::text::{forbidden_char, shown};
-use crate::BoxFuture;
+use crate::util::BoxFuture;
 
 const NAME: &str = "aws";
 /// Lifetime asked for each session token. A try needs it for a few requests;

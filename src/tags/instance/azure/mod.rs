@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::net::direct::json_kind;
 use crate::net::retry::Failure;
 use crate::util::text::shown;
-use crate::BoxFuture;
+use crate::util::BoxFuture;
 
 const NAME: &str = "azure";
 /// The IMDS version whose `compute` shape this reads; `tagsList` exists

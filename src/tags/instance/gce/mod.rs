@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::net::retry::Failure;
 use crate::tags::{file, Origin};
 use crate::util::text::shown;
-use crate::BoxFuture;
+use crate::util::BoxFuture;
 
 const NAME: &str = "gce";
 const FLAVOR: (&str, &str) = ("Metadata-Flavor", "Google");

@@ -24,7 +24,7 @@ use crate::net::direct::json_kind;
 use crate::net::retry::Tries;
 use crate::util::fs::read_small_text;
 use crate::util::text::{shown, shown_path};
-use crate::BoxFuture;
+use crate::util::BoxFuture;
 
 const NAME: &str = "openstack";
 /// The same path on the metadata service and on a config drive.

@@ -4,13 +4,15 @@
 //! must be private to its owner (see [`super::secret_file`]); one trailing
 //! newline is dropped.
 
+pub mod config;
+
 use std::path::PathBuf;
 
 use secrecy::SecretString;
 
 use super::{secret_file, CredRef, CredentialStore};
 use crate::error::Result;
-use crate::BoxFuture;
+use crate::util::BoxFuture;
 
 #[derive(Debug, Clone)]
 pub struct DirectoryStore {

@@ -1,0 +1,125 @@
+//! Which store `cred:NAME` reads and each store's settings, before the store
+//! is opened (SPEC §2): `store`/`TAGSTRAP_STORE`, then each store's own
+//! section, parsed in its folder (`vault/config.rs`, `directory/config.rs`).
+//! Every variable is read through one recording lookup ([`StoreEnv`]), so
+//! the script's environment can leave out each one (SPEC §4).
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use super::directory::config::{directory_settings, DirectoryFile};
+use super::vault::config::{vault_settings, VaultFile, VaultSettings};
+use crate::error::Result;
+use crate::util::setting::pick;
+
+/// Which credential store `cred:NAME` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// Vault/OpenBao when an address is set, else the credentials directory
+    /// when one is set (`$CREDENTIALS_DIRECTORY` included).
+    Auto,
+    Vault,
+    Directory,
+}
+
+/// The credential store settings, before the store is opened (and before
+/// anything in them is validated: a stale `VAULT_ADDR` in the environment is
+/// nobody's problem until a tag names a credential).
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub choice: StoreChoice,
+    pub vault: VaultSettings,
+    /// The credentials directory, and where it was named.
+    pub directory: Option<(PathBuf, String)>,
+    /// Every environment variable these settings consulted, set or not: the
+    /// script's environment never holds one (SPEC §4), and `pass_env` may
+    /// not name one that is a secret. Recorded as they are read, so a store
+    /// that reads new variables (`AWS_*`, say) is covered without a list to
+    /// keep in step.
+    pub variables: Vec<StoreVar>,
+}
+
+/// An environment variable the store settings read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreVar {
+    pub name: &'static str,
+    /// Whether it holds a secret or names the file or directory a secret is
+    /// read from (`VAULT_TOKEN`, a token file, `$CREDENTIALS_DIRECTORY`):
+    /// such a variable is never given to the script, whatever `pass_env`
+    /// says.
+    pub secret: bool,
+}
+
+/// The environment lookup of the store settings, which remembers every
+/// variable it is asked for ([`StoreSettings::variables`]).
+pub(crate) struct StoreEnv<'a> {
+    var: &'a dyn Fn(&str) -> Option<String>,
+    asked: RefCell<Vec<StoreVar>>,
+}
+
+impl StoreEnv<'_> {
+    fn ask(&self, name: &'static str, secret: bool) -> Option<String> {
+        let mut asked = self.asked.borrow_mut();
+        if !asked.iter().any(|v| v.name == name) {
+            asked.push(StoreVar { name, secret });
+        }
+        (self.var)(name)
+    }
+
+    /// A plain setting: an address, a namespace, a choice.
+    pub(crate) fn plain(&self, name: &'static str) -> Option<String> {
+        self.ask(name, false)
+    }
+
+    /// A secret, or where one is read from.
+    pub(crate) fn secret(&self, name: &'static str) -> Option<String> {
+        self.ask(name, true)
+    }
+}
+
+/// The config file's store sections.
+pub(crate) struct StoreFiles {
+    pub(crate) store: Option<String>,
+    pub(crate) vault: VaultFile,
+    pub(crate) directory: DirectoryFile,
+}
+
+/// The credential store settings: each variable over its config key.
+pub(crate) fn store_settings(
+    file: StoreFiles,
+    var: &dyn Fn(&str) -> Option<String>,
+    relative: &dyn Fn(PathBuf) -> PathBuf,
+    config: &Path,
+) -> Result<StoreSettings> {
+    // Every variable below is read through `env`, which records it.
+    let env = StoreEnv {
+        var,
+        asked: RefCell::new(Vec::new()),
+    };
+    let choice = match pick(
+        None,
+        "",
+        env.plain("TAGSTRAP_STORE"),
+        "TAGSTRAP_STORE",
+        file.store,
+        "store",
+        config,
+    ) {
+        None => StoreChoice::Auto,
+        Some(found) => match found.value.trim().to_ascii_lowercase().as_str() {
+            "auto" => StoreChoice::Auto,
+            "vault" | "openbao" => StoreChoice::Vault,
+            "directory" => StoreChoice::Directory,
+            _ => return Err(found.error("expected auto, vault or directory")),
+        },
+    };
+    let systemd_dir = env.secret("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let vault = vault_settings(file.vault, &env, systemd_dir.as_deref(), relative, config)?;
+    let directory = directory_settings(file.directory, &env, systemd_dir, relative, config);
+    Ok(StoreSettings {
+        choice,
+        vault,
+        directory,
+        variables: env.asked.into_inner(),
+    })
+}

@@ -1,0 +1,146 @@
+//! The Vault/OpenBao store's settings (SPEC §2): its `[vault]` section of
+//! the config file and its variables (`VAULT_ADDR`, `VAULT_TOKEN`,
+//! `VAULT_NAMESPACE`, `VAULT_CACERT`, `TAGSTRAP_VAULT_*`), each variable over
+//! its config key, read through the store's recording lookup.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::credentials::config::StoreEnv;
+use crate::error::{Error, Result};
+use crate::util::setting::split_list;
+
+/// The Vault/OpenBao store settings. `Debug` shows no token.
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    /// One address, or several tried in turn.
+    pub addresses: Vec<String>,
+    /// Where the addresses came from, for messages.
+    pub addresses_from: String,
+    pub token: Option<SecretString>,
+    pub token_file: Option<PathBuf>,
+    pub approle: Option<AppRoleSettings>,
+    /// `$CREDENTIALS_DIRECTORY/vault-token`, used when no other
+    /// authentication is set and the file exists.
+    pub default_token_file: Option<PathBuf>,
+    pub namespace: Option<String>,
+    pub mount: String,
+    pub path_prefix: String,
+    pub field: String,
+    pub kv_version: u8,
+    pub ca_cert: Option<PathBuf>,
+    /// `[vault] insecure_http = true`: plain `http://` addresses on hosts
+    /// that are not loopback are allowed (SPEC §2), knowingly.
+    pub insecure_http: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppRoleSettings {
+    pub mount: String,
+    pub role_id: Option<String>,
+    pub role_id_file: Option<PathBuf>,
+    pub secret_id_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultFile {
+    address: Option<OneOrMany>,
+    namespace: Option<String>,
+    mount: Option<String>,
+    path_prefix: Option<String>,
+    field: Option<String>,
+    kv_version: Option<u8>,
+    ca_cert: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    approle: Option<AppRoleFile>,
+    /// Only in the file, never from the environment: sending the token in
+    /// clear is a decision written down, not a variable left set.
+    insecure_http: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppRoleFile {
+    mount: Option<String>,
+    role_id: Option<String>,
+    role_id_file: Option<PathBuf>,
+    secret_id_file: Option<PathBuf>,
+}
+
+/// The `[vault]` section and the variables over it. `systemd_dir` is
+/// `$CREDENTIALS_DIRECTORY`, where a `vault-token` is looked for last.
+pub(crate) fn vault_settings(
+    v: VaultFile,
+    env: &StoreEnv,
+    systemd_dir: Option<&Path>,
+    relative: &dyn Fn(PathBuf) -> PathBuf,
+    config: &Path,
+) -> Result<VaultSettings> {
+    let in_file = |key: &str| format!("{key} in {}", config.display());
+
+    let (addresses, addresses_from) = match (env.plain("VAULT_ADDR"), v.address) {
+        (Some(a), _) => (split_list(&a), "$VAULT_ADDR".to_string()),
+        (None, Some(OneOrMany::One(a))) => (split_list(&a), in_file("[vault] address")),
+        (None, Some(OneOrMany::Many(list))) => (list, in_file("[vault] address")),
+        (None, None) => (Vec::new(), String::new()),
+    };
+    let file_role = v.approle;
+    let role_var = env.secret("TAGSTRAP_VAULT_ROLE_ID");
+    let secret_id_var = env
+        .secret("TAGSTRAP_VAULT_SECRET_ID_FILE")
+        .map(PathBuf::from);
+    let approle = match (file_role, role_var, secret_id_var) {
+        (None, None, None) => None,
+        (file_role, role_var, secret_id_var) => {
+            let f = file_role.unwrap_or_default();
+            Some(AppRoleSettings {
+                mount: f.mount.unwrap_or_else(|| "approle".into()),
+                role_id: role_var.or(f.role_id),
+                role_id_file: f.role_id_file.map(relative),
+                secret_id_file: secret_id_var.or(f.secret_id_file.map(relative)),
+            })
+        }
+    };
+    let token_file = env
+        .secret("TAGSTRAP_VAULT_TOKEN_FILE")
+        .map(PathBuf::from)
+        .or(v.token_file.map(relative));
+    let kv_version = match v.kv_version {
+        None => 2,
+        Some(n @ (1 | 2)) => n,
+        Some(_) => {
+            return Err(Error::Config(format!(
+                "{}: expected 1 or 2",
+                in_file("[vault] kv_version")
+            )))
+        }
+    };
+    Ok(VaultSettings {
+        addresses,
+        addresses_from,
+        token: env.secret("VAULT_TOKEN").map(SecretString::from),
+        token_file,
+        approle,
+        default_token_file: systemd_dir.map(|d| d.join("vault-token")),
+        namespace: env.plain("VAULT_NAMESPACE").or(v.namespace),
+        mount: v.mount.unwrap_or_else(|| "secret".into()),
+        path_prefix: v.path_prefix.unwrap_or_default(),
+        field: v.field.unwrap_or_else(|| "value".into()),
+        kv_version,
+        ca_cert: env
+            .plain("VAULT_CACERT")
+            .map(PathBuf::from)
+            .or(v.ca_cert.map(relative)),
+        insecure_http: v.insecure_http.unwrap_or(false),
+    })
+}
