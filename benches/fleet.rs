@@ -40,7 +40,7 @@
 //!   `http://127.0.0.1:PORT/install.sh?i=ID` pinned to the script's sha256
 //!   (the pin is what allows `http://`): tagstrap's own HTTP client, status
 //!   classification (`503` → `Failure::busy` with the parsed `Retry-After`),
-//!   retry loop (`fetch::retry::retry`, `wait_before`, real tokio sleeps),
+//!   retry loop (`net::retry::retry`, `wait_before`, real tokio sleeps),
 //!   streaming to a private file and the pin check. A fixed instance uses the
 //!   same HTTP client (`fetch::http_client`) in a loop that sleeps
 //!   `--interval` after every answer that is not `200`. The `?i=ID` lets the
@@ -402,7 +402,7 @@ fn simulate(opts: &Opts, schedule: Schedule, retry_after: Option<u64>, seed: u64
                     None => what_if_wait(number + 1, base, cap, unit, t),
                 },
             };
-            // fetch::retry::retry gives up when the wait reaches past the deadline.
+            // net::retry::retry gives up when the wait reaches past the deadline.
             if t + wait >= budget {
                 break None;
             }
