@@ -66,9 +66,114 @@ pub fn read_pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateD
     Ok(certs)
 }
 
-/// A client configuration trusting the system roots plus `extra`.
+/// A client configuration trusting the system roots plus `extra`. The
+/// system's store is read the first time a handshake needs it
+/// ([`LazyRoots`]), not here: a run whose script is `file://` and whose
+/// credentials need no TLS never pays for it (about 4 ms at boot, reading
+/// some 150 files). `extra` is checked now, so a bad `--ca-file` is still
+/// an error before anything runs.
 pub fn client_config(extra: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>> {
-    with_roots(system_roots().clone(), extra)
+    anchors(RootCertStore::empty(), extra)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = LazyRoots {
+        extra: extra.to_vec(),
+        provider: provider.clone(),
+        built: OnceLock::new(),
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    // tagstrap speaks HTTP/1.1 only: one request per resource, and proxies
+    // that intercept TLS handle it best.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// rustls's own WebPKI verifier over the system roots plus the extra ones,
+/// built on the first certificate it is asked to verify. Signatures are
+/// checked with the provider's algorithms, as that verifier checks them,
+/// so nothing but the certificate chain waits for the roots.
+#[derive(Debug)]
+struct LazyRoots {
+    extra: Vec<CertificateDer<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    built: OnceLock<std::result::Result<Arc<rustls::client::WebPkiServerVerifier>, String>>,
+}
+
+impl LazyRoots {
+    fn verifier(
+        &self,
+    ) -> std::result::Result<&Arc<rustls::client::WebPkiServerVerifier>, rustls::Error> {
+        self.built
+            .get_or_init(|| {
+                let roots =
+                    anchors(system_roots().clone(), &self.extra).map_err(|e| e.to_string())?;
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    self.provider.clone(),
+                )
+                .build()
+                .map_err(|e| format!("TLS set-up failed: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| rustls::Error::General(e.clone()))
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for LazyRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.verifier()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// A client configuration that trusts nothing, for a client that only speaks
@@ -206,6 +311,23 @@ mod tests {
         let err = read_pem_certificates(&empty, "--ca-file").unwrap_err();
         assert_eq!(err.exit_code(), 65);
         assert!(err.message().contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn the_system_roots_wait_for_the_first_certificate() {
+        let lazy = LazyRoots {
+            extra: Vec::new(),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            built: OnceLock::new(),
+        };
+        use rustls::client::danger::ServerCertVerifier;
+        assert!(!lazy.supported_verify_schemes().is_empty());
+        assert!(
+            lazy.built.get().is_none(),
+            "nothing asked for a certificate yet"
+        );
+        lazy.verifier().unwrap();
+        assert!(lazy.built.get().is_some_and(|b| b.is_ok()));
     }
 
     #[test]
