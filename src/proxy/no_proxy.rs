@@ -25,6 +25,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use ipnet::{Ipv4Net, Ipv6Net};
+
 /// Always bypassed, whatever the tags say: the loopback names and addresses,
 /// and the link-local metadata address the cloud's agents talk to.
 pub const DEFAULT_ENTRIES: [&str; 4] = ["localhost", "127.0.0.1", "::1", "169.254.169.254"];
@@ -518,26 +520,31 @@ fn zero_prefix(token: &str) -> bool {
         .is_some_and(|(_, bits)| !bits.is_empty() && bits.bytes().all(|b| b == b'0'))
 }
 
+// The ranges are ipnet's (already in the build under hyper-util): `bits` is
+// at most 32/128 by `parse_entry`, so `new` fails only on an entry that
+// cannot exist, and such an entry matches nothing. A `/0` never gets here
+// as 0: it is stored as 32/128, the address alone, as curl reads it.
+
 fn in_v4(ip: Ipv4Addr, net: Ipv4Addr, bits: u8) -> bool {
-    let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
-    u32::from(ip) & mask == u32::from(net) & mask
+    Ipv4Net::new(net, bits).is_ok_and(|range| range.contains(&ip))
 }
 
 fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, bits: u8) -> bool {
-    let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
-    u128::from(ip) & mask == u128::from(net) & mask
+    Ipv6Net::new(net, bits).is_ok_and(|range| range.contains(&ip))
 }
 
-/// An address inside a range, for the warning's example: the first one
-/// after the network's own address.
+/// An address inside a range, for the warning's example: the one after the
+/// network's own address. Not ipnet's `hosts().next()`, which is the
+/// network's own address for IPv6 (every address there is a host) and for
+/// a `/31` (RFC 3021): the example would change with the range's size.
 fn first_host_v4(net: Ipv4Addr, bits: u8) -> Ipv4Addr {
-    let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
-    Ipv4Addr::from((u32::from(net) & mask) | 1)
+    let network = Ipv4Net::new(net, bits).map_or(net, |range| range.network());
+    Ipv4Addr::from(u32::from(network) | 1)
 }
 
 fn first_host_v6(net: Ipv6Addr, bits: u8) -> Ipv6Addr {
-    let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
-    Ipv6Addr::from((u128::from(net) & mask) | 1)
+    let network = Ipv6Net::new(net, bits).map_or(net, |range| range.network());
+    Ipv6Addr::from(u128::from(network) | 1)
 }
 
 #[cfg(test)]
