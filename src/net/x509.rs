@@ -1,114 +1,63 @@
-//! Just enough DER to name a certificate's issuer and subject, for `doctor`:
-//! a TLS-intercepting proxy shows itself as the issuer of the certificate a
-//! script host presents. Nothing here decides trust (rustls does); a
-//! certificate this reader does not understand is simply not named.
+//! A certificate's issuer and subject, named for `doctor`: a
+//! TLS-intercepting proxy shows itself as the issuer of the certificate a
+//! script host presents. Parsed with `x509-parser` (docs/dependencies.md).
+//! Nothing here decides trust (rustls does), and a certificate the parser
+//! does not understand is simply not named.
 
-/// One DER element: its tag and contents, and what follows it.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let count = (first & 0x7f) as usize;
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let len = rest[..count]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
-        (len, &rest[count..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const OID: u8 = 0x06;
-const VERSION: u8 = 0xa0;
-/// id-at-commonName, id-at-organizationName, id-at-organizationalUnitName.
-const CN: &[u8] = &[0x55, 0x04, 0x03];
-const O: &[u8] = &[0x55, 0x04, 0x0a];
-const OU: &[u8] = &[0x55, 0x04, 0x0b];
-
-/// The issuer and subject Names of a DER certificate, as raw elements.
-fn names(der: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (SEQUENCE, certificate, _) = element(der)? else {
-        return None;
-    };
-    let (SEQUENCE, tbs, _) = element(certificate)? else {
-        return None;
-    };
-    let (tag, _, mut rest) = element(tbs)?;
-    if tag == VERSION {
-        // [0] version came first; the serial number is next.
-        rest = element(rest)?.2;
-    }
-    let (_signature, _, rest) = element(rest)?;
-    let (SEQUENCE, issuer, rest) = element(rest)? else {
-        return None;
-    };
-    let (_validity, _, rest) = element(rest)?;
-    let (SEQUENCE, subject, _) = element(rest)? else {
-        return None;
-    };
-    Some((issuer, subject))
-}
+use x509_parser::der_parser::asn1_rs::Tag;
+use x509_parser::oid_registry::{
+    OID_X509_COMMON_NAME, OID_X509_ORGANIZATIONAL_UNIT, OID_X509_ORGANIZATION_NAME,
+};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 /// "CN=…, O=…" of a Name: the common name, organization and unit, in the
-/// order they appear; other attributes are left out.
-fn shown_name(mut name: &[u8]) -> Option<String> {
+/// order they appear; other attributes, and values that are no string, are
+/// left out, and so are control characters.
+fn shown_name(name: &X509Name<'_>) -> Option<String> {
     let mut parts = Vec::new();
-    while !name.is_empty() {
-        let (SET, mut set, rest) = element(name)? else {
-            return None;
+    for attribute in name.iter_rdn().flat_map(|rdn| rdn.iter()) {
+        let oid = attribute.attr_type();
+        let label = if *oid == OID_X509_COMMON_NAME {
+            "CN"
+        } else if *oid == OID_X509_ORGANIZATION_NAME {
+            "O"
+        } else if *oid == OID_X509_ORGANIZATIONAL_UNIT {
+            "OU"
+        } else {
+            continue;
         };
-        name = rest;
-        while !set.is_empty() {
-            let (SEQUENCE, attribute, rest) = element(set)? else {
-                return None;
-            };
-            set = rest;
-            let (OID, oid, value) = element(attribute)? else {
-                return None;
-            };
-            let label = match oid {
-                CN => "CN",
-                O => "O",
-                OU => "OU",
-                _ => continue,
-            };
-            let (tag, value, _) = element(value)?;
-            let text = match tag {
-                // UTF8String, PrintableString, TeletexString, IA5String.
-                0x0c | 0x13 | 0x14 | 0x16 => String::from_utf8_lossy(value).into_owned(),
-                // BMPString: UTF-16 big-endian.
-                0x1e => String::from_utf16_lossy(
-                    &value
-                        .chunks_exact(2)
-                        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                        .collect::<Vec<u16>>(),
-                ),
-                _ => continue,
-            };
-            let text: String = text.chars().filter(|c| !c.is_control()).collect();
-            parts.push(format!("{label}={text}"));
-        }
+        let value = attribute.as_slice();
+        let text = match attribute.attr_value().tag() {
+            Tag::Utf8String | Tag::PrintableString | Tag::T61String | Tag::Ia5String => {
+                String::from_utf8_lossy(value).into_owned()
+            }
+            // BMPString: UTF-16 big-endian.
+            Tag::BmpString => String::from_utf16_lossy(
+                &value
+                    .chunks_exact(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect::<Vec<u16>>(),
+            ),
+            _ => continue,
+        };
+        let text: String = text.chars().filter(|c| !c.is_control()).collect();
+        parts.push(format!("{label}={text}"));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
+fn certificate(der: &[u8]) -> Option<X509Certificate<'_>> {
+    X509Certificate::from_der(der).ok().map(|(_, cert)| cert)
+}
+
 /// The certificate's issuer, e.g. "CN=Corp Proxy CA, O=Corp".
 pub fn issuer(der: &[u8]) -> Option<String> {
-    shown_name(names(der)?.0)
+    shown_name(certificate(der)?.issuer())
 }
 
 /// The certificate's subject.
 pub fn subject(der: &[u8]) -> Option<String> {
-    shown_name(names(der)?.1)
+    shown_name(certificate(der)?.subject())
 }
 
 #[cfg(test)]
@@ -138,11 +87,13 @@ mod tests {
         // SET { SEQUENCE { OID CN, UTF8String "a\x1bb" } },
         // SET { SEQUENCE { OID C, PrintableString "DE" } },
         // SET { SEQUENCE { OID O, BMPString "Ü" } }
+        // (inside the Name's SEQUENCE, 40 bytes)
         let name = [
-            0x31, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x03, b'a', 0x1b, b'b',
-            0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x06, 0x13, 0x02, b'D', b'E', 0x31,
-            0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x1e, 0x02, 0x00, 0xdc,
+            0x30, 0x28, 0x31, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x03, b'a',
+            0x1b, b'b', 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x06, 0x13, 0x02, b'D',
+            b'E', 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x1e, 0x02, 0x00, 0xdc,
         ];
+        let (_, name) = X509Name::from_der(&name).unwrap();
         assert_eq!(shown_name(&name).as_deref(), Some("CN=ab, O=Ü"));
     }
 }

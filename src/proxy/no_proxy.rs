@@ -724,6 +724,13 @@ mod tests {
         );
         assert!(np.warnings()[0].message.contains("such as 10.0.0.1"));
         assert!(np.warnings()[1].message.contains("such as fd00::1"));
+        // The example is the address after the network's own, for a pair too.
+        assert!(list("10.0.0.4/31").warnings()[0]
+            .message
+            .contains("such as 10.0.0.5"));
+        assert!(list("fd00::/127").warnings()[0]
+            .message
+            .contains("such as fd00::1"));
     }
 
     #[test]
