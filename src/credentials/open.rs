@@ -248,8 +248,10 @@ fn approle(role: &AppRoleSettings) -> Result<AppRole> {
     let role_id = match (&role.role_id, &role.role_id_file) {
         (Some(id), _) => id.trim().to_string(),
         (None, Some(path)) => {
-            crate::util::fs::read_small_text(path, secret_file::MAX_SECRET_BYTES, "role ID file")
-                .map_err(|e| Error::Config(e.message().to_string()))?
+            // Its error keeps its class, as the secret-ID file's does: a
+            // missing file is 66, one that is no regular file 65 (it used to
+            // be re-labelled 78 here, hiding which).
+            crate::util::fs::read_small_text(path, secret_file::MAX_SECRET_BYTES, "role ID file")?
                 .trim()
                 .to_string()
         }
