@@ -365,13 +365,8 @@ fn split_list(list: &str) -> (Vec<&str>, Option<&str>) {
 /// One entry, or why curl would not read it as its writer means: a message
 /// starting "no-proxy entry …" that says what to write instead.
 fn parse_entry(token: &str) -> Result<Entry, String> {
-    let refuse = |why: &str| Err(format!("no-proxy entry {token:?} {why}"));
-    // What to write instead, when that is itself an entry: a suggestion
-    // built from what was written must not carry what made it wrong.
-    let instead = |why: &str, better: &str| match parse_entry(better) {
-        Ok(_) => refuse(&format!("{why}: write {better}")),
-        Err(_) => refuse(why),
-    };
+    let refuse = |why: &str| refuse(token, why);
+    let instead = |why: &str, better: &str| instead(token, why, better);
     let lower = token.to_ascii_lowercase();
     // The name side of every entry, as curl's match_host() trims it.
     let name = {
@@ -392,44 +387,64 @@ fn parse_entry(token: &str) -> Result<Entry, String> {
         );
     }
     if let Some((addr, bits)) = token.split_once('/') {
-        let valid_bits = !bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit());
-        let bits: Option<u32> = valid_bits.then(|| bits.parse().unwrap_or(u32::MAX));
-        let address = match (addr.parse::<IpAddr>(), bits) {
-            (Ok(IpAddr::V4(net)), Some(bits @ 0..=32)) => {
-                Address::V4(net, if bits == 0 { 32 } else { bits as u8 })
-            }
-            (Ok(IpAddr::V6(net)), Some(bits @ 0..=128)) => {
-                Address::V6(net, if bits == 0 { 128 } else { bits as u8 })
-            }
-            (Ok(ip), Some(_)) => {
-                let max = if ip.is_ipv4() { 32 } else { 128 };
-                return refuse(&format!("has a prefix length outside 0..={max}"));
-            }
-            _ => return refuse("is not an address range like 10.0.0.0/8 or fd00::/8"),
-        };
-        return Ok(Entry {
-            name,
-            address: Some(address),
-            leading_dot: false,
-        });
+        return range_entry(token, addr, bits, name);
     }
-    match token.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => {
-            return Ok(Entry {
-                name,
-                address: Some(Address::V4(ip, 32)),
-                leading_dot: false,
-            })
-        }
-        Ok(IpAddr::V6(ip)) => {
-            return Ok(Entry {
-                name,
-                address: Some(Address::V6(ip, 128)),
-                leading_dot: false,
-            })
-        }
-        Err(_) => {}
+    let address = match token.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => Address::V4(ip, 32),
+        Ok(IpAddr::V6(ip)) => Address::V6(ip, 128),
+        Err(_) => return name_entry(token, &lower, name),
+    };
+    Ok(Entry {
+        name,
+        address: Some(address),
+        leading_dot: false,
+    })
+}
+
+/// The refusal of `token`: "no-proxy entry \"…\" why".
+fn refuse(token: &str, why: &str) -> Result<Entry, String> {
+    Err(format!("no-proxy entry {token:?} {why}"))
+}
+
+/// The refusal, saying what to write instead when that is itself an entry:
+/// a suggestion built from what was written must not carry what made it
+/// wrong.
+fn instead(token: &str, why: &str, better: &str) -> Result<Entry, String> {
+    match parse_entry(better) {
+        Ok(_) => refuse(token, &format!("{why}: write {better}")),
+        Err(_) => refuse(token, why),
     }
+}
+
+/// An entry with a `/`: an address range, or why it is none.
+fn range_entry(token: &str, addr: &str, bits: &str, name: String) -> Result<Entry, String> {
+    let refuse = |why: &str| refuse(token, why);
+    let valid_bits = !bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit());
+    let bits: Option<u32> = valid_bits.then(|| bits.parse().unwrap_or(u32::MAX));
+    let address = match (addr.parse::<IpAddr>(), bits) {
+        (Ok(IpAddr::V4(net)), Some(bits @ 0..=32)) => {
+            Address::V4(net, if bits == 0 { 32 } else { bits as u8 })
+        }
+        (Ok(IpAddr::V6(net)), Some(bits @ 0..=128)) => {
+            Address::V6(net, if bits == 0 { 128 } else { bits as u8 })
+        }
+        (Ok(ip), Some(_)) => {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            return refuse(&format!("has a prefix length outside 0..={max}"));
+        }
+        _ => return refuse("is not an address range like 10.0.0.0/8 or fd00::/8"),
+    };
+    Ok(Entry {
+        name,
+        address: Some(address),
+        leading_dot: false,
+    })
+}
+
+/// An entry that is no address: a name, or why it is none.
+fn name_entry(token: &str, lower: &str, name: String) -> Result<Entry, String> {
+    let refuse = |why: &str| refuse(token, why);
+    let instead = |why: &str, better: &str| instead(token, why, better);
     if let Some(suffix) = lower.strip_prefix("*.") {
         return instead(
             "is read by curl as a name that matches no host",
@@ -445,7 +460,7 @@ fn parse_entry(token: &str) -> Result<Entry, String> {
         }
     }
     if !token.is_ascii() {
-        return match url::Host::parse(&lower) {
+        return match url::Host::parse(lower) {
             Ok(url::Host::Domain(ascii)) => instead(
                 "is not ASCII, and URLs carry names in their ASCII form",
                 &ascii,
