@@ -3,7 +3,7 @@
 //! module. The only I/O decisions made here are the order of the steps and
 //! what goes into the report.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -359,30 +359,9 @@ async fn run_steps(
 ) -> Result<Option<i32>> {
     let collected = stop.unless(Stage::Tags, collect_tags(settings)).await?;
     report.tags = report_tags(&collected.tags);
-    let from_cloud = collected
-        .instance
-        .as_ref()
-        .and_then(|i| i.instance_id.clone());
-    report.instance_id = from_cloud.clone();
-    report.instance = collected.instance.clone();
-
-    let marker = if settings.once {
-        let id = instance_id(settings, from_cloud)?;
-        report.instance_id = Some(id.clone());
-        let marker = state.marker_path(&id)?;
-        if marker.exists() {
-            tracing::info!(instance_id = %shown(&id), "--once: the script already ran on instance {} (marker {}); nothing to do", shown(&id), shown_path(&marker));
-            if let Some(path) = &settings.write_env {
-                // Later boot stages read the file on every boot, and the
-                // password may have been rotated since the first one.
-                let prepared = prepare_until(settings, &collected.tags, stop).await?;
-                write_env(path, &prepared.env)?;
-            }
-            return Ok(None);
-        }
-        Some(marker)
-    } else {
-        None
+    let marker = match once_marker(settings, state, &collected, report, stop).await? {
+        Once::AlreadyRan => return Ok(None),
+        Once::Run(marker) => marker,
     };
 
     let prepared = prepare_until(settings, &collected.tags, stop).await?;
@@ -391,6 +370,67 @@ async fn run_steps(
         write_env(path, &prepared.env)?;
         report.env_file = Some(path.display().to_string());
     }
+    let script_env = script_env_of(script_env, &prepared.env);
+    report_prepared(report, &prepared, &script_env);
+    let script = require_script(&prepared.agent, &collected)?;
+    report.script = Some(ReportScript {
+        url: script.shown(),
+        tag: script.key.to_string(),
+        ..ReportScript::default()
+    });
+
+    let downloaded = download_script(settings, state, &prepared, script, report, stop).await?;
+    if let Some(signal) = stop.received() {
+        // Came after the download: the script is not started at all.
+        return Err(Stage::Download.stopped(signal));
+    }
+    run_script(&downloaded, &script_env, marker.as_deref(), report, stop).await
+}
+
+/// What `--once` decided: run, writing this marker after a success (none
+/// without `--once`), or nothing to do.
+enum Once {
+    Run(Option<PathBuf>),
+    AlreadyRan,
+}
+
+/// The instance ID (from the cloud, or `--instance-id` with `--once`) into
+/// the report, and `--once`'s decision. When the script already ran,
+/// `--write-env` is still written: later boot stages read the file on
+/// every boot, and the password may have been rotated since the first one.
+async fn once_marker(
+    settings: &Settings,
+    state: &StateDir,
+    collected: &Collected,
+    report: &mut Report,
+    stop: &Stop,
+) -> Result<Once> {
+    let from_cloud = collected
+        .instance
+        .as_ref()
+        .and_then(|i| i.instance_id.clone());
+    report.instance_id = from_cloud.clone();
+    report.instance = collected.instance.clone();
+    if !settings.once {
+        return Ok(Once::Run(None));
+    }
+    let id = instance_id(settings, from_cloud)?;
+    report.instance_id = Some(id.clone());
+    let marker = state.marker_path(&id)?;
+    if !marker.exists() {
+        return Ok(Once::Run(Some(marker)));
+    }
+    tracing::info!(instance_id = %shown(&id), "--once: the script already ran on instance {} (marker {}); nothing to do", shown(&id), shown_path(&marker));
+    if let Some(path) = &settings.write_env {
+        let prepared = prepare_until(settings, &collected.tags, stop).await?;
+        write_env(path, &prepared.env)?;
+    }
+    Ok(Once::AlreadyRan)
+}
+
+/// The decided proxy, no-proxy list, credential names and script
+/// environment (names only) into the report.
+fn report_prepared(report: &mut Report, prepared: &Prepared, script_env: &ScriptEnv) {
     report.proxy = prepared.env.proxy.as_ref().map(|p| ReportProxy {
         url: p.url.without_credentials(),
         source: p.source.to_string(),
@@ -401,19 +441,23 @@ async fn run_steps(
         .as_ref()
         .map(|_| prepared.env.no_proxy.env_value());
     report.credentials = prepared.env.credential_refs();
-    let script_env = script_env_of(script_env, &prepared.env);
     report.script_env = Some(ReportScriptEnv {
         removed: script_env.removed_names(),
         kept: script_env.kept_names(),
         set: script_env.set_names(),
     });
-    let script = require_script(&prepared.agent, &collected)?;
-    report.script = Some(ReportScript {
-        url: script.shown(),
-        tag: script.key.to_string(),
-        ..ReportScript::default()
-    });
+}
 
+/// The download into the state directory, its tries, route, size and
+/// sha256 into the report (the tries also when it failed).
+async fn download_script(
+    settings: &Settings,
+    state: &StateDir,
+    prepared: &Prepared,
+    script: &ScriptTag,
+    report: &mut Report,
+    stop: &Stop,
+) -> Result<fetch::Downloaded> {
     state.ensure()?;
     let options = FetchOptions {
         tls: prepared.tls.clone(),
@@ -438,13 +482,21 @@ async fn run_steps(
         shown.bytes = Some(downloaded.bytes);
         shown.sha256 = Some(fetch::hex(&downloaded.sha256));
     }
-    if let Some(signal) = stop.received() {
-        // Came after the download: the script is not started at all.
-        return Err(Stage::Download.stopped(signal));
-    }
+    Ok(downloaded)
+}
 
+/// Runs the script; on exit 0 writes the `--once` marker (also when a
+/// signal came meanwhile: the script completed); its code, time and
+/// whether it was killed into the report.
+async fn run_script(
+    downloaded: &fetch::Downloaded,
+    script_env: &ScriptEnv,
+    marker: Option<&Path>,
+    report: &mut Report,
+    stop: &Stop,
+) -> Result<Option<i32>> {
     let ran = Instant::now();
-    let finished = crate::run::execute(&downloaded.path, &script_env, stop).await?;
+    let finished = crate::run::execute(&downloaded.path, script_env, stop).await?;
     let code = finished.code;
     if let Some(shown) = report.script.as_mut() {
         shown.run_seconds = Some(ran.elapsed().as_secs_f64());
@@ -452,11 +504,10 @@ async fn run_steps(
         shown.killed = finished.interrupted.is_some_and(|i| i.killed);
     }
     if code == 0 {
-        // Also when a signal came meanwhile: the script completed.
         if finished.interrupted.is_none() {
             tracing::info!("the script exited 0");
         }
-        if let Some(marker) = &marker {
+        if let Some(marker) = marker {
             let line = format!(
                 "{} sha256={}\n",
                 crate::report::now_rfc3339(),
@@ -581,6 +632,40 @@ async fn show_tags(settings: &Settings) -> Result<()> {
 
 async fn plan(settings: &Settings, script_env: &ScriptEnvRule) -> Result<()> {
     let collected = collect_tags(settings).await?;
+    print_tags(&collected);
+    let prepared = prepare(settings, &collected.tags).await?;
+    prepared.env.log_no_proxy_warnings();
+    print_proxy(&prepared);
+    let script = require_script(&prepared.agent, &collected);
+    if let Ok(script) = script {
+        print_script(&prepared, script);
+    }
+    print_line(format_args!(
+        "limits:    deadline {} s per resource, script at most {} bytes",
+        settings.deadline.as_secs_f64(),
+        settings.max_script_bytes
+    ));
+    print_line(format_args!(
+        "state:     {}{}",
+        settings.state_dir.display(),
+        if settings.once { " (--once)" } else { "" }
+    ));
+    print_line(format_args!(
+        "script env: {}",
+        script_env_of(script_env, &prepared.env).summary()
+    ));
+    let shown = prepared.env.shown_env();
+    if !shown.is_empty() {
+        print_line(format_args!("environment for the script:"));
+        for (name, value) in shown {
+            print_line(format_args!("  {name}={value}"));
+        }
+    }
+    script.map(|_| ())
+}
+
+/// `plan`'s tags, with their origins, and what the instance source read.
+fn print_tags(collected: &Collected) {
     print_line(format_args!("tags:"));
     for entry in collected.tags.entries() {
         print_line(format_args!(
@@ -612,72 +697,53 @@ async fn plan(settings: &Settings, script_env: &ScriptEnvRule) -> Result<()> {
             }
         ));
     }
-    let prepared = prepare(settings, &collected.tags).await?;
-    prepared.env.log_no_proxy_warnings();
-    match &prepared.env.proxy {
-        None => print_line(format_args!("proxy:     none (direct connections)")),
-        Some(proxy) => {
-            print_line(format_args!(
-                "proxy:     {} (from {})",
-                proxy.url.without_credentials(),
-                proxy.source
-            ));
-            if let Some(user) = &proxy.credentials.user {
-                print_line(format_args!("user:      {user}"));
-            }
-            if let Some(password) = &proxy.credentials.password {
-                let store = prepared.store.as_deref().unwrap_or("the store");
-                print_line(format_args!(
-                    "password:  {password} (resolved from {store})"
-                ));
-            }
-            print_line(format_args!(
-                "no_proxy:  {}",
-                prepared.env.no_proxy.env_value()
-            ));
-        }
+}
+
+/// `plan`'s proxy: where it came from, the names of its credentials (never
+/// their values) and the no-proxy list.
+fn print_proxy(prepared: &Prepared) {
+    let Some(proxy) = &prepared.env.proxy else {
+        print_line(format_args!("proxy:     none (direct connections)"));
+        return;
+    };
+    print_line(format_args!(
+        "proxy:     {} (from {})",
+        proxy.url.without_credentials(),
+        proxy.source
+    ));
+    if let Some(user) = &proxy.credentials.user {
+        print_line(format_args!("user:      {user}"));
     }
-    let script = require_script(&prepared.agent, &collected);
-    if let Ok(script) = script {
+    if let Some(password) = &proxy.credentials.password {
+        let store = prepared.store.as_deref().unwrap_or("the store");
         print_line(format_args!(
-            "script:    {} ({}, {})",
-            script.shown(),
-            script.key,
-            script.origin
+            "password:  {password} (resolved from {store})"
         ));
-        if let crate::tags::agent::ScriptLocation::Remote(url) = &script.location {
-            let route = match prepared.env.route(url.host_str().unwrap_or_default()) {
-                Some(proxy) => format!("through the proxy {}", proxy.url.authority()),
-                None if prepared.env.proxy.is_some() => "direct (matches no_proxy)".to_string(),
-                None => "direct".to_string(),
-            };
-            print_line(format_args!("route:     {route}"));
-        }
-        match script.sha256 {
-            Some(pin) => print_line(format_args!("sha256:    must be {}", fetch::hex(&pin))),
-            None => print_line(format_args!("sha256:    not pinned")),
-        }
     }
     print_line(format_args!(
-        "limits:    deadline {} s per resource, script at most {} bytes",
-        settings.deadline.as_secs_f64(),
-        settings.max_script_bytes
+        "no_proxy:  {}",
+        prepared.env.no_proxy.env_value()
     ));
+}
+
+/// `plan`'s script: where it is, how it is reached, and its pin.
+fn print_script(prepared: &Prepared, script: &ScriptTag) {
     print_line(format_args!(
-        "state:     {}{}",
-        settings.state_dir.display(),
-        if settings.once { " (--once)" } else { "" }
+        "script:    {} ({}, {})",
+        script.shown(),
+        script.key,
+        script.origin
     ));
-    print_line(format_args!(
-        "script env: {}",
-        script_env_of(script_env, &prepared.env).summary()
-    ));
-    let shown = prepared.env.shown_env();
-    if !shown.is_empty() {
-        print_line(format_args!("environment for the script:"));
-        for (name, value) in shown {
-            print_line(format_args!("  {name}={value}"));
-        }
+    if let crate::tags::agent::ScriptLocation::Remote(url) = &script.location {
+        let route = match prepared.env.route(url.host_str().unwrap_or_default()) {
+            Some(proxy) => format!("through the proxy {}", proxy.url.authority()),
+            None if prepared.env.proxy.is_some() => "direct (matches no_proxy)".to_string(),
+            None => "direct".to_string(),
+        };
+        print_line(format_args!("route:     {route}"));
     }
-    script.map(|_| ())
+    match script.sha256 {
+        Some(pin) => print_line(format_args!("sha256:    must be {}", fetch::hex(&pin))),
+        None => print_line(format_args!("sha256:    not pinned")),
+    }
 }
