@@ -18,6 +18,7 @@ use crate::credentials::directory::config::DirectoryFile;
 use crate::credentials::vault::config::VaultFile;
 pub use crate::credentials::vault::config::{AppRoleSettings, VaultSettings};
 use crate::error::{Error, Result};
+use crate::tags::instance::Cloud;
 use crate::tags::{Origin, Tag};
 use crate::util::setting::pick;
 
@@ -164,7 +165,11 @@ impl Settings {
             None => SourceChoice::Auto,
             Some(found) => <SourceChoice as clap::ValueEnum>::from_str(&found.value, true)
                 .map_err(|_| {
-                    found.error("expected one of auto, none, aws, gce, azure, openstack")
+                    let names: Vec<&str> = <SourceChoice as clap::ValueEnum>::value_variants()
+                        .iter()
+                        .map(|choice| choice.name())
+                        .collect();
+                    found.error(format!("expected one of {}", names.join(", ")))
                 })?,
         };
 
@@ -188,7 +193,7 @@ impl Settings {
                     .filter(|u| match u.scheme() {
                         "http" | "https" => u.has_host(),
                         // A config drive's content, mounted or copied.
-                        "file" => source == SourceChoice::Openstack,
+                        "file" => source == SourceChoice::Cloud(Cloud::OpenStack),
                         _ => false,
                     })
                     .ok_or_else(|| {

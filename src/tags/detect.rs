@@ -4,51 +4,12 @@
 //! read from `/sys/class/dmi/id` (or the directory `TAGSTRAP_DMI_DIR` names,
 //! for tests); a missing or unreadable file is an empty string.
 
-use std::fmt;
 use std::path::Path;
 
-/// The clouds tagstrap knows the metadata service of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cloud {
-    Aws,
-    Gce,
-    Azure,
-    OpenStack,
-}
-
-impl Cloud {
-    /// The `--source` name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Cloud::Aws => "aws",
-            Cloud::Gce => "gce",
-            Cloud::Azure => "azure",
-            Cloud::OpenStack => "openstack",
-        }
-    }
-}
-
-impl fmt::Display for Cloud {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use super::instance::Cloud;
 
 /// The default DMI directory on Linux.
 pub const DMI_DIR: &str = "/sys/class/dmi/id";
-
-/// Every Azure VM carries this chassis asset tag (documented by Microsoft and
-/// used by cloud-init to recognise Azure).
-const AZURE_CHASSIS_ASSET_TAG: &str = "7783-7084-3265-9085-8269-3286-77";
-const OPENSTACK_PRODUCT_NAMES: [&str; 2] = ["OpenStack Nova", "OpenStack Compute"];
-/// OpenStack clouds that brand the chassis instead of the product name.
-const OPENSTACK_CHASSIS_ASSET_TAGS: [&str; 5] = [
-    "OpenStack Nova",
-    "OpenStack Compute",
-    "OpenTelekomCloud",
-    "SAP CCloud VM",
-    "HUAWEICLOUD",
-];
 
 /// The DMI strings detection looks at, trimmed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,48 +40,19 @@ impl Dmi {
     }
 }
 
-/// The cloud, and the DMI evidence for it (for the log line).
+/// The cloud, and the DMI evidence for it (for the log line): the first
+/// cloud whose rule, in its own folder (`instance/<cloud>/mod.rs`,
+/// `recognise`), knows these strings. The rules are disjoint: each looks for
+/// its own vendor's names.
 pub fn detect(dmi: &Dmi) -> Option<(Cloud, String)> {
-    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-    if dmi.chassis_asset_tag == AZURE_CHASSIS_ASSET_TAG {
-        return Some((Cloud::Azure, "chassis_asset_tag is Azure's".into()));
-    }
-    if eq(&dmi.product_name, "Google Compute Engine") || eq(&dmi.sys_vendor, "Google") {
-        return Some((Cloud::Gce, format!("product_name {:?}", dmi.product_name)));
-    }
-    // Nitro instances say so in sys_vendor (and bios_vendor); Xen instances
-    // in product_version ("4.11.amazon") and the UUID's "ec2" prefix.
-    if eq(&dmi.sys_vendor, "Amazon EC2") || eq(&dmi.bios_vendor, "Amazon EC2") {
-        return Some((Cloud::Aws, format!("sys_vendor {:?}", dmi.sys_vendor)));
-    }
-    if dmi.product_version.to_ascii_lowercase().contains("amazon")
-        || dmi.product_uuid.to_ascii_lowercase().starts_with("ec2")
-    {
-        return Some((
-            Cloud::Aws,
-            format!("product_version {:?}", dmi.product_version),
-        ));
-    }
-    if OPENSTACK_PRODUCT_NAMES
+    Cloud::ALL
         .iter()
-        .any(|n| eq(&dmi.product_name, n))
-        || eq(&dmi.sys_vendor, "OpenStack Foundation")
-    {
-        return Some((
-            Cloud::OpenStack,
-            format!("product_name {:?}", dmi.product_name),
-        ));
-    }
-    if OPENSTACK_CHASSIS_ASSET_TAGS
-        .iter()
-        .any(|n| eq(&dmi.chassis_asset_tag, n))
-    {
-        return Some((
-            Cloud::OpenStack,
-            format!("chassis_asset_tag {:?}", dmi.chassis_asset_tag),
-        ));
-    }
-    None
+        .find_map(|cloud| cloud.recognise(dmi).map(|evidence| (*cloud, evidence)))
+}
+
+/// ASCII-case-insensitive equality, as the rules compare DMI strings.
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 #[cfg(test)]

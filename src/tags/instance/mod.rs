@@ -1,7 +1,8 @@
 //! The instance's own tags, from the cloud's metadata service (SPEC §1,
 //! layer 2). Each cloud is one [`InstanceSource`] in its own folder, with its
-//! `mock_tests` beside it; [`select`] picks one from `--source`, and a new
-//! cloud is a new folder and one match arm in [`build`].
+//! `mock_tests` and its DMI rule beside it; [`select`] picks one from
+//! `--source`, and a new cloud is a new folder, a [`Cloud`] variant and its
+//! arms in [`Cloud::recognise`] and [`Cloud::build`].
 //!
 //! `auto` detects the cloud from DMI ([`super::detect`]), with no network
 //! probe. The metadata service is always reached directly, never through a
@@ -30,24 +31,74 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::detect::{self, Cloud, Dmi};
+use super::detect::{self, Dmi};
 use super::Tag;
 use crate::error::Result;
 use crate::net::retry::Tries;
 use crate::util::text::shown;
 use crate::util::BoxFuture;
 
-/// `--source`: where instance tags come from (SPEC §3).
+/// The clouds tagstrap knows the metadata service of: each is a folder
+/// here, and the arms of [`Cloud::recognise`] and [`Cloud::build`] are all
+/// that ties one in. Its `--source` name is its clap value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cloud {
+    Aws,
+    Gce,
+    Azure,
+    #[value(name = "openstack")]
+    OpenStack,
+}
+
+impl Cloud {
+    pub const ALL: [Cloud; 4] = [Cloud::Aws, Cloud::Gce, Cloud::Azure, Cloud::OpenStack];
+
+    /// The `--source` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Aws => "aws",
+            Cloud::Gce => "gce",
+            Cloud::Azure => "azure",
+            Cloud::OpenStack => "openstack",
+        }
+    }
+
+    /// Whether DMI says this cloud, and what said it: each cloud's rule is
+    /// in its folder.
+    pub fn recognise(self, dmi: &Dmi) -> Option<String> {
+        match self {
+            Cloud::Aws => aws::recognise(dmi),
+            Cloud::Gce => gce::recognise(dmi),
+            Cloud::Azure => azure::recognise(dmi),
+            Cloud::OpenStack => openstack::recognise(dmi),
+        }
+    }
+
+    /// The source that reads this cloud.
+    pub fn build(self, config: SourceConfig) -> Result<Box<dyn InstanceSource>> {
+        Ok(match self {
+            Cloud::Aws => Box::new(aws::Aws::new(&config)?),
+            Cloud::Gce => Box::new(gce::Gce::new(&config)?),
+            Cloud::Azure => Box::new(azure::Azure::new(&config)?),
+            Cloud::OpenStack => Box::new(openstack::OpenStack::new(&config)?),
+        })
+    }
+}
+
+impl std::fmt::Display for Cloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `--source` (SPEC §3): `auto`, `none`, or one cloud by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceChoice {
     /// Detect the cloud; with none found, read only files and flags.
     Auto,
     /// Only tags files and --tag.
     None,
-    Aws,
-    Gce,
-    Azure,
-    Openstack,
+    Cloud(Cloud),
 }
 
 impl SourceChoice {
@@ -55,11 +106,33 @@ impl SourceChoice {
         match self {
             SourceChoice::Auto => "auto",
             SourceChoice::None => "none",
-            SourceChoice::Aws => "aws",
-            SourceChoice::Gce => "gce",
-            SourceChoice::Azure => "azure",
-            SourceChoice::Openstack => "openstack",
+            SourceChoice::Cloud(cloud) => cloud.name(),
         }
+    }
+}
+
+/// The values of `--source`, from [`Cloud::ALL`]: a new cloud is named here
+/// without being listed again.
+impl clap::ValueEnum for SourceChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: std::sync::LazyLock<Vec<SourceChoice>> = std::sync::LazyLock::new(|| {
+            [SourceChoice::Auto, SourceChoice::None]
+                .into_iter()
+                .chain(Cloud::ALL.into_iter().map(SourceChoice::Cloud))
+                .collect()
+        });
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let value = clap::builder::PossibleValue::new(self.name());
+        Some(match self {
+            SourceChoice::Auto => {
+                value.help("Detect the cloud; with none found, read only files and flags")
+            }
+            SourceChoice::None => value.help("Only tags files and --tag"),
+            SourceChoice::Cloud(_) => value,
+        })
     }
 }
 
@@ -127,22 +200,9 @@ pub fn select(
                 cloud
             }
         },
-        SourceChoice::Aws => Cloud::Aws,
-        SourceChoice::Gce => Cloud::Gce,
-        SourceChoice::Azure => Cloud::Azure,
-        SourceChoice::Openstack => Cloud::OpenStack,
+        SourceChoice::Cloud(cloud) => cloud,
     };
-    build(cloud, config).map(Some)
-}
-
-/// The one place that knows which type reads which cloud.
-pub fn build(cloud: Cloud, config: SourceConfig) -> Result<Box<dyn InstanceSource>> {
-    Ok(match cloud {
-        Cloud::Aws => Box::new(aws::Aws::new(&config)?),
-        Cloud::Gce => Box::new(gce::Gce::new(&config)?),
-        Cloud::Azure => Box::new(azure::Azure::new(&config)?),
-        Cloud::OpenStack => Box::new(openstack::OpenStack::new(&config)?),
-    })
+    cloud.build(config).map(Some)
 }
 
 /// The standard link-local address every one of these clouds serves its

@@ -21,6 +21,19 @@ use crate::net::retry::Failure;
 use crate::util::text::{forbidden_char, shown};
 use crate::util::BoxFuture;
 
+/// Whether DMI says EC2, and what said it: Nitro instances in
+/// `sys_vendor` (and `bios_vendor`), Xen instances in `product_version`
+/// ("4.11.amazon") and the UUID's "ec2" prefix.
+pub(crate) fn recognise(dmi: &crate::tags::detect::Dmi) -> Option<String> {
+    use crate::tags::detect::same;
+    if same(&dmi.sys_vendor, "Amazon EC2") || same(&dmi.bios_vendor, "Amazon EC2") {
+        return Some(format!("sys_vendor {:?}", dmi.sys_vendor));
+    }
+    (dmi.product_version.to_ascii_lowercase().contains("amazon")
+        || dmi.product_uuid.to_ascii_lowercase().starts_with("ec2"))
+    .then(|| format!("product_version {:?}", dmi.product_version))
+}
+
 const NAME: &str = "aws";
 /// Lifetime asked for each session token. A try needs it for a few requests;
 /// every try asks for a new one.

@@ -18,6 +18,16 @@ use crate::net::retry::Failure;
 use crate::util::text::shown;
 use crate::util::BoxFuture;
 
+/// Every Azure VM carries this chassis asset tag (documented by Microsoft and
+/// used by cloud-init to recognise Azure).
+const AZURE_CHASSIS_ASSET_TAG: &str = "7783-7084-3265-9085-8269-3286-77";
+
+/// Whether DMI says Azure: its chassis asset tag.
+pub(crate) fn recognise(dmi: &crate::tags::detect::Dmi) -> Option<String> {
+    (dmi.chassis_asset_tag == AZURE_CHASSIS_ASSET_TAG)
+        .then(|| "chassis_asset_tag is Azure's".to_string())
+}
+
 const NAME: &str = "azure";
 /// The IMDS version whose `compute` shape this reads; `tagsList` exists
 /// since 2019-06-04, and 2021-02-01 is served in every Azure region.

@@ -14,6 +14,13 @@ use crate::tags::{file, Origin};
 use crate::util::text::shown;
 use crate::util::BoxFuture;
 
+/// Whether DMI says Google Compute Engine.
+pub(crate) fn recognise(dmi: &crate::tags::detect::Dmi) -> Option<String> {
+    use crate::tags::detect::same;
+    (same(&dmi.product_name, "Google Compute Engine") || same(&dmi.sys_vendor, "Google"))
+        .then(|| format!("product_name {:?}", dmi.product_name))
+}
+
 const NAME: &str = "gce";
 const FLAVOR: (&str, &str) = ("Metadata-Flavor", "Google");
 const INSTANCE_ID_PATH: &str = "computeMetadata/v1/instance/id";

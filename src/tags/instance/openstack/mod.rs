@@ -26,6 +26,33 @@ use crate::util::fs::read_small_text;
 use crate::util::text::{shown, shown_path};
 use crate::util::BoxFuture;
 
+const OPENSTACK_PRODUCT_NAMES: [&str; 2] = ["OpenStack Nova", "OpenStack Compute"];
+/// OpenStack clouds that brand the chassis instead of the product name.
+const OPENSTACK_CHASSIS_ASSET_TAGS: [&str; 5] = [
+    "OpenStack Nova",
+    "OpenStack Compute",
+    "OpenTelekomCloud",
+    "SAP CCloud VM",
+    "HUAWEICLOUD",
+];
+
+/// Whether DMI says OpenStack: the product name, the vendor, or a chassis
+/// asset tag some OpenStack clouds brand instead.
+pub(crate) fn recognise(dmi: &crate::tags::detect::Dmi) -> Option<String> {
+    use crate::tags::detect::same;
+    if OPENSTACK_PRODUCT_NAMES
+        .iter()
+        .any(|n| same(&dmi.product_name, n))
+        || same(&dmi.sys_vendor, "OpenStack Foundation")
+    {
+        return Some(format!("product_name {:?}", dmi.product_name));
+    }
+    OPENSTACK_CHASSIS_ASSET_TAGS
+        .iter()
+        .any(|n| same(&dmi.chassis_asset_tag, n))
+        .then(|| format!("chassis_asset_tag {:?}", dmi.chassis_asset_tag))
+}
+
 const NAME: &str = "openstack";
 /// The same path on the metadata service and on a config drive.
 pub const META_DATA_PATH: &str = "openstack/latest/meta_data.json";
