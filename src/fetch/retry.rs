@@ -101,17 +101,47 @@ pub struct Tries {
 /// failure, the time already spent on the resource, and a uniform random
 /// number in [0, 1). Pure, so the schedule is testable.
 pub fn wait_before(next_try: u32, failure: &Transient, unit: f64, elapsed: Duration) -> Duration {
-    if let Some(after) = failure.retry_after {
-        return after.max(MIN_WAIT);
-    }
-    let cap = match failure.class {
-        Class::NetworkDown => NETWORK_DOWN_CAP,
-        Class::ServerBusy => BACKOFF_CAP.min((elapsed / LATENESS_SHARE).max(LATENESS_FLOOR)),
+    Backoff::TAGSTRAP.wait_before(next_try, failure, unit, elapsed)
+}
+
+/// The two constants of the server-busy backoff. tagstrap only ever uses
+/// [`Backoff::TAGSTRAP`]; the type is public for benches/fleet, whose
+/// what-if rows run this one formula with other constants rather than a
+/// copy of it that could drift from the real schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// First step after a server-side failure.
+    pub base: Duration,
+    /// Longest step.
+    pub cap: Duration,
+}
+
+impl Backoff {
+    pub const TAGSTRAP: Backoff = Backoff {
+        base: BACKOFF_BASE,
+        cap: BACKOFF_CAP,
     };
-    let exponent = next_try.saturating_sub(2).min(16);
-    let ceiling = BACKOFF_BASE.saturating_mul(1u32 << exponent).min(cap);
-    // Full jitter: anywhere from nothing to the ceiling.
-    ceiling.mul_f64(unit.clamp(0.0, 1.0)).max(MIN_WAIT)
+
+    /// [`wait_before`] with these constants.
+    pub fn wait_before(
+        &self,
+        next_try: u32,
+        failure: &Transient,
+        unit: f64,
+        elapsed: Duration,
+    ) -> Duration {
+        if let Some(after) = failure.retry_after {
+            return after.max(MIN_WAIT);
+        }
+        let cap = match failure.class {
+            Class::NetworkDown => NETWORK_DOWN_CAP,
+            Class::ServerBusy => self.cap.min((elapsed / LATENESS_SHARE).max(LATENESS_FLOOR)),
+        };
+        let exponent = next_try.saturating_sub(2).min(16);
+        let ceiling = self.base.saturating_mul(1u32 << exponent).min(cap);
+        // Full jitter: anywhere from nothing to the ceiling.
+        ceiling.mul_f64(unit.clamp(0.0, 1.0)).max(MIN_WAIT)
+    }
 }
 
 /// Runs `attempt` until it succeeds, fails permanently, or `budget` is spent.
