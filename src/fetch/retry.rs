@@ -275,6 +275,38 @@ mod tests {
     }
 
     #[test]
+    fn other_constants_change_only_base_and_cap() {
+        // What benches/fleet's what-if rows rely on: the same formula, with
+        // the lateness bound and Retry-After as tagstrap has them.
+        let busy = transient(Class::ServerBusy, None);
+        let quick = Backoff {
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(2),
+        };
+        let ceilings: Vec<Duration> = (2..7)
+            .map(|n| quick.wait_before(n, &busy, 1.0, LONG_AGO))
+            .collect();
+        let ms = Duration::from_millis;
+        assert_eq!(ceilings, [ms(250), ms(500), ms(1000), ms(2000), ms(2000)]);
+        let slow = Backoff {
+            base: Duration::from_secs(5),
+            cap: Duration::from_secs(16),
+        };
+        assert_eq!(
+            slow.wait_before(9, &busy, 1.0, Duration::from_secs(25)),
+            Duration::from_secs(5),
+            "the lateness bound still holds"
+        );
+        let told = transient(Class::ServerBusy, Some(Duration::from_secs(7)));
+        assert_eq!(
+            slow.wait_before(2, &told, 0.0, LONG_AGO),
+            Duration::from_secs(7)
+        );
+        assert_eq!(Backoff::TAGSTRAP.base, BACKOFF_BASE);
+        assert_eq!(Backoff::TAGSTRAP.cap, BACKOFF_CAP);
+    }
+
+    #[test]
     fn no_step_is_longer_than_a_fifth_of_the_time_spent_or_2_s() {
         let busy = transient(Class::ServerBusy, None);
         let s = Duration::from_secs;
