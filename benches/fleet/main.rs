@@ -204,7 +204,12 @@ fn print_header() {
 }
 
 fn print_row(label: &str, f: &Figures) {
-    println!(
+    println!("{}", row(label, f));
+}
+
+/// One fleet's figures under [`print_header`]'s columns.
+fn row(label: &str, f: &Figures) -> String {
+    format!(
         "  {label:<30}{:>9.0}{:>8.0}{:>8.0}{:>9.0}{:>8.0}{:>9.0}{:>9.2}s{:>7.1} {:>4.0}",
         f.requests,
         f.peak_1s,
@@ -215,7 +220,7 @@ fn print_row(label: &str, f: &Figures) {
         f.all_done,
         f.tries_mean,
         f.tries_max
-    );
+    )
 }
 
 /// The project's goals for tagstrap (no Retry-After, and Retry-After)

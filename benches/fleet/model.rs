@@ -13,7 +13,9 @@ use rand::{Rng, SeedableRng};
 use tagstrap::fetch::retry::{wait_before, Backoff, Failure, Transient};
 
 use crate::boot::{sorted, Boot, Figures};
-use crate::{fleet_label, fleets, print_header, print_row, secs, Opts, Schedule, DEADLINE, HEADER};
+use crate::{
+    fleet_label, fleets, print_header, print_row, row, secs, Opts, Schedule, DEADLINE, HEADER,
+};
 
 /// What tagstrap's classification makes of a 503 (fetch::Attempt::status_failure).
 fn busy_transient(retry_after: Option<Duration>) -> Transient {
@@ -168,17 +170,8 @@ pub fn run_sim(opts: &Opts) -> Vec<Figures> {
         let s = simulate_many(opts, Schedule::WhatIf(backoff), None);
         let f = &s.mean;
         println!(
-            "  {:<30}{:>9.0}{:>8.0}{:>8.0}{:>9.0}{:>8.0}{:>9.0}{:>9.2}s{:>7.1} {:>4.0}{:>8.2}{:>8.2}{:>8.2}",
-            format!("base {} s, cap {} s", secs(base), secs(cap)),
-            f.requests,
-            f.peak_1s,
-            f.peak_100ms,
-            f.retry_peak_1s,
-            f.retry_peak_100ms,
-            f.mean_rate,
-            f.all_done,
-            f.tries_mean,
-            f.tries_max,
+            "{}{:>8.2}{:>8.2}{:>8.2}",
+            row(&format!("base {} s, cap {} s", secs(base), secs(cap)), f),
             f.peak_1s / fixed.peak_1s,
             f.retry_peak_100ms / fixed.retry_peak_100ms,
             f.all_done / fixed.all_done
