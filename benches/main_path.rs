@@ -14,13 +14,17 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::raw::{c_int, c_long};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::{Bao, Origin, Reply, Squid, TestCa};
+
+mod common;
+use common::args::Args;
+use common::rusage::{measure, measure_isolated, Isolated, Measured};
+use common::stats::{mib, ms, Stats};
+use common::{fail, first_line, tagstrap_bin};
 
 const USER: &str = "svc-bench";
 /// Holds '@', ':' and '/' (tagstrap must percent-encode them in the proxy
@@ -47,207 +51,21 @@ fn parse_args() -> Opts {
         warmup: 3,
         rss_runs: 3,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let slot = match arg.as_str() {
-            // cargo bench passes --bench to harness = false targets.
-            "--bench" => continue,
+    let mut args = Args::new(USAGE);
+    while let Some(flag) = args.flag() {
+        let slot = match flag.as_str() {
             "--runs" => &mut opts.runs,
             "--warmup" => &mut opts.warmup,
             "--rss-runs" => &mut opts.rss_runs,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => fail(&format!("unknown argument {other:?}\n{USAGE}")),
+            _ => args.unknown(&flag),
         };
-        *slot = args
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| fail(&format!("{arg} needs a number\n{USAGE}")));
+        *slot = args.parse(&flag);
     }
     if opts.runs == 0 || opts.rss_runs == 0 {
         fail("--runs and --rss-runs must be at least 1");
     }
     opts
 }
-
-fn fail(msg: &str) -> ! {
-    eprintln!("main_path: {msg}");
-    std::process::exit(2);
-}
-
-// ---------------------------------------------------------------------------
-// wait4(2): the rusage of one child (and of the children it waited for).
-// Declared here because the root crate has no libc dependency; the layout is
-// glibc's `struct rusage` on 64-bit Linux (2 timevals, then 14 longs).
-
-#[repr(C)]
-#[derive(Default)]
-struct Timeval {
-    tv_sec: c_long,
-    tv_usec: c_long,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct Rusage {
-    ru_utime: Timeval,
-    ru_stime: Timeval,
-    /// KiB on Linux.
-    ru_maxrss: c_long,
-    _rest: [c_long; 13],
-}
-
-#[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Rusage>() == 144);
-
-extern "C" {
-    fn wait4(pid: c_int, status: *mut c_int, options: c_int, rusage: *mut Rusage) -> c_int;
-}
-
-fn timeval(t: &Timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-}
-
-/// One finished process.
-struct Measured {
-    status: ExitStatus,
-    /// From just before spawn to the return of wait4.
-    wall: Duration,
-    /// User + system CPU of the process and the children it waited for.
-    cpu: Duration,
-    /// Largest resident set of the process or of one of the children it
-    /// waited for (not a sum), KiB.
-    max_rss_kib: u64,
-}
-
-/// Spawns `cmd` and reaps it with wait4, so the rusage is this child's own
-/// (plus its waited-for descendants), not that of every child of the bench.
-fn measure(cmd: &mut Command) -> Measured {
-    let start = Instant::now();
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| fail(&format!("spawn {:?}: {e}", cmd.get_program())));
-    let pid = child.id() as c_int;
-    let mut status: c_int = 0;
-    let mut ru = Rusage::default();
-    loop {
-        // SAFETY: `status` and `ru` are valid for writes and live across the
-        // call; `pid` is our own unreaped child (std's Child is dropped
-        // without waiting, so nothing else reaps it).
-        let r = unsafe { wait4(pid, &mut status, 0, &mut ru) };
-        if r == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            fail(&format!("wait4({pid}): {err}"));
-        }
-    }
-    let wall = start.elapsed();
-    drop(child);
-    Measured {
-        status: ExitStatus::from_raw(status),
-        wall,
-        cpu: timeval(&ru.ru_utime) + timeval(&ru.ru_stime),
-        max_rss_kib: ru.ru_maxrss.max(0) as u64,
-    }
-}
-
-/// argv[1] that turns this binary into the RSS wrapper.
-const WRAPPER: &str = "--rusage-wrapper";
-
-/// Why peak RSS is measured through a wrapper: on Linux a process's
-/// `ru_maxrss` survives exec and starts from the high-water mark of the
-/// address space it was (v)forked from. std spawns with vfork semantics, so
-/// a child of this bench (which holds the 100 MiB reply body and the servers'
-/// runtimes) would report at least the bench's own peak. A freshly exec'd
-/// copy of this binary is small; the process it spawns starts from that
-/// floor (the wrapper's VmHWM, reported), and its wait4 rusage then covers
-/// only that process and the children it waited for.
-///
-/// `main_path --rusage-wrapper OUT PROGRAM ARGS...`: runs PROGRAM with this
-/// process's environment and stdio, writes "MAXRSS_KIB FLOOR_KIB WALL_NS CPU_NS" to
-/// OUT, exits with PROGRAM's code (128 + signal if a signal ended it).
-fn wrapper_main(args: &[std::ffi::OsString]) -> ! {
-    let [out, program, rest @ ..] = args else {
-        fail("--rusage-wrapper OUT PROGRAM ARGS...");
-    };
-    let floor = vm_hwm_kib();
-    let m = measure(Command::new(program).args(rest));
-    std::fs::write(
-        out,
-        format!(
-            "{} {floor} {} {}\n",
-            m.max_rss_kib,
-            m.wall.as_nanos(),
-            m.cpu.as_nanos()
-        ),
-    )
-    .unwrap_or_else(|e| fail(&format!("write {}: {e}", Path::new(out).display())));
-    let code = m
-        .status
-        .code()
-        .unwrap_or_else(|| 128 + m.status.signal().unwrap_or(0));
-    std::process::exit(code);
-}
-
-/// VmHWM of this process (the peak RSS of its current address space), KiB.
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Peak RSS of one run, measured through the wrapper.
-struct Isolated {
-    status: ExitStatus,
-    /// The wrapped process's own wall time (spawn to wait4, in the wrapper).
-    wall: Duration,
-    /// Its user + system CPU time (with the children it waited for).
-    cpu: Duration,
-    max_rss_kib: u64,
-    /// The wrapper's own VmHWM when it spawned the process: the lowest
-    /// figure `max_rss_kib` can show.
-    floor_kib: u64,
-}
-
-/// Runs `cmd`'s program and arguments under the wrapper, which is started
-/// as `clean` (the environment the program inherits) with output to `dir/log`.
-fn measure_isolated(cmd: &Command, clean: Command, dir: &Path) -> Isolated {
-    let out = dir.join("rusage");
-    let mut w = clean;
-    w.arg(WRAPPER)
-        .arg(&out)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    log_to(&mut w, dir);
-    let status = measure(&mut w).status;
-    let text = std::fs::read_to_string(&out).unwrap_or_default();
-    let f: Vec<u64> = text
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let [max_rss_kib, floor_kib, wall_ns, cpu_ns] = f[..] else {
-        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        fail(&format!("the RSS wrapper failed ({status}):\n{log}"));
-    };
-    Isolated {
-        status,
-        wall: Duration::from_nanos(wall_ns),
-        cpu: Duration::from_nanos(cpu_ns),
-        max_rss_kib,
-        floor_kib,
-    }
-}
-
-// ---------------------------------------------------------------------------
 
 /// The servers and the fixed inputs of every run.
 struct World {
@@ -361,13 +179,23 @@ impl World {
             Variant::Tagstrap => self.tagstrap(url, &dir, extra),
             Variant::Curl => self.curl(url, &dir),
         };
-        let m = measure_isolated(&cmd, self.command(&self.exe), &dir);
+        let m = isolated(&cmd, self.command(&self.exe), &dir);
         if !m.status.success() {
             let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
             fail(&format!("run {name} failed ({}):\n{log}", m.status));
         }
         (m, dir)
     }
+}
+
+/// [`measure_isolated`] with the wrapper's output in `dir/log`, which is
+/// shown if the wrapper fails.
+fn isolated(cmd: &Command, mut wrapper: Command, dir: &Path) -> Isolated {
+    log_to(&mut wrapper, dir);
+    measure_isolated(cmd, wrapper, &dir.join("rusage")).unwrap_or_else(|status| {
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        fail(&format!("the RSS wrapper failed ({status}):\n{log}"));
+    })
 }
 
 fn log_to(cmd: &mut Command, dir: &Path) {
@@ -394,67 +222,10 @@ fn big_script(len: usize) -> Vec<u8> {
     body
 }
 
-// ---------------------------------------------------------------------------
-
-struct Stats {
-    min: Duration,
-    median: Duration,
-    p90: Duration,
-}
-
-fn stats(samples: &[Duration]) -> Stats {
-    let mut v = samples.to_vec();
-    v.sort();
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    };
-    // Nearest rank.
-    let p90 = v[(n * 9).div_ceil(10).max(1) - 1];
-    Stats {
-        min: v[0],
-        median,
-        p90,
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn first_line(program: &Path, arg: &str) -> String {
-    Command::new(program)
-        .arg(arg)
-        .env_clear()
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
-fn default_bin() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release/tagstrap")
-}
-
 fn main() {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == WRAPPER) {
-        wrapper_main(&args[2..]);
-    }
+    common::rusage::wrapper_if_asked();
     let opts = parse_args();
-    let bin = std::env::var_os("TAGSTRAP_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(default_bin);
+    let bin = tagstrap_bin();
     if !bin.is_file() {
         fail(&format!(
             "{} not found: run bench/run, or `cargo build --release --bin tagstrap` first, \
@@ -548,8 +319,8 @@ fn main() {
         ));
     }
 
-    let s = [stats(&wall[0]), stats(&wall[1])];
-    let c = [stats(&cpu[0]), stats(&cpu[1])];
+    let s = [Stats::of(&wall[0]), Stats::of(&wall[1])];
+    let c = [Stats::of(&cpu[0]), Stats::of(&cpu[1])];
     println!(
         "main path ({} runs each after {} warm-ups, interleaved A B B A ...; \
          all {} downloads seen by the origin and in Squid's access.log)",
@@ -565,10 +336,10 @@ fn main() {
         println!(
             "{:<20}{:>11}{:>11}{:>11}{:>17}",
             name,
-            ms(s[k].min),
-            ms(s[k].median),
-            ms(s[k].p90),
-            ms(c[k].median)
+            ms(s[k].min, 1),
+            ms(s[k].median, 1),
+            ms(s[k].p90, 1),
+            ms(c[k].median, 1)
         );
     }
     println!(
@@ -585,7 +356,7 @@ fn main() {
         std::fs::create_dir(&dir).expect("create run dir");
         let mut cmd = world.command(&world.bin);
         cmd.arg("--version");
-        let m = measure_isolated(&cmd, world.command(&world.exe), &dir);
+        let m = isolated(&cmd, world.command(&world.exe), &dir);
         if !m.status.success() {
             fail(&format!("tagstrap --version failed ({})", m.status));
         }
@@ -632,7 +403,7 @@ fn main() {
         c_wall.push(m.wall);
         c_cpu.push(m.cpu);
     }
-    let dl = stats(&t_download).median;
+    let dl = Stats::of(&t_download).median;
     let big_mib = BIG_LEN as f64 / MIB;
     println!(
         "100 MiB through the proxy ({} runs each; peak RSS = largest of the runs, times = median):",
@@ -644,15 +415,15 @@ fn main() {
         mib(t_rss),
         dl.as_secs_f64(),
         big_mib / dl.as_secs_f64(),
-        stats(&t_wall).median.as_secs_f64(),
-        stats(&t_cpu).median.as_secs_f64()
+        Stats::of(&t_wall).median.as_secs_f64(),
+        Stats::of(&t_cpu).median.as_secs_f64()
     );
     println!(
         "  curl shell script:  peak RSS {} (largest of sh, curl, sed), \
          whole run {:.2} s, CPU {:.2} s",
         mib(c_rss),
-        stats(&c_wall).median.as_secs_f64(),
-        stats(&c_cpu).median.as_secs_f64()
+        Stats::of(&c_wall).median.as_secs_f64(),
+        Stats::of(&c_cpu).median.as_secs_f64()
     );
     println!("  tagstrap --version: peak RSS {}", mib(version_rss));
     println!(

@@ -12,11 +12,16 @@
 //! Run it with `bench/run` or
 //! `TAGSTRAP_BIN=... cargo bench --bench metadata -- [--runs N] [--late-runs N] [--late MS]`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::{Cloud, FakeMetadata};
+
+mod common;
+use common::args::Args;
+use common::stats::{ms, Stats};
+use common::{fail, tagstrap_bin as bin};
 
 const USAGE: &str = "usage: metadata [--runs N (30)] [--late-runs N (10)] [--late MS (1500)]
 env: TAGSTRAP_BIN (default: $CARGO_TARGET_DIR or ./target, then release/tagstrap)";
@@ -33,43 +38,16 @@ fn parse_args() -> Opts {
         late_runs: 10,
         late: Duration::from_millis(1500),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = || -> u64 {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| fail(USAGE))
-        };
-        match arg.as_str() {
-            "--runs" => opts.runs = number().max(1) as usize,
-            "--late-runs" => opts.late_runs = number().max(1) as usize,
-            "--late" => opts.late = Duration::from_millis(number()),
-            // cargo bench passes --bench.
-            "--bench" => {}
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => fail(USAGE),
+    let mut args = Args::new(USAGE);
+    while let Some(flag) = args.flag() {
+        match flag.as_str() {
+            "--runs" => opts.runs = args.parse::<usize>(&flag).max(1),
+            "--late-runs" => opts.late_runs = args.parse::<usize>(&flag).max(1),
+            "--late" => opts.late = Duration::from_millis(args.parse(&flag)),
+            _ => args.unknown(&flag),
         }
     }
     opts
-}
-
-fn fail(message: &str) -> ! {
-    eprintln!("metadata: {message}");
-    std::process::exit(2)
-}
-
-fn bin() -> PathBuf {
-    std::env::var_os("TAGSTRAP_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-                .join("release/tagstrap")
-        })
 }
 
 /// `tagstrap tags` with nothing from the machine: empty config and tags
@@ -110,29 +88,6 @@ fn source_args(cloud: Cloud, url: &str) -> Vec<String> {
     ]
 }
 
-struct Stats {
-    min: Duration,
-    median: Duration,
-    p90: Duration,
-    max: Duration,
-}
-
-fn stats(samples: &[Duration]) -> Stats {
-    let mut v = samples.to_vec();
-    v.sort();
-    let n = v.len();
-    Stats {
-        min: v[0],
-        median: v[n / 2],
-        p90: v[(n * 9).div_ceil(10).max(1) - 1],
-        max: v[n - 1],
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
 fn main() {
     let opts = parse_args();
     if !bin().exists() {
@@ -168,15 +123,15 @@ fn main() {
             }
         }
         let requests = fake.requests().len() / opts.runs;
-        let (a, b) = (stats(&a), stats(&b));
+        let (a, b) = (Stats::of(&a), Stats::of(&b));
         println!(
             "  {:9} min {:>8}  median {:>8}  p90 {:>8}   (none: median {:>8}; metadata adds {}; {requests} requests per read)",
             cloud.name(),
-            ms(a.min),
-            ms(a.median),
-            ms(a.p90),
-            ms(b.median),
-            ms(a.median.saturating_sub(b.median)),
+            ms(a.min, 1),
+            ms(a.median, 1),
+            ms(a.p90, 1),
+            ms(b.median, 1),
+            ms(a.median.saturating_sub(b.median), 1),
         );
         if !fake.refused().is_empty() {
             fail(&format!("the fake refused requests: {:?}", fake.refused()));
@@ -204,12 +159,12 @@ fn main() {
         }
         drop(fake);
     }
-    let s = stats(&after_start);
+    let s = Stats::of(&after_start);
     println!(
         "  from the service's start to tagstrap's exit: min {}  median {}  p90 {}  max {}",
-        ms(s.min),
-        ms(s.median),
-        ms(s.p90),
-        ms(s.max)
+        ms(s.min, 1),
+        ms(s.median, 1),
+        ms(s.p90, 1),
+        ms(s.max, 1)
     );
 }

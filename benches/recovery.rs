@@ -69,6 +69,11 @@ use std::time::{Duration, Instant};
 
 use testkit::netns::{self, BootRace, Outage, PROXY_PASSWORD, PROXY_SECRET, PROXY_USER};
 
+mod common;
+use common::args::Args;
+use common::stats::{ms, Stats};
+use common::{fail, tagstrap_bin as bin};
+
 const USAGE: &str =
     "usage: recovery [--runs N (20)] [--warmup N (1)] [--delay SECONDS (2)] [--jitter SECONDS (1)]
        [--outage unreachable|silent (unreachable)] [--only A,B,C] [--logs DIR]
@@ -170,68 +175,37 @@ fn parse_args() -> Opts {
         arp_retrans_ms: None,
         only: Variant::ALL.to_vec(),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| fail(USAGE));
-        match arg.as_str() {
-            // cargo bench passes --bench to harness = false targets.
-            "--bench" => {}
-            "--runs" => opts.runs = value().parse().unwrap_or_else(|_| fail(USAGE)),
-            "--warmup" => opts.warmup = value().parse().unwrap_or_else(|_| fail(USAGE)),
-            "--delay" => {
-                let seconds: f64 = value().parse().unwrap_or_else(|_| fail(USAGE));
-                opts.delay = Duration::from_secs_f64(seconds.max(0.0));
-            }
-            "--jitter" => {
-                let seconds: f64 = value().parse().unwrap_or_else(|_| fail(USAGE));
-                opts.jitter = Duration::from_secs_f64(seconds.max(0.0));
-            }
+    let mut args = Args::new(USAGE);
+    while let Some(flag) = args.flag() {
+        match flag.as_str() {
+            "--runs" => opts.runs = args.parse(&flag),
+            "--warmup" => opts.warmup = args.parse(&flag),
+            "--delay" => opts.delay = Duration::from_secs_f64(args.parse::<f64>(&flag).max(0.0)),
+            "--jitter" => opts.jitter = Duration::from_secs_f64(args.parse::<f64>(&flag).max(0.0)),
             "--outage" => {
-                opts.outage = match value().as_str() {
+                opts.outage = match args.value(&flag).as_str() {
                     "unreachable" => Outage::Unreachable,
                     "silent" => Outage::Silent,
-                    _ => fail(USAGE),
+                    other => args.bad(&format!("--outage {other:?}: unreachable or silent")),
                 }
             }
-            "--logs" => opts.logs = Some(PathBuf::from(value())),
-            "--arp-retrans-ms" => {
-                opts.arp_retrans_ms = Some(value().parse().unwrap_or_else(|_| fail(USAGE)))
-            }
+            "--logs" => opts.logs = Some(PathBuf::from(args.value(&flag))),
+            "--arp-retrans-ms" => opts.arp_retrans_ms = Some(args.parse(&flag)),
             "--only" => {
-                let list = value();
+                let list = args.value(&flag);
                 opts.only = Variant::ALL
                     .into_iter()
                     .filter(|v| list.split(',').any(|x| x.trim() == v.letter()))
                     .collect();
                 if opts.only.is_empty() {
-                    fail(USAGE);
+                    args.bad(&format!("--only {list:?}: a list of A, B, C"));
                 }
             }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => fail(USAGE),
+            _ => args.unknown(&flag),
         }
     }
     opts.runs = opts.runs.max(1);
     opts
-}
-
-fn fail(message: &str) -> ! {
-    eprintln!("recovery: {message}");
-    std::process::exit(2)
-}
-
-fn bin() -> PathBuf {
-    std::env::var_os("TAGSTRAP_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-                .join("release/tagstrap")
-        })
 }
 
 /// The client of `variant` in the instance namespace, its output to `log`,
@@ -312,17 +286,12 @@ fn wait(child: &mut Child, limit: Duration) -> Option<i32> {
         }
         if Instant::now() >= end {
             // SAFETY: kill(2) on the process group this harness created.
-            unsafe { libc_kill(-(child.id() as i32), 9) };
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
             let _ = child.wait();
             return None;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, signal: i32) -> i32;
 }
 
 struct Sample {
@@ -389,35 +358,6 @@ fn failed_tries(output: &str) -> usize {
         .lines()
         .filter(|l| (l.contains(": try ") && l.contains(" failed: ")) || l.starts_with("curl: ("))
         .count()
-}
-
-struct Stats {
-    min: Duration,
-    median: Duration,
-    p95: Duration,
-    max: Duration,
-}
-
-fn stats(samples: &[Duration]) -> Stats {
-    let mut v = samples.to_vec();
-    v.sort();
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    };
-    Stats {
-        min: v[0],
-        median,
-        // Nearest rank.
-        p95: v[(n * 95).div_ceil(100).max(1) - 1],
-        max: v[n - 1],
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
 
 fn main() {
@@ -504,17 +444,17 @@ fn main() {
     );
     for (v, s) in variants.iter().zip(&samples) {
         let delays: Vec<Duration> = s.iter().map(|x| x.delay).collect();
-        let st = stats(&delays);
+        let st = Stats::of(&delays);
         let mut tries: Vec<usize> = s.iter().map(|x| x.failed_tries).collect();
         tries.sort();
         let tries = tries[tries.len() / 2];
         println!(
             "{:<46} {:>8} {:>8} {:>8} {:>8}   {tries}",
             v.label(),
-            ms(st.min),
-            ms(st.median),
-            ms(st.p95),
-            ms(st.max)
+            ms(st.min, 0),
+            ms(st.median, 0),
+            ms(st.p95, 0),
+            ms(st.max, 0)
         );
         if *v == Variant::Tagstrap {
             let goal =

@@ -101,17 +101,47 @@ pub struct Tries {
 /// failure, the time already spent on the resource, and a uniform random
 /// number in [0, 1). Pure, so the schedule is testable.
 pub fn wait_before(next_try: u32, failure: &Transient, unit: f64, elapsed: Duration) -> Duration {
-    if let Some(after) = failure.retry_after {
-        return after.max(MIN_WAIT);
-    }
-    let cap = match failure.class {
-        Class::NetworkDown => NETWORK_DOWN_CAP,
-        Class::ServerBusy => BACKOFF_CAP.min((elapsed / LATENESS_SHARE).max(LATENESS_FLOOR)),
+    Backoff::TAGSTRAP.wait_before(next_try, failure, unit, elapsed)
+}
+
+/// The two constants of the server-busy backoff. tagstrap only ever uses
+/// [`Backoff::TAGSTRAP`]; the type is public for benches/fleet, whose
+/// what-if rows run this one formula with other constants rather than a
+/// copy of it that could drift from the real schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// First step after a server-side failure.
+    pub base: Duration,
+    /// Longest step.
+    pub cap: Duration,
+}
+
+impl Backoff {
+    pub const TAGSTRAP: Backoff = Backoff {
+        base: BACKOFF_BASE,
+        cap: BACKOFF_CAP,
     };
-    let exponent = next_try.saturating_sub(2).min(16);
-    let ceiling = BACKOFF_BASE.saturating_mul(1u32 << exponent).min(cap);
-    // Full jitter: anywhere from nothing to the ceiling.
-    ceiling.mul_f64(unit.clamp(0.0, 1.0)).max(MIN_WAIT)
+
+    /// [`wait_before`] with these constants.
+    pub fn wait_before(
+        &self,
+        next_try: u32,
+        failure: &Transient,
+        unit: f64,
+        elapsed: Duration,
+    ) -> Duration {
+        if let Some(after) = failure.retry_after {
+            return after.max(MIN_WAIT);
+        }
+        let cap = match failure.class {
+            Class::NetworkDown => NETWORK_DOWN_CAP,
+            Class::ServerBusy => self.cap.min((elapsed / LATENESS_SHARE).max(LATENESS_FLOOR)),
+        };
+        let exponent = next_try.saturating_sub(2).min(16);
+        let ceiling = self.base.saturating_mul(1u32 << exponent).min(cap);
+        // Full jitter: anywhere from nothing to the ceiling.
+        ceiling.mul_f64(unit.clamp(0.0, 1.0)).max(MIN_WAIT)
+    }
 }
 
 /// Runs `attempt` until it succeeds, fails permanently, or `budget` is spent.
@@ -242,6 +272,38 @@ mod tests {
             BACKOFF_CAP,
             "no overflow"
         );
+    }
+
+    #[test]
+    fn other_constants_change_only_base_and_cap() {
+        // What benches/fleet's what-if rows rely on: the same formula, with
+        // the lateness bound and Retry-After as tagstrap has them.
+        let busy = transient(Class::ServerBusy, None);
+        let quick = Backoff {
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(2),
+        };
+        let ceilings: Vec<Duration> = (2..7)
+            .map(|n| quick.wait_before(n, &busy, 1.0, LONG_AGO))
+            .collect();
+        let ms = Duration::from_millis;
+        assert_eq!(ceilings, [ms(250), ms(500), ms(1000), ms(2000), ms(2000)]);
+        let slow = Backoff {
+            base: Duration::from_secs(5),
+            cap: Duration::from_secs(16),
+        };
+        assert_eq!(
+            slow.wait_before(9, &busy, 1.0, Duration::from_secs(25)),
+            Duration::from_secs(5),
+            "the lateness bound still holds"
+        );
+        let told = transient(Class::ServerBusy, Some(Duration::from_secs(7)));
+        assert_eq!(
+            slow.wait_before(2, &told, 0.0, LONG_AGO),
+            Duration::from_secs(7)
+        );
+        assert_eq!(Backoff::TAGSTRAP.base, BACKOFF_BASE);
+        assert_eq!(Backoff::TAGSTRAP.cap, BACKOFF_CAP);
     }
 
     #[test]
