@@ -10,12 +10,18 @@
 //! ```
 //!
 //! Without a binary it measures `$TAGSTRAP_BIN` (what `bench/run fixed_cost`
-//! builds), else this build's `tagstrap`. docs/benchmarks.md
+//! builds), else the release build. docs/benchmarks.md
 //! has the figures.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::stats::{ms, Stats};
+
+const USAGE: &str = "usage: cargo bench --bench fixed_cost -- [--pairs N] [--rounds N] [BINARY...]";
 
 struct Opts {
     pairs: usize,
@@ -29,27 +35,17 @@ fn parse_args() -> Opts {
         rounds: 2,
         binaries: Vec::new(),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |what: &str| -> usize {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{what} takes a number"))
-        };
+    let mut args = common::args::Args::new(USAGE);
+    while let Some(arg) = args.flag() {
         match arg.as_str() {
-            "--pairs" => opts.pairs = number("--pairs"),
-            "--rounds" => opts.rounds = number("--rounds"),
-            // cargo bench passes --bench to every bench binary.
-            "--bench" => {}
-            other if other.starts_with('-') => panic!("unknown flag {other}"),
+            "--pairs" => opts.pairs = args.parse("--pairs"),
+            "--rounds" => opts.rounds = args.parse("--rounds"),
+            other if other.starts_with('-') => args.unknown(other),
             path => opts.binaries.push(PathBuf::from(path)),
         }
     }
     if opts.binaries.is_empty() {
-        // bench/run's binary, else this build's.
-        let binary = std::env::var_os("TAGSTRAP_BIN")
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_tagstrap").into());
-        opts.binaries.push(PathBuf::from(binary));
+        opts.binaries.push(common::tagstrap_bin());
     }
     opts
 }
@@ -66,15 +62,6 @@ fn time(command: &mut Command) -> Duration {
     let took = started.elapsed();
     assert!(status.success(), "{command:?} failed: {status}");
     took
-}
-
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn tagstrap_run(binary: &Path, dir: &Path, script: &Path) -> Command {
@@ -128,11 +115,11 @@ fn main() {
             }
             let size = std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0);
             println!(
-                "| {} | {round} | {:.2} ms | {:.2} ms | {:.2} ms | {size} bytes |",
+                "| {} | {round} | {} | {} | {} | {size} bytes |",
                 binary.display(),
-                ms(median(&mut ours)),
-                ms(median(&mut shs)),
-                ms(median(&mut over)),
+                ms(Stats::of(&ours).median, 2),
+                ms(Stats::of(&shs).median, 2),
+                ms(Stats::of(&over).median, 2),
             );
         }
     }
