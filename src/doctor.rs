@@ -18,8 +18,8 @@
 //! 6. script: the script URL's status, redirects followed as `run` follows
 //!    them, without downloading it.
 //!
-//! The steps are one table, [`STEPS`]: a name, what the step needs from the
-//! ones before it ([`Need`]), and its function. One runner, [`doctor`],
+//! The steps are one table, `STEPS`: a name, what the step needs from the
+//! ones before it (`Need`), and its function. One runner, [`doctor`],
 //! skips a step whose need is unmet, naming the need, and prints what the
 //! others say. The script steps take the route `run` takes
 //! ([`ProxyEnvironment::route`](crate::proxy::ProxyEnvironment::route)): when
@@ -29,7 +29,7 @@
 //! script's own tools still use it for every other host).
 //!
 //! A status that is not a success means what it means to `run`:
-//! [`fetch::status_failure`] is the one mapping.
+//! `fetch::status_failure` is the one mapping.
 
 use std::future::Future;
 use std::path::Path;
@@ -258,7 +258,7 @@ fn fail(step: &'static str, error: Error) -> Line {
     Line { step, mark }
 }
 
-/// The runner: each step of [`STEPS`] in turn, skipped when a need is
+/// The runner: each step of `STEPS` in turn, skipped when a need is
 /// unmet; the exit code is the first failure's.
 pub async fn doctor(settings: &Settings) -> Result<()> {
     let mut found = Found::default();
@@ -582,7 +582,7 @@ async fn tls_check(
 
 /// The script URL's status through the same route `run` takes, redirects
 /// followed hop by hop as `run` follows them; the body is not read. What a
-/// status other than success means is `run`'s [`fetch::status_failure`].
+/// status other than success means is `run`'s `fetch::status_failure`.
 async fn status_check(script: &ScriptTag, url: &Url, prepared: &Prepared) -> Result<String> {
     let redirects = if script.sha256.is_some() {
         Redirects::AllowHttp
