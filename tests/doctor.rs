@@ -3,7 +3,10 @@
 //! OpenBao holding the password, and an HTTPS origin on 127.0.0.2 whose
 //! certificate comes from the trusted test CA or from another one (what a
 //! TLS-intercepting proxy looks like). Each test asserts the step lines, the
-//! exit code of the first failure, and that no secret is printed.
+//! exit code of the first failure, and that no secret is printed. The
+//! script steps follow `run`'s route: a script host in the no-proxy list (or
+//! a local script) is checked directly, and a proxy that is down is then a
+//! warning, not the failure.
 
 mod common;
 
@@ -317,4 +320,179 @@ fn a_bad_tag_stops_at_the_first_step() {
     run.assert_error(65, "control character");
     assert_eq!(steps(&run)[0], ("FAIL".to_string(), "tags".to_string()));
     assert!(steps(&run)[1..].iter().all(|(s, _)| s == "skip"));
+}
+
+/// A port on 127.0.0.1 that nothing listens on: reserved, never started.
+fn a_port_nothing_listens_on() -> (ReservedOrigin, String) {
+    let down = Origin::builder(None).reserve();
+    let addr = format!("127.0.0.1:{}", down.port());
+    (down, addr)
+}
+
+/// The shipped example's shape: the script host is in the no-proxy list, so
+/// `run` fetches it directly. A proxy that is down is then shown, as a
+/// warning (the script's tools still use it for other hosts), not the
+/// failure: the script steps run directly and all is well.
+#[test]
+fn a_script_host_in_no_proxy_is_checked_directly_while_the_proxy_is_down() {
+    let world = World::new();
+    let origin = started(world.origin(&world.ca));
+    let (_down, proxy) = a_port_nothing_listens_on();
+    let run = world
+        .doctor(&proxy, "cred:PROXY_PASS", &script_url(&origin))
+        .tag("rs_agent:http_no_proxy", ORIGIN_IP)
+        .run();
+    run.assert_success();
+    expect(
+        &run,
+        &[
+            ("ok", "tags"),
+            ("ok", "credentials"),
+            ("ok", "no_proxy"),
+            ("warn", "proxy"),
+            ("skip", "connect"),
+            ("ok", "tls"),
+            ("ok", "script"),
+        ],
+    );
+    let warned = line(&run, "proxy");
+    assert!(warned.contains("nothing listens"), "{warned}");
+    assert!(
+        warned.contains(&format!("{ORIGIN_IP} is reached directly (no_proxy)")),
+        "{warned}"
+    );
+    assert!(warned.contains("outside no_proxy"), "{warned}");
+    assert!(line(&run, "connect").contains("reached directly (no_proxy)"));
+    assert!(line(&run, "script").contains("answers 200 OK, 17 bytes"));
+    assert_eq!(origin.hits("/install.sh"), 1, "one status request, direct");
+}
+
+/// Route direct, and the script host is what is wrong: the failure, and the
+/// exit code, are the script host's, not the (also down) proxy's.
+#[test]
+fn a_direct_script_host_that_fails_is_the_failure_with_its_own_code() {
+    let world = World::new();
+    let (_down, proxy) = a_port_nothing_listens_on();
+
+    // Nothing listens on the script host's port: 69, on the tls step that
+    // opens the direct connection, naming the script host.
+    let gone = world.origin(&world.ca);
+    let url = format!("https://{ORIGIN_IP}:{}/install.sh", gone.port());
+    let run = world
+        .doctor(&proxy, "cred:PROXY_PASS", &url)
+        .tag("rs_agent:http_no_proxy", ORIGIN_IP)
+        .run();
+    run.assert_error(
+        69,
+        &format!("cannot connect to {ORIGIN_IP}:{}", gone.port()),
+    );
+    expect(
+        &run,
+        &[
+            ("ok", "tags"),
+            ("ok", "credentials"),
+            ("ok", "no_proxy"),
+            ("warn", "proxy"),
+            ("skip", "connect"),
+            ("FAIL", "tls"),
+            ("skip", "script"),
+        ],
+    );
+    assert!(line(&run, "script").contains("needs the connection to the script host"));
+    drop(gone);
+
+    // The script host answers 404: 66, on the script step.
+    let origin = started(world.origin(&world.ca));
+    let missing = format!("https://{ORIGIN_IP}:{}/missing.sh", origin.port());
+    let run = world
+        .doctor(&proxy, "cred:PROXY_PASS", &missing)
+        .tag("rs_agent:http_no_proxy", ORIGIN_IP)
+        .run();
+    run.assert_error(66, "404");
+    expect(
+        &run,
+        &[
+            ("ok", "tags"),
+            ("ok", "credentials"),
+            ("ok", "no_proxy"),
+            ("warn", "proxy"),
+            ("skip", "connect"),
+            ("ok", "tls"),
+            ("FAIL", "script"),
+        ],
+    );
+}
+
+/// Route through the proxy (a no-proxy list that does not match the script
+/// host): as before, a proxy that is down is the failure and the script
+/// steps wait for it; with the proxy up they go through its tunnel.
+#[test]
+fn a_script_host_outside_no_proxy_still_needs_the_proxy() {
+    let world = World::new();
+    let (_down, proxy) = a_port_nothing_listens_on();
+    let elsewhere = "127.0.0.3,.example.internal";
+    let run = world
+        .doctor(&proxy, "cred:PROXY_PASS", "https://127.0.0.2:1/install.sh")
+        .tag("rs_agent:http_no_proxy", elsewhere)
+        .run();
+    run.assert_error(69, "nothing listens");
+    expect(
+        &run,
+        &[
+            ("ok", "tags"),
+            ("ok", "credentials"),
+            ("ok", "no_proxy"),
+            ("FAIL", "proxy"),
+            ("skip", "connect"),
+            ("skip", "tls"),
+            ("skip", "script"),
+        ],
+    );
+    for step in ["connect", "tls", "script"] {
+        assert!(line(&run, step).ends_with("(needs the proxy)"), "{step}");
+    }
+
+    let (squid, origin) = world.proxied_origin();
+    let run = world
+        .doctor(&squid.proxy_addr(), "cred:PROXY_PASS", &script_url(&origin))
+        .tag("rs_agent:http_no_proxy", elsewhere)
+        .run();
+    run.assert_success();
+    assert!(
+        line(&run, "connect").contains("opened a tunnel"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(origin.hits("/install.sh"), 1);
+}
+
+/// A script already on the image needs no route at all: the proxy being
+/// down is a warning, and the script step checks the file.
+#[test]
+fn a_local_script_does_not_need_the_proxy() {
+    let world = World::new();
+    let (_down, proxy) = a_port_nothing_listens_on();
+    let dir = tempfile::tempdir().unwrap();
+    let script = write_file(dir.path(), "install.sh", "#!/bin/sh\nexit 0\n");
+    let run = world
+        .doctor(
+            &proxy,
+            "cred:PROXY_PASS",
+            &format!("file://{}", script.display()),
+        )
+        .run();
+    run.assert_success();
+    expect(
+        &run,
+        &[
+            ("ok", "tags"),
+            ("ok", "credentials"),
+            ("ok", "no_proxy"),
+            ("warn", "proxy"),
+            ("skip", "connect"),
+            ("skip", "tls"),
+            ("ok", "script"),
+        ],
+    );
+    assert!(line(&run, "proxy").contains("the script is a local file"));
 }

@@ -331,6 +331,70 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What an answer that is not a success means, for `run` and `doctor`
+/// alike: the one mapping from a status to an error (a proxy's own answer,
+/// over plain http://, is named as the proxy's).
+pub(crate) fn status_failure(
+    hop: &Hop<'_>,
+    class: StatusClass,
+    status: u16,
+    response: &reqwest::Response,
+) -> Failure {
+    let host = hop.host();
+    let headers = response.headers();
+    let reason = response.status().canonical_reason().unwrap_or("");
+    // For plain http:// through a proxy the proxy answers in its own name;
+    // Squid marks such answers with X-Squid-Error.
+    let from_proxy = hop
+        .proxy
+        .filter(|_| headers.contains_key("x-squid-error") || class == StatusClass::ProxyAuth);
+    if let Some(proxy) = from_proxy {
+        let answer = probe::ConnectAnswer {
+            status,
+            reason: reason.to_string(),
+            auth_schemes: headers
+                .get_all("proxy-authenticate")
+                .iter()
+                .filter_map(|v| probe::auth_scheme(v.to_str().ok()?))
+                .collect(),
+            squid_error: headers
+                .get("x-squid-error")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+        return proxy_answer_failure(
+            proxy,
+            &format!("the request for {}", show_url(&hop.url)),
+            &answer,
+        );
+    }
+    let shown = show_url(&hop.url);
+    match class {
+        StatusClass::Transient => {
+            Failure::busy(
+                format!("{host} answered {status} {reason}"),
+                classify::retry_after_header(headers),
+            )
+        }
+        StatusClass::NotFound => Failure::Permanent(Error::NotFound(format!(
+            "the script {shown} does not exist: {host} answered {status} {reason}. Check the URL in the script tag"
+        ))),
+        StatusClass::Denied => Failure::Permanent(Error::Refused(format!(
+            "{host} denied access to the script {shown} with {status} {reason}: the URL needs \
+             credentials or a signature this instance does not have"
+        ))),
+        StatusClass::ProxyAuth => Failure::Permanent(Error::Refused(format!(
+            "{host} answered 407 although no proxy is used for it: is it a proxy?"
+        ))),
+        StatusClass::Unexpected if status >= 500 => Failure::Permanent(Error::Unavailable(format!(
+            "{host} answered {status} {reason} for the script {shown}, which is not worth retrying"
+        ))),
+        StatusClass::Unexpected | StatusClass::Success => Failure::Permanent(Error::Input(format!(
+            "{host} answered {status} {reason} for the script {shown}: check the URL in the script tag"
+        ))),
+    }
+}
+
 /// Streams into a private executable file, refusing to grow past the cap,
 /// hashing as it goes.
 struct Sink {
@@ -434,7 +498,7 @@ impl Attempt<'_> {
         let status = response.status().as_u16();
         match status_class(status) {
             StatusClass::Success => {}
-            class => return Err(self.status_failure(&hop, class, status, &response)),
+            class => return Err(status_failure(&hop, class, status, &response)),
         }
         if let Some(length) = response.content_length() {
             if length > self.max_bytes {
@@ -462,68 +526,6 @@ impl Attempt<'_> {
             }
         }
         Ok((sink.finish()?, hop.route()))
-    }
-
-    fn status_failure(
-        &self,
-        hop: &Hop<'_>,
-        class: StatusClass,
-        status: u16,
-        response: &reqwest::Response,
-    ) -> Failure {
-        let host = hop.host();
-        let headers = response.headers();
-        let reason = response.status().canonical_reason().unwrap_or("");
-        // For plain http:// through a proxy the proxy answers in its own name;
-        // Squid marks such answers with X-Squid-Error.
-        let from_proxy = hop
-            .proxy
-            .filter(|_| headers.contains_key("x-squid-error") || class == StatusClass::ProxyAuth);
-        if let Some(proxy) = from_proxy {
-            let answer = probe::ConnectAnswer {
-                status,
-                reason: reason.to_string(),
-                auth_schemes: headers
-                    .get_all("proxy-authenticate")
-                    .iter()
-                    .filter_map(|v| probe::auth_scheme(v.to_str().ok()?))
-                    .collect(),
-                squid_error: headers
-                    .get("x-squid-error")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-            };
-            return proxy_answer_failure(
-                proxy,
-                &format!("the request for {}", show_url(&hop.url)),
-                &answer,
-            );
-        }
-        let shown = show_url(&hop.url);
-        match class {
-            StatusClass::Transient => {
-                Failure::busy(
-                    format!("{host} answered {status} {reason}"),
-                    classify::retry_after_header(headers),
-                )
-            }
-            StatusClass::NotFound => Failure::Permanent(Error::NotFound(format!(
-                "the script {shown} does not exist: {host} answered {status} {reason}. Check the URL in the script tag"
-            ))),
-            StatusClass::Denied => Failure::Permanent(Error::Refused(format!(
-                "{host} denied access to the script {shown} with {status} {reason}: the URL needs \
-                 credentials or a signature this instance does not have"
-            ))),
-            StatusClass::ProxyAuth => Failure::Permanent(Error::Refused(format!(
-                "{host} answered 407 although no proxy is used for it: is it a proxy?"
-            ))),
-            StatusClass::Unexpected if status >= 500 => Failure::Permanent(Error::Unavailable(format!(
-                "{host} answered {status} {reason} for the script {shown}, which is not worth retrying"
-            ))),
-            StatusClass::Unexpected | StatusClass::Success => Failure::Permanent(Error::Input(format!(
-                "{host} answered {status} {reason} for the script {shown}: check the URL in the script tag"
-            ))),
-        }
     }
 
     /// What a hop's request that got no response means.
