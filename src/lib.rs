@@ -8,7 +8,7 @@
 //! - [`fetch`]: the download stage: routing, redirects hop by hop, streaming with the size cap and the pin.
 //! - [`run`]: running the script; [`report`] and [`state`]: what is left on disk;
 //!   `lock`: one run at a time per state directory; `stop`: the signals that stop a run.
-//! - [`doctor`]: the same steps one at a time, each diagnosed.
+//! - [`doctor`]: a table of steps run one at a time on the route `run` would take, each diagnosed.
 //! - [`error`]: the one error type and its exit codes.
 //! - [`net`]: the network toolkit below the stages: the HTTP client, TLS, retries, classification.
 //! - [`util`]: the toolkit below every stage (showing outside text, opening
