@@ -2,6 +2,9 @@
 //! Each command is one function here; every step it calls lives in its own
 //! module. The only I/O decisions made here are the order of the steps and
 //! what goes into the report.
+//!
+//! Layer: commands (with `doctor`). It may import every layer; only `doctor`
+//! (for its steps) and `main` import it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

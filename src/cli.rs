@@ -2,6 +2,9 @@
 //! their values are checked and merged with the environment and the config
 //! file in [`crate::settings`], so a flag, its `TAGSTRAP_*` variable and its
 //! config key share one parser and one error message.
+//!
+//! Layer: settings (with `settings`). It may import `tags` and everything
+//! below.
 
 use std::path::PathBuf;
 

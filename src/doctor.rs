@@ -30,6 +30,9 @@
 //!
 //! A status that is not a success means what it means to `run`:
 //! `fetch::status_failure` is the one mapping.
+//!
+//! Layer: commands (with `app`). It may import every layer below it, and
+//! `app`'s steps.
 
 use std::future::Future;
 use std::path::Path;

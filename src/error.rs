@@ -2,6 +2,8 @@
 //! exit code SPEC §5 gives it; [`Error::exit_code`] is the only place where that
 //! mapping lives. Messages say what failed and what to do, and never hold a
 //! secret: they are built from tag names, hosts and statuses only.
+//!
+//! Layer: errors, the bottom one: it imports nothing of tagstrap's.
 
 use std::fmt;
 

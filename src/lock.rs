@@ -15,6 +15,9 @@
 //! The holder writes its PID and start time into the file for the waiting
 //! run's messages; that text is only shown (through [`shown`]), never
 //! trusted.
+//!
+//! Layer: the state directory (with `state`). It may import `state`, `stop`
+//! and the toolkit.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -8,6 +8,9 @@
 //! hostile metadata answer would otherwise forge a second line with its own
 //! timestamp and level). Messages already show outside values through
 //! [`crate::util::text::shown`]; this is the guard behind them.
+//!
+//! Layer: logging. It may import every stage below it (for the shown text
+//! and the log format), never a command.
 
 use std::io::{IsTerminal, Write};
 

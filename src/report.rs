@@ -5,6 +5,9 @@
 //! names, tries, timings and the exit code, never a secret. A run a signal
 //! stopped says so: `signal` holds its number, `error.kind` is `stopped`, and
 //! the script's part says how the script ended.
+//!
+//! Layer: run and report. It may import the download, the proxy environment
+//! and everything below.
 
 use std::time::SystemTime;
 

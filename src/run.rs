@@ -7,6 +7,9 @@
 //! proxy password leaves tagstrap in clear. A signal
 //! that stops tagstrap while the script runs is passed to the script's
 //! process group, which is waited for (SPEC §8).
+//!
+//! Layer: run and report. It may import the download, the proxy environment
+//! and everything below.
 
 use std::ffi::OsString;
 use std::path::Path;

@@ -3,6 +3,9 @@
 //! A bad flag or variable is exit 64, a bad config file exit 78, each naming
 //! where the bad value was. Relative paths in the config file are relative to
 //! the file's own directory.
+//!
+//! Layer: settings (with `cli`). It may import `credentials` (each store's
+//! section), `tags` and everything below.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -19,6 +19,9 @@
 //! found at the name) with its final mode, written, synced where it matters,
 //! and renamed into place: see [`crate::util::fs`]. The `--write-env` file,
 //! outside the state directory, follows the same rules for its directory.
+//!
+//! Layer: the state directory (with `lock`). It may import `stop` and the
+//! toolkit.
 
 use std::fs::File;
 use std::io;

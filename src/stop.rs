@@ -9,6 +9,8 @@
 //!
 //! `plan`, `tags` and `doctor` do not listen: they run nothing, and a signal
 //! ends them the ordinary way.
+//!
+//! Layer: signals. It may import only the toolkit and `error`.
 
 use std::future::Future;
 

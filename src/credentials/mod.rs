@@ -11,6 +11,9 @@
 //! - [`open`]: the store the settings choose.
 //! - [`reference`]: the `cred:NAME` reference itself, a pure parser below
 //!   the tags that carry it.
+//!
+//! Layer: credentials. It may import `tags`, the state directory, the pure
+//! parsers and the toolkit; `reference` imports nothing of tagstrap's.
 
 pub mod config;
 pub mod directory;

@@ -11,6 +11,9 @@
 //! first request to its URL: routed by the no-proxy list, authenticated to
 //! the proxy when proxied, with no `Referer`, and checked against the scheme
 //! rule (https only, http too for a pinned script).
+//!
+//! Layer: the download. It may import the proxy environment, `settings`,
+//! `credentials`, `tags`, the state directory and the toolkit.
 
 pub mod probe;
 

@@ -1,6 +1,10 @@
 //! The proxied environment (SPEC §4): which proxy, with which credentials, for
 //! which hosts. The same decision serves tagstrap's own download and the
 //! variables given to the script, so both always agree.
+//!
+//! Layer: the proxy environment. `url` and `no_proxy` are pure parsers below
+//! the tags; this module may import them, `tags`, `credentials`, `settings`
+//! and the toolkit (`net`, `util`, `error`).
 
 mod no_proxy;
 mod script_env;

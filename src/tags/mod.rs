@@ -5,6 +5,9 @@
 //! Every value keeps its origin, and the origins it overrode, so `tagstrap tags`
 //! can show which layer won. Only `rs_agent:` keys are kept; what they mean is
 //! decided in [`agent`].
+//!
+//! Layer: tags. It may import the pure parsers (`proxy::url`,
+//! `credentials::reference`), the state directory, `stop` and the toolkit.
 
 pub mod agent;
 pub mod detect;

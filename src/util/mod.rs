@@ -2,6 +2,8 @@
 //! scripts. [`text`] is how an outside value is shown to people, [`fs`] how
 //! files are opened, created and replaced safely, [`process`] the
 //! process-wide hardening done before any secret is read.
+//!
+//! Layer: the toolkit (docs/design.md, Layers). It may import only `error`.
 
 pub mod fs;
 pub mod process;
