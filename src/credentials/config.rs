@@ -1,7 +1,7 @@
 //! Which store `cred:NAME` reads and each store's settings, before the store
 //! is opened (SPEC §2): `store`/`TAGSTRAP_STORE`, then each store's own
 //! section, parsed in its folder (`vault/config.rs`, `directory/config.rs`).
-//! Every variable is read through one recording lookup ([`StoreEnv`]), so
+//! Every variable is read through one recording lookup (`StoreEnv`), so
 //! the script's environment can leave out each one (SPEC §4).
 
 use std::cell::RefCell;

@@ -9,7 +9,7 @@
 //! - [`config`]: which store, and each store's settings (its section parsed
 //!   in its own folder).
 //! - [`open`]: the store the settings choose.
-//! - [`reference`]: the `cred:NAME` reference itself, a pure parser below
+//! - [`reference`](mod@reference): the `cred:NAME` reference itself, a pure parser below
 //!   the tags that carry it.
 //!
 //! Layer: credentials. It may import `tags`, the state directory, the pure

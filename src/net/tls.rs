@@ -68,7 +68,7 @@ pub fn read_pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateD
 
 /// A client configuration trusting the system roots plus `extra`. The
 /// system's store is read the first time a handshake needs it
-/// ([`LazyRoots`]), not here: a run whose script is `file://` and whose
+/// (`LazyRoots`), not here: a run whose script is `file://` and whose
 /// credentials need no TLS never pays for it (about 4 ms at boot, reading
 /// some 150 files). `extra` is checked now, so a bad `--ca-file` is still
 /// an error before anything runs.

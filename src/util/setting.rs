@@ -1,6 +1,6 @@
 //! How every setting is looked up, whichever stage owns it: the first of
-//! flag, `TAGSTRAP_*` variable and config key ([`pick`]), and where the value
-//! came from ([`Found`]), so that a bad value's error names its place and is
+//! flag, `TAGSTRAP_*` variable and config key (`pick`), and where the value
+//! came from (`Found`), so that a bad value's error names its place and is
 //! a usage error (64) from a flag or a variable, a configuration error (78)
 //! from the file.
 
