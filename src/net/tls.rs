@@ -73,23 +73,30 @@ pub fn read_pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateD
 /// some 150 files). `extra` is checked now, so a bad `--ca-file` is still
 /// an error before anything runs.
 pub fn client_config(extra: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>> {
-    anchors(RootCertStore::empty(), extra)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = LazyRoots {
-        extra: extra.to_vec(),
-        provider: provider.clone(),
-        built: OnceLock::new(),
-    };
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let roots = LazyRoots::new(extra)?;
+    let provider = roots.provider.clone();
+    with_verifier(provider, Arc::new(roots))
+}
+
+/// A configuration whose certificates `verifier` checks.
+fn with_verifier(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+) -> Result<Arc<ClientConfig>> {
+    let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    // tagstrap speaks HTTP/1.1 only: one request per resource, and proxies
-    // that intercept TLS handle it best.
+    Ok(http1_only(config))
+}
+
+/// tagstrap speaks HTTP/1.1 only: one request per resource, and proxies
+/// that intercept TLS handle it best.
+fn http1_only(mut config: ClientConfig) -> Arc<ClientConfig> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
 }
 
 /// rustls's own WebPKI verifier over the system roots plus the extra ones,
@@ -104,6 +111,16 @@ struct LazyRoots {
 }
 
 impl LazyRoots {
+    /// `extra` is checked here, the system's store read later.
+    fn new(extra: &[CertificateDer<'static>]) -> Result<LazyRoots> {
+        anchors(RootCertStore::empty(), extra)?;
+        Ok(LazyRoots {
+            extra: extra.to_vec(),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            built: OnceLock::new(),
+        })
+    }
+
     fn verifier(
         &self,
     ) -> std::result::Result<&Arc<rustls::client::WebPkiServerVerifier>, rustls::Error> {
@@ -189,15 +206,12 @@ fn with_roots(
 ) -> Result<Arc<ClientConfig>> {
     let roots = anchors(roots, extra)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    // tagstrap speaks HTTP/1.1 only: one request per resource, and proxies
-    // that intercept TLS handle it best.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(http1_only(config))
 }
 
 /// The system roots (or the ones given) plus `extra`.
@@ -223,10 +237,11 @@ impl SeenCertificate {
     }
 }
 
-/// Verifies as [`client_config`] does, and keeps the certificate.
+/// Verifies as [`client_config`] does (with the same verifier), and keeps
+/// the certificate.
 #[derive(Debug)]
 struct Recording {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    inner: LazyRoots,
     seen: Arc<SeenCertificate>,
 }
 
@@ -275,26 +290,14 @@ impl rustls::client::danger::ServerCertVerifier for Recording {
 pub fn inspecting_config(
     extra: &[CertificateDer<'static>],
 ) -> Result<(Arc<ClientConfig>, Arc<SeenCertificate>)> {
-    let roots = anchors(system_roots().clone(), extra)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?;
+    let inner = LazyRoots::new(extra)?;
+    let provider = inner.provider.clone();
     let seen = Arc::new(SeenCertificate::default());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Recording {
-            inner,
-            seen: seen.clone(),
-        }))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((Arc::new(config), seen))
+    let recording = Recording {
+        inner,
+        seen: seen.clone(),
+    };
+    Ok((with_verifier(provider, Arc::new(recording))?, seen))
 }
 
 #[cfg(test)]
@@ -315,11 +318,7 @@ mod tests {
 
     #[test]
     fn the_system_roots_wait_for_the_first_certificate() {
-        let lazy = LazyRoots {
-            extra: Vec::new(),
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
-            built: OnceLock::new(),
-        };
+        let lazy = LazyRoots::new(&[]).unwrap();
         use rustls::client::danger::ServerCertVerifier;
         assert!(!lazy.supported_verify_schemes().is_empty());
         assert!(
