@@ -41,15 +41,6 @@ fn fake(cloud: Cloud) -> FakeMetadataBuilder {
     FakeMetadata::builder(cloud).bind_ip(loopback_2())
 }
 
-/// `tagstrap SUBCOMMAND --source CLOUD --metadata-endpoint FAKE`.
-fn against(subcommand: &str, fake: &FakeMetadata) -> Tagstrap {
-    Tagstrap::new(subcommand)
-        .arg("--source")
-        .arg(fake.cloud().name())
-        .arg("--metadata-endpoint")
-        .arg(fake.url())
-}
-
 /// No metadata request was refused, none carried a proxy's marks.
 fn assert_direct(fake: &FakeMetadata) {
     assert!(fake.refused().is_empty(), "{:?}", fake.refused());
@@ -91,7 +82,7 @@ fn the_cloud_tags_drive_the_whole_run(cloud: Cloud) {
         .tag("rs_agent:mime_shellscript", &script_url)
         .start();
 
-    let run = against("run", &fake)
+    let run = Tagstrap::against("run", &fake)
         .vault(&bao.addr(), &bao.root_token())
         .arg("--ca-file")
         .arg(ca.ca_pem_path())
@@ -176,7 +167,7 @@ fn image_file_then_instance_tags_then_the_command_line_and_tags_shows_who_won() 
             "rs_agent:type=from-image\nrs_agent:http_no_proxy=from.image\n\
              rs_agent:mime_shellscript=file:///opt/agent/install.sh\n",
         );
-        let run = against("tags", &fake)
+        let run = Tagstrap::against("tags", &fake)
             .arg("--tags-file")
             .arg(&file)
             .tag("rs_agent:http_no_proxy", "from.flag")
@@ -229,7 +220,7 @@ fn once_runs_the_script_once_per_instance_id_from_the_cloud() {
         .tag("rs_agent:mime_shellscript", &script)
         .start();
     let once = || {
-        against("run", &fake)
+        Tagstrap::against("run", &fake)
             .arg("--once")
             .arg("--state-dir")
             .arg(&state)
@@ -297,7 +288,7 @@ fn a_control_character_in_a_cloud_tag_is_refused_with_65_and_runs_nothing() {
             .tag("rs_agent:mime_shellscript", &witness.url())
             .tag("rs_agent:http_no_proxy", "a.corp\u{1b}[2J")
             .start();
-        let run = against("run", &fake).run();
+        let run = Tagstrap::against("run", &fake).run();
         run.assert_error(65, "control character");
         assert!(
             run.error_lines()[0].contains(&format!("{} instance tags", cloud.name())),
@@ -319,7 +310,10 @@ fn a_cloud_without_tags_leaves_the_image_file_in_force() {
             &format!("rs_agent:mime_shellscript={}\n", witness.url()),
         );
         let fake = fake(cloud).no_tags().start();
-        let run = against("run", &fake).arg("--tags-file").arg(&file).run();
+        let run = Tagstrap::against("run", &fake)
+            .arg("--tags-file")
+            .arg(&file)
+            .run();
         run.assert_success();
         assert!(witness.ran(), "{cloud:?}: {}", run.stderr);
         assert_eq!(run.report_json()["instance_id"], fixture_id(cloud));
@@ -400,13 +394,16 @@ fn aws_tags_off_is_an_error_when_named_and_a_warning_when_detected() {
     );
     let fake = fake(Cloud::Aws).tags_disabled().start();
 
-    let run = against("run", &fake).arg("--tags-file").arg(&file).run();
+    let run = Tagstrap::against("run", &fake)
+        .arg("--tags-file")
+        .arg(&file)
+        .run();
     run.assert_error(66, "--instance-metadata-tags enabled");
     assert!(!witness.ran());
 
     let dmi = tempfile::tempdir().unwrap();
     dmi_of(Cloud::Aws, dmi.path());
-    let run = against("run", &fake)
+    let run = Tagstrap::against("run", &fake)
         .arg("--source")
         .arg("auto")
         .arg("--tags-file")
@@ -517,7 +514,7 @@ fn plan_names_the_instance_and_where_its_tags_were_read() {
             "https://repo.example/install.sh",
         )
         .start();
-    let run = against("plan", &fake).run();
+    let run = Tagstrap::against("plan", &fake).run();
     run.assert_success();
     assert!(
         run.stdout.contains(&format!(

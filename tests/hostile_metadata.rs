@@ -96,21 +96,12 @@ fn fake(cloud: Cloud) -> FakeMetadataBuilder {
     FakeMetadata::builder(cloud)
 }
 
-/// `tagstrap SUBCOMMAND --source CLOUD --metadata-endpoint FAKE`.
-fn against(subcommand: &str, fake: &FakeMetadata) -> Tagstrap {
-    Tagstrap::new(subcommand)
-        .arg("--source")
-        .arg(fake.cloud().name())
-        .arg("--metadata-endpoint")
-        .arg(fake.url())
-}
-
 /// `tags`, `plan` and `run` against one fake, each checked for clean output
 /// and the exit code; `run` also for whether the script ran.
 fn through_every_command(fake: &FakeMetadata, witness: &Witness, code: i32, what: &str) {
     for subcommand in ["tags", "plan", "run"] {
         let what = format!("{what}, tagstrap {subcommand}");
-        let run = against(subcommand, fake).run();
+        let run = Tagstrap::against(subcommand, fake).run();
         assert_clean(&run, &what);
         if code == 0 {
             run.assert_success();
@@ -140,14 +131,14 @@ fn a_hostile_key(cloud: Cloud) {
         match (cloud, c) {
             (Cloud::Aws, '\n') => through_every_command(&fake, &witness, 0, &what),
             (Cloud::Gce, '\n') => {
-                let run = against("tags", &fake).run();
+                let run = Tagstrap::against("tags", &fake).run();
                 assert_clean(&run, &what);
                 run.assert_error(65, "without '='");
                 assert!(run.error_lines()[0].contains("gce instance tags, line "));
             }
             _ => {
                 through_every_command(&fake, &witness, 65, &what);
-                let run = against("tags", &fake).run();
+                let run = Tagstrap::against("tags", &fake).run();
                 let code_point = format!("U+{:04X}", c as u32);
                 run.assert_error(65, &code_point);
                 // The key is quoted escaped, so the reader sees which one.
@@ -173,14 +164,14 @@ fn a_hostile_value(cloud: Cloud) {
             .start();
         let what = format!("{} value with a {name}", cloud.name());
         if (cloud, c) == (Cloud::Gce, '\n') {
-            let run = against("run", &fake).run();
+            let run = Tagstrap::against("run", &fake).run();
             assert_clean(&run, &what);
             run.assert_error(65, "without '='");
             assert!(!witness.ran());
             continue;
         }
         through_every_command(&fake, &witness, 65, &what);
-        let run = against("tags", &fake).run();
+        let run = Tagstrap::against("tags", &fake).run();
         run.assert_error(65, &format!("U+{:04X}", c as u32));
         assert!(run.error_lines()[0].contains("rs_agent:type"), "{what}");
     }
@@ -200,14 +191,14 @@ fn a_hostile_instance_id(cloud: Cloud) {
         let what = format!("{} instance ID with a {name}", cloud.name());
         through_every_command(&fake, &witness, 0, &what);
 
-        let plan = against("plan", &fake).run();
+        let plan = Tagstrap::against("plan", &fake).run();
         let shown = format!("i-0a\\u{{{:x}}}{FORGED}\\u{{1b}}[2J", c as u32);
         assert!(
             plan.stdout.contains(&shown),
             "{what}: plan shows {shown}:\n{}",
             plan.stdout
         );
-        let run = against("run", &fake).arg("--once").run();
+        let run = Tagstrap::against("run", &fake).arg("--once").run();
         assert_clean(&run, &format!("{what}, run --once"));
         run.assert_success();
         // The report shows it as every other place does (SPEC §8: no field
@@ -235,12 +226,12 @@ fn a_file_url_with_hostile_escapes(cloud: Cloud) {
         .start();
     let what = format!("{} file:// URL with %0A and %1B", cloud.name());
     for subcommand in ["tags", "plan", "run"] {
-        let run = against(subcommand, &fake).run();
+        let run = Tagstrap::against(subcommand, &fake).run();
         assert_clean(&run, &format!("{what}, tagstrap {subcommand}"));
         run.assert_success();
     }
     assert!(ran.exists(), "{what}: the script ran");
-    let plan = against("plan", &fake).run();
+    let plan = Tagstrap::against("plan", &fake).run();
     assert!(
         plan.stdout.contains("in\\u{a}st\\u{d}\\u{9}all\\u{1b}[2J"),
         "{what}: plan shows the path escaped:\n{}",

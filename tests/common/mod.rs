@@ -65,6 +65,15 @@ impl Tagstrap {
         self.env("VAULT_ADDR", addr).env("VAULT_TOKEN", token)
     }
 
+    /// `tagstrap SUBCOMMAND --source CLOUD --metadata-endpoint FAKE`.
+    pub fn against(subcommand: &str, fake: &testkit::metadata::FakeMetadata) -> Tagstrap {
+        Tagstrap::new(subcommand)
+            .arg("--source")
+            .arg(fake.cloud().name())
+            .arg("--metadata-endpoint")
+            .arg(fake.url())
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.state.path().join("state")
     }
