@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -54,18 +53,11 @@ pub fn route_of(env: &ProxyEnvironment) -> Option<ProxyRoute> {
     Some(ProxyRoute {
         url: proxy.url.without_credentials(),
         authority: proxy.url.authority(),
-        basic_auth: proxy.url.user.as_ref().map(|user| {
-            let password = proxy
-                .url
-                .password
-                .as_ref()
-                .map(|p| p.expose_secret())
-                .unwrap_or("");
-            (
-                user.clone(),
-                secrecy::SecretString::from(password.to_string()),
-            )
-        }),
+        basic_auth: proxy
+            .url
+            .user
+            .clone()
+            .map(|user| (user, proxy.url.password.clone().unwrap_or_default())),
         bypass: Arc::new(move |host| no_proxy.matches(host)),
     })
 }

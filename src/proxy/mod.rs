@@ -111,7 +111,6 @@ impl ProxyEnvironment {
                 system
             }
         };
-        let lists: Vec<(ListOrigin, &str)> = lists.iter().map(|(o, l)| (*o, l.as_str())).collect();
         let no_proxy = NoProxy::read(&lists).map_err(|reason| match no_proxy_tag {
             Some(tag) => Error::Input(format!("{} ({}): {reason}", tag.key, tag.origin)),
             None => Error::Input(format!("$no_proxy: {reason}")),

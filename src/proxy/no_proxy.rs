@@ -133,7 +133,7 @@ impl NoProxy {
     /// that curl would not read as its writer means is an error naming it
     /// and saying what to write; in the environment it is left out, with a
     /// warning.
-    pub fn read(lists: &[(ListOrigin, &str)]) -> Result<NoProxy, String> {
+    pub fn read<S: AsRef<str>>(lists: &[(ListOrigin, S)]) -> Result<NoProxy, String> {
         let mut no_proxy = NoProxy {
             all: false,
             entries: Vec::new(),
@@ -141,9 +141,10 @@ impl NoProxy {
             warnings: Vec::new(),
         };
         for entry in DEFAULT_ENTRIES {
-            no_proxy.add(entry, true);
+            no_proxy.add_default(entry);
         }
-        for &(origin, list) in lists {
+        for (origin, list) in lists {
+            let (origin, list) = (*origin, list.as_ref());
             // curl: the whole value `*`, and nothing else, is every host.
             if list == "*" {
                 no_proxy.all = true;
@@ -199,12 +200,9 @@ impl NoProxy {
         Ok(no_proxy)
     }
 
-    fn add(&mut self, token: &str, default: bool) {
-        let entry = parse_entry(token).expect("the defaults are valid entries");
-        if !default {
-            self.warn_about(token, &entry);
-        }
-        self.push(entry);
+    /// A default entry: valid, and warned about never.
+    fn add_default(&mut self, token: &str) {
+        self.push(parse_entry(token).expect("the defaults are valid entries"));
     }
 
     fn push(&mut self, entry: Entry) {
@@ -508,8 +506,9 @@ fn name_entry(token: &str, lower: &str, name: String) -> Result<Entry, String> {
 /// wget matches the domain itself.
 fn exported_forms(entry: &Entry) -> Vec<String> {
     match entry.address {
-        Some(Address::V4(ip, 32)) => vec![ip.to_string()],
         Some(Address::V6(ip, 128)) => vec![ip.to_string(), format!("[{ip}]")],
+        // An address alone is written without its prefix ([`Address`]'s
+        // `Display`).
         Some(address) => vec![address.to_string()],
         None if entry.leading_dot => vec![entry.name.clone(), format!(".{}", entry.name)],
         None => vec![entry.name.clone()],
