@@ -8,6 +8,7 @@
 
 pub mod classify;
 pub mod direct;
+pub mod metadata;
 pub mod retry;
 pub mod tls;
 pub mod x509;

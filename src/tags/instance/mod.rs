@@ -21,7 +21,7 @@
 
 pub mod aws;
 pub mod azure;
-mod client;
+
 pub mod gce;
 pub mod openstack;
 
@@ -34,7 +34,7 @@ use url::Url;
 use super::detect::{self, Dmi};
 use super::Tag;
 use crate::error::Result;
-use crate::net::retry::Tries;
+use crate::net::retry::{Failure, Tries};
 use crate::util::text::shown;
 use crate::util::BoxFuture;
 
@@ -136,7 +136,8 @@ impl clap::ValueEnum for SourceChoice {
     }
 }
 
-pub use client::MetadataClient;
+pub use crate::net::metadata::MetadataClient;
+use crate::net::metadata::{describe, LINK_LOCAL_ENDPOINT};
 
 /// What a metadata service says about this instance.
 #[derive(Debug, Clone, Default)]
@@ -205,14 +206,28 @@ pub fn select(
     cloud.build(config).map(Some)
 }
 
-/// The standard link-local address every one of these clouds serves its
-/// metadata on. An address, not a name: DNS may not be up yet at boot.
-pub const LINK_LOCAL_ENDPOINT: &str = "http://169.254.169.254";
+/// The client a source uses: `--metadata-endpoint`, else the standard
+/// link-local address.
+fn client_for(cloud: &'static str, config: &SourceConfig) -> Result<MetadataClient> {
+    MetadataClient::new(
+        cloud,
+        config.endpoint.as_ref(),
+        LINK_LOCAL_ENDPOINT,
+        &config.tls,
+        config.deadline,
+    )
+}
 
-/// "the aws metadata service at http://169.254.169.254": how messages name
-/// a service, from the parsers as from the client.
-fn describe(cloud: &str, from: &str) -> String {
-    format!("the {cloud} metadata service at {}", shown(from))
+/// A source's whole read, retried until the deadline, with the tries noted
+/// in what it returns.
+async fn read_instance<F, Fut>(client: &MetadataClient, attempt: F) -> Result<InstanceData>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<InstanceData, Failure>>,
+{
+    let (mut data, tries) = client.read(attempt).await?;
+    data.tries = tries;
+    Ok(data)
 }
 
 /// The instance ID as a service wrote it: trimmed, `None` when empty.

@@ -14,9 +14,9 @@ mod mock_tests;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::client::{Answer, MetadataClient, NO_ANSWER};
 use super::{describe, instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
+use crate::net::metadata::{Answer, MetadataClient, NO_ANSWER};
 use crate::net::retry::Failure;
 use crate::util::text::{forbidden_char, shown};
 use crate::util::BoxFuture;
@@ -61,7 +61,7 @@ pub struct Aws {
 impl Aws {
     pub fn new(config: &SourceConfig) -> Result<Aws> {
         Ok(Aws {
-            client: MetadataClient::for_source(NAME, config)?,
+            client: super::client_for(NAME, config)?,
             named: config.named,
         })
     }
@@ -304,6 +304,6 @@ impl InstanceSource for Aws {
     }
 
     fn fetch(&self) -> BoxFuture<'_, Result<InstanceData>> {
-        Box::pin(self.client.read_instance(|| self.try_once()))
+        Box::pin(super::read_instance(&self.client, || self.try_once()))
     }
 }

@@ -10,10 +10,10 @@ mod mock_tests;
 
 use serde_json::Value;
 
-use super::client::MetadataClient;
 use super::{describe, instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
 use crate::net::direct::json_kind;
+use crate::net::metadata::MetadataClient;
 use crate::net::retry::Failure;
 use crate::util::text::shown;
 use crate::util::BoxFuture;
@@ -43,7 +43,7 @@ pub struct Azure {
 impl Azure {
     pub fn new(config: &SourceConfig) -> Result<Azure> {
         Ok(Azure {
-            client: MetadataClient::for_source(NAME, config)?,
+            client: super::client_for(NAME, config)?,
         })
     }
 
@@ -65,7 +65,7 @@ impl Azure {
         &self,
         path: &str,
         query: &str,
-    ) -> std::result::Result<super::client::Answer, Failure> {
+    ) -> std::result::Result<crate::net::metadata::Answer, Failure> {
         let url = self.client.url(path, &[], Some(query));
         let answer = self.client.get(url, &[HEADER]).await?;
         match answer.status {
@@ -146,6 +146,6 @@ impl InstanceSource for Azure {
     }
 
     fn fetch(&self) -> BoxFuture<'_, Result<InstanceData>> {
-        Box::pin(self.client.read_instance(|| self.try_once()))
+        Box::pin(super::read_instance(&self.client, || self.try_once()))
     }
 }

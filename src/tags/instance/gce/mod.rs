@@ -6,9 +6,9 @@
 #[cfg(test)]
 mod mock_tests;
 
-use super::client::{Answer, MetadataClient};
 use super::{describe, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
+use crate::net::metadata::{Answer, MetadataClient};
 use crate::net::retry::Failure;
 use crate::tags::{file, Origin};
 use crate::util::text::shown;
@@ -36,7 +36,7 @@ pub struct Gce {
 impl Gce {
     pub fn new(config: &SourceConfig) -> Result<Gce> {
         Ok(Gce {
-            client: MetadataClient::for_source(NAME, config)?,
+            client: super::client_for(NAME, config)?,
         })
     }
 
@@ -144,6 +144,6 @@ impl InstanceSource for Gce {
     }
 
     fn fetch(&self) -> BoxFuture<'_, Result<InstanceData>> {
-        Box::pin(self.client.read_instance(|| self.try_once()))
+        Box::pin(super::read_instance(&self.client, || self.try_once()))
     }
 }

@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::client::MetadataClient;
 use super::{instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
 use crate::net::direct::json_kind;
+use crate::net::metadata::MetadataClient;
 use crate::net::retry::Tries;
 use crate::util::fs::read_small_text;
 use crate::util::text::{shown, shown_path};
@@ -78,7 +78,7 @@ impl OpenStack {
     pub fn new(config: &SourceConfig) -> Result<OpenStack> {
         let service = |search| {
             Ok::<_, Error>(Place::Service {
-                client: MetadataClient::for_source(NAME, config)?,
+                client: super::client_for(NAME, config)?,
                 search,
             })
         };
@@ -100,15 +100,14 @@ impl OpenStack {
 
     async fn from_service(client: &MetadataClient) -> Result<InstanceData> {
         let url = client.url(META_DATA_PATH, &[], None);
-        client
-            .read_instance(|| async {
-                let answer = client.get(url.clone(), &[]).await?;
-                match answer.status {
-                    200 => Ok(parse_text(&answer.body, client.shown())?),
-                    _ => Err(client.unexpected(&answer)),
-                }
-            })
-            .await
+        super::read_instance(client, || async {
+            let answer = client.get(url.clone(), &[]).await?;
+            match answer.status {
+                200 => Ok(parse_text(&answer.body, client.shown())?),
+                _ => Err(client.unexpected(&answer)),
+            }
+        })
+        .await
     }
 }
 
@@ -117,7 +116,7 @@ fn from_directory(root: &Path, place: &str) -> Result<InstanceData> {
     let path = root.join(META_DATA_PATH);
     let text = read_small_text(
         &path,
-        super::client::MAX_ANSWER_BYTES as u64,
+        crate::net::metadata::MAX_ANSWER_BYTES as u64,
         "OpenStack metadata",
     )?;
     let mut data = parse_text(text.as_bytes(), place)?;

@@ -2,6 +2,10 @@
 //! redirects), one request at a time with its own short timeout, transient
 //! statuses turned into retries, and answers read into memory with a cap.
 //! What a non-transient status means is each cloud's own business.
+//!
+//! It sits in the toolkit, below both `tags` (each cloud's source reads the
+//! instance's tags with it) and `credentials` (a store that opens with the
+//! instance's own identity asks the same service for it).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +55,16 @@ const SAID_CHARS: usize = 200;
 /// knows what that means on its cloud.
 pub const NO_ANSWER: &str = "did not answer within";
 
+/// The standard link-local address every one of these clouds serves its
+/// metadata on. An address, not a name: DNS may not be up yet at boot.
+pub const LINK_LOCAL_ENDPOINT: &str = "http://169.254.169.254";
+
+/// "the aws metadata service at http://169.254.169.254": how messages name
+/// a service, from the parsers as from the client.
+pub fn describe(cloud: &str, from: &str) -> String {
+    format!("the {cloud} metadata service at {}", shown(from))
+}
+
 /// A metadata service at one base URL.
 pub struct MetadataClient {
     cloud: &'static str,
@@ -97,30 +111,17 @@ impl MetadataClient {
         })
     }
 
-    /// The client a source uses: `--metadata-endpoint`, else the standard
-    /// link-local address.
-    pub fn for_source(cloud: &'static str, config: &super::SourceConfig) -> Result<Self> {
-        MetadataClient::new(
-            cloud,
-            config.endpoint.as_ref(),
-            super::LINK_LOCAL_ENDPOINT,
-            &config.tls,
-            config.deadline,
-        )
-    }
-
-    /// Runs a source's whole read with the retry engine until the deadline,
-    /// noting the tries in what it returns.
-    pub async fn read_instance<F, Fut>(&self, mut attempt: F) -> Result<super::InstanceData>
+    /// Runs a whole read with the retry engine until the deadline, and says
+    /// how the tries went.
+    pub async fn read<T, F, Fut>(&self, mut attempt: F) -> Result<(T, Tries)>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<super::InstanceData, Failure>>,
+        Fut: Future<Output = std::result::Result<T, Failure>>,
     {
         let mut tries = Tries::default();
-        let mut data =
+        let value =
             retry::retry(&self.describe(), self.deadline, &mut tries, |_| attempt()).await?;
-        data.tries = tries;
-        Ok(data)
+        Ok((value, tries))
     }
 
     /// The base, as shown in messages: scheme, host and port.
@@ -131,7 +132,7 @@ impl MetadataClient {
 
     /// "the aws metadata service at http://169.254.169.254".
     pub fn describe(&self) -> String {
-        super::describe(self.cloud, self.shown())
+        describe(self.cloud, self.shown())
     }
 
     /// `path` (relative, e.g. "latest/meta-data/instance-id") below the base,
