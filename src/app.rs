@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::credentials;
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions};
@@ -32,10 +32,9 @@ use crate::util::text::{print_line, shown, shown_path};
 /// Parses the command line, runs the command, and returns the process's exit
 /// code, after one error line on stderr when it is not the script's own.
 pub fn main() -> i32 {
-    use clap::Parser;
     // Before anything is read: settings hold VAULT_TOKEN.
     let undumpable = crate::util::process::make_undumpable();
-    let cli = match Cli::try_parse() {
+    let cli = match crate::cli::parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };
