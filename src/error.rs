@@ -122,21 +122,53 @@ impl Error {
         }
     }
 
-    /// A tag that cannot be used: bad input (65) wherever it was read.
-    pub fn tag(key: impl Into<String>, origin: impl fmt::Display, message: String) -> Error {
-        Error::Tag {
-            class: Class::Input,
-            key: key.into(),
-            origin: origin.to_string(),
+    /// An HTTP answer that ends the request. The line must show the status
+    /// and who answered: a field is what the line is built from, so a test
+    /// that checks the field checks the line (debug builds assert it).
+    pub fn status(
+        class: Class,
+        status: u16,
+        asked: impl Into<String>,
+        by: impl Into<String>,
+        message: String,
+    ) -> Error {
+        let (asked, by) = (asked.into(), by.into());
+        debug_assert!(
+            message.contains(&status.to_string()) && message.contains(&by),
+            "{message:?} must show {status} and {by:?}"
+        );
+        Error::Status {
+            class,
+            status,
+            asked,
+            by,
             message,
         }
     }
 
-    /// A bad setting given at `place`.
+    /// A tag that cannot be used: bad input (65) wherever it was read. The
+    /// line must show the key (as shown) and the origin.
+    pub fn tag(key: impl Into<String>, origin: impl fmt::Display, message: String) -> Error {
+        let (key, origin) = (key.into(), origin.to_string());
+        debug_assert!(
+            message.contains(&key) && message.contains(&origin),
+            "{message:?} must show {key:?} and {origin:?}"
+        );
+        Error::Tag {
+            class: Class::Input,
+            key,
+            origin,
+            message,
+        }
+    }
+
+    /// A bad setting given at `place`, which the line must name.
     pub fn setting(class: Class, place: impl Into<String>, message: String) -> Error {
+        let place = place.into();
+        debug_assert!(message.contains(&place), "{message:?} must name {place:?}");
         Error::Setting {
             class,
-            place: place.into(),
+            place,
             message,
         }
     }
@@ -278,6 +310,37 @@ impl Error {
     }
 }
 
+/// What tests ask of an error instead of searching its line: the fields
+/// of the structured variants (which the constructors keep in the line).
+#[cfg(test)]
+impl Error {
+    /// `(status, asked, by)` of an HTTP status failure.
+    pub(crate) fn status_fields(&self) -> Option<(u16, &str, &str)> {
+        match self {
+            Error::Status {
+                status, asked, by, ..
+            } => Some((*status, asked, by)),
+            _ => None,
+        }
+    }
+
+    /// `(key, origin)` of a bad tag.
+    pub(crate) fn tag_fields(&self) -> Option<(&str, &str)> {
+        match self {
+            Error::Tag { key, origin, .. } => Some((key, origin)),
+            _ => None,
+        }
+    }
+
+    /// Where a bad setting was given.
+    pub(crate) fn setting_place(&self) -> Option<&str> {
+        match self {
+            Error::Setting { place, .. } => Some(place),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.message())
@@ -340,14 +403,21 @@ mod tests {
         let mut all = Vec::new();
         for class in classes {
             all.push(Error::new(class, "plain"));
-            all.push(Error::Status {
+            all.push(Error::status(
                 class,
-                status: 404,
-                asked: "the script https://repo/x".into(),
-                by: "repo".into(),
-                message: "repo answered 404".into(),
-            });
-            all.push(Error::tag("rs_agent:type", "--tag", "bad tag".into()).relabeled(class));
+                404,
+                "the script https://repo/x",
+                "repo",
+                "repo answered 404".into(),
+            ));
+            all.push(
+                Error::tag(
+                    "rs_agent:type",
+                    "--tag",
+                    "rs_agent:type (--tag): bad".into(),
+                )
+                .relabeled(class),
+            );
             all.push(Error::setting(
                 class,
                 "--deadline",
@@ -363,17 +433,23 @@ mod tests {
             assert_eq!(error.exit_code(), Error::new(error.class(), "").exit_code());
             assert_eq!(error.kind(), Error::new(error.class(), "").kind());
         }
-        let status = Error::Status {
-            class: Class::Refused,
-            status: 403,
-            asked: "CONNECT repo:443".into(),
-            by: "proxy:3128".into(),
-            message: String::new(),
-        };
+        let status = Error::status(
+            Class::Refused,
+            403,
+            "CONNECT repo:443",
+            "proxy:3128",
+            "proxy:3128 refused CONNECT repo:443 with 403".into(),
+        );
         assert_eq!((status.exit_code(), status.kind()), (77, "refused"));
-        let tag = Error::tag("rs_agent:type", "--tag", String::new());
+        assert_eq!(
+            status.status_fields(),
+            Some((403, "CONNECT repo:443", "proxy:3128"))
+        );
+        let tag = Error::tag("rs_agent:type", "--tag", "rs_agent:type (--tag)".into());
         assert_eq!((tag.exit_code(), tag.kind()), (65, "bad-input"));
-        let setting = Error::setting(Class::Usage, "--deadline", String::new());
+        assert_eq!(tag.tag_fields(), Some(("rs_agent:type", "--tag")));
+        let setting = Error::setting(Class::Usage, "--deadline", "--deadline: 0".into());
+        assert_eq!(setting.setting_place(), Some("--deadline"));
         assert_eq!((setting.exit_code(), setting.kind()), (64, "usage"));
     }
 
@@ -403,6 +479,13 @@ mod tests {
             assert_eq!(config.message(), error.message());
             assert_eq!(config.relabeled(error.class()), error);
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "must show")]
+    #[cfg(debug_assertions)]
+    fn a_tag_error_whose_line_hides_its_origin_is_a_bug() {
+        let _ = Error::tag("rs_agent:type", "--tag", "a bad tag".into());
     }
 
     #[test]
