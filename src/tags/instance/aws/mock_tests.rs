@@ -62,8 +62,13 @@ async fn tags_off_is_an_error_that_says_how_to_turn_them_on_when_aws_was_named()
     let fake = FakeMetadata::builder(Cloud::Aws).tags_disabled().start();
     let err = source(&fake, true, MINUTE).fetch().await.unwrap_err();
     assert_eq!(err.exit_code(), 66, "{err}");
+    let (status, asked, by) = err.status_fields().expect("the 404 that said so");
+    assert_eq!((status, asked), (404, "latest/meta-data/tags/instance"));
+    assert!(
+        by.starts_with("the aws metadata service at http://"),
+        "{by}"
+    );
     let message = err.message();
-    assert!(message.contains("404"), "{message}");
     assert!(
         message.contains(
             "modify-instance-metadata-options --instance-id i-0b22a22eec53b9321 \
