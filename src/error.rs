@@ -162,10 +162,13 @@ impl Error {
         }
     }
 
-    /// A bad setting given at `place`, which the line must name.
+    /// A bad setting given at `place`, which the line must start with.
     pub fn setting(class: Class, place: impl Into<String>, message: String) -> Error {
         let place = place.into();
-        debug_assert!(message.contains(&place), "{message:?} must name {place:?}");
+        debug_assert!(
+            message.starts_with(&place),
+            "{message:?} must start with {place:?}"
+        );
         Error::Setting {
             class,
             place,
