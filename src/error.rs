@@ -225,23 +225,6 @@ impl Error {
         }
     }
 
-    fn message_mut(&mut self) -> &mut String {
-        match self {
-            Error::Usage(m)
-            | Error::Input(m)
-            | Error::NotFound(m)
-            | Error::Unavailable(m)
-            | Error::Refused(m)
-            | Error::Config(m)
-            | Error::CantCreate(m)
-            | Error::CannotExecute(m)
-            | Error::Stopped { message: m, .. }
-            | Error::Status { message: m, .. }
-            | Error::Tag { message: m, .. }
-            | Error::Setting { message: m, .. } => m,
-        }
-    }
-
     /// A short name of the class, for the report and JSON logs.
     pub fn kind(&self) -> &'static str {
         match self.class() {
@@ -265,23 +248,25 @@ impl Error {
     }
 
     /// The same failure with its line rewritten by `f`; class and fields stay.
-    pub fn map_message(mut self, f: impl FnOnce(&str) -> String) -> Error {
+    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Error {
         let line = f(self.message());
-        *self.message_mut() = line;
-        self
+        let class = self.class();
+        self.rebuilt(class, line)
     }
 
     /// The same line and fields in another class. Only where the contract
     /// says so (SPEC §5: anything wrong inside the configuration file is 78,
     /// a bad tag written there included); say why at the call.
     pub fn relabeled(self, class: Class) -> Error {
+        let line = self.message().to_string();
+        self.rebuilt(class, line)
+    }
+
+    /// This error's fields with `class` and `message`.
+    fn rebuilt(self, class: Class, message: String) -> Error {
         match self {
             Error::Status {
-                status,
-                asked,
-                by,
-                message,
-                ..
+                status, asked, by, ..
             } => Error::Status {
                 class,
                 status,
@@ -289,26 +274,18 @@ impl Error {
                 by,
                 message,
             },
-            Error::Tag {
-                key,
-                origin,
-                message,
-                ..
-            } => Error::Tag {
+            Error::Tag { key, origin, .. } => Error::Tag {
                 class,
                 key,
                 origin,
                 message,
             },
-            Error::Setting { place, message, .. } => Error::Setting {
+            Error::Setting { place, .. } => Error::Setting {
                 class,
                 place,
                 message,
             },
-            plain => {
-                let mut plain = plain;
-                Error::new(class, std::mem::take(plain.message_mut()))
-            }
+            _ => Error::new(class, message),
         }
     }
 }
