@@ -49,7 +49,10 @@ impl TryFrom<toml::Value> for Scalar {
             toml::Value::String(s) => Ok(Scalar(s)),
             toml::Value::Integer(n) => Ok(Scalar(n.to_string())),
             toml::Value::Float(f) => Ok(Scalar(f.to_string())),
-            other => Err(format!("expected a number or a string, not {}", other.type_str())),
+            other => Err(format!(
+                "expected a number or a string, not {}",
+                other.type_str()
+            )),
         }
     }
 }
@@ -76,7 +79,7 @@ pub(super) fn load(
     // A config file that cannot be read is a bad configuration (SPEC §5:
     // 78), whatever the reading said: missing, a directory, too large.
     let text = crate::util::fs::read_small_text(&path, MAX_CONFIG_BYTES, "config file")
-        .map_err(|e| Error::Config(e.message().to_string()))?;
+        .map_err(|e| e.relabeled(crate::error::Class::Config))?;
     let file: ConfigFile = toml::from_str(&text).map_err(|e| {
         let detail = e.message().to_string();
         let at = e

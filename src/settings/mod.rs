@@ -29,7 +29,7 @@ use crate::cli::{CommonArgs, LogFormat, SourceChoice};
 use crate::credentials::config::{store_settings, StoreFiles};
 pub use crate::credentials::config::{StoreChoice, StoreSettings, StoreVar};
 pub use crate::credentials::vault::config::{AppRoleSettings, VaultSettings};
-use crate::error::{Error, Result};
+use crate::error::{Class, Result};
 use crate::tags::{Origin, Tag};
 use crate::util::setting::{pick, Found, Setting};
 pub use parse::{parse_bytes, parse_seconds};
@@ -370,5 +370,5 @@ fn tags(
         .collect::<Result<Vec<_>>>()
         // A tag is bad input (65) wherever it was read, but one written in
         // the config file is a bad config file: 78, as every key of it is.
-        .map_err(|e| Error::Config(e.message().to_string()))
+        .map_err(|e| e.relabeled(Class::Config))
 }

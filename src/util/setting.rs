@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use crate::error::Error;
+use crate::error::{Class, Error};
 
 /// Where the config file holds a setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,12 +138,12 @@ pub(crate) struct Found<T> {
 
 impl<T> Found<T> {
     pub(crate) fn error(&self, reason: impl std::fmt::Display) -> Error {
-        let message = format!("{}: {reason}", self.from);
-        if self.is_file {
-            Error::Config(message)
+        let class = if self.is_file {
+            Class::Config
         } else {
-            Error::Usage(message)
-        }
+            Class::Usage
+        };
+        Error::setting(class, &self.from, format!("{}: {reason}", self.from))
     }
 }
 

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::credentials::config::StoreEnv;
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::util::setting::{split_list, InFile, Setting};
 
 /// The store's settings with a variable, each defined once: the docs'
@@ -154,10 +154,9 @@ pub(crate) fn vault_settings(
         None => 2,
         Some(n @ (1 | 2)) => n,
         Some(_) => {
-            return Err(Error::Config(format!(
-                "{}: expected 1 or 2",
-                in_file(&KV_VERSION)
-            )))
+            let place = in_file(&KV_VERSION);
+            let message = format!("{place}: expected 1 or 2");
+            return Err(Error::setting(Class::Config, place, message));
         }
     };
     Ok(VaultSettings {
