@@ -31,8 +31,9 @@
 //! A status that is not a success means what it means to `run`:
 //! `fetch::status_failure` is the one mapping.
 //!
-//! Layer: commands (with `app`). It may import every layer below it, and
-//! `app`'s steps.
+//! Layer: commands. It uses the pipeline's stages (tags, credentials and
+//! proxy environment, the script tag) and every layer below them; nothing
+//! of `run`'s.
 
 use std::future::Future;
 use std::path::Path;
@@ -44,13 +45,13 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use url::Url;
 
-use crate::app::{collect_tags, prepare, require_script, Collected, Prepared};
 use crate::error::{Error, Result};
 use crate::fetch::probe::{self, Probe};
 use crate::fetch::{self, HopFailure};
 use crate::net::classify::{status_class, trust_hint, ErrorFacts, StatusClass};
 use crate::net::retry::Failure;
 use crate::net::{self, tls, x509, Redirects, CONNECT_TIMEOUT};
+use crate::pipeline::{collect_tags, prepare, require_script, Collected, Prepared};
 use crate::proxy::{Proxy, ProxyUrl};
 use crate::settings::Settings;
 use crate::tags::agent::{redact_url, AgentTags, Platform, ScriptLocation, ScriptTag};
@@ -264,7 +265,7 @@ fn fail(step: &'static str, error: Error) -> Line {
 
 /// The runner: each step of `STEPS` in turn, skipped when a need is
 /// unmet; the exit code is the first failure's.
-pub async fn doctor(settings: &Settings) -> Result<()> {
+pub(super) async fn doctor(settings: &Settings) -> Result<()> {
     let mut found = Found::default();
     let mut first = None;
     for step in STEPS {
