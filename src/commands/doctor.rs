@@ -429,7 +429,7 @@ async fn check_connect(found: &mut Found) -> Said {
 
 /// Step 5: TLS with the script host, over the tunnel or directly.
 async fn check_tls(found: &mut Found) -> Said {
-    let (url, host, extra) = match found.target() {
+    let (url, host, extra, why_direct) = match found.target() {
         None => return vec![skip("tls", Need::Prepared.why())],
         Some(Target::File(_)) => return vec![skip("tls", "the script is a local file")],
         Some(Target::Remote { url, .. }) if url.scheme() != "https" => {
@@ -440,13 +440,22 @@ async fn check_tls(found: &mut Found) -> Said {
             host,
             prepared,
             ..
-        }) => (url.clone(), host.to_string(), prepared.extra_roots.clone()),
+        }) => (
+            url.clone(),
+            host.to_string(),
+            prepared.extra_roots.clone(),
+            // Why the route is direct, for a failure to say so.
+            match prepared.env.proxy {
+                Some(_) => "no_proxy",
+                None => "no proxy is set",
+            },
+        ),
     };
     // The connect step left a tunnel when the route is the proxy; without
     // one the route is direct.
     let stream = match found.tunnel.take() {
         Some(tunnel) => tunnel,
-        None => match direct_tcp(&fetch::connect_target(&url)).await {
+        None => match direct_tcp(&fetch::connect_target(&url), why_direct).await {
             Ok(tcp) => Box::new(tcp),
             Err(error) => {
                 found.unconnected = true;
@@ -525,15 +534,16 @@ async fn tcp_check(url: &ProxyUrl) -> Result<Duration> {
 
 /// A TCP connection to the script host itself (the route is direct), with
 /// the connect timeout `run` uses: a host that drops packets is a diagnosis,
-/// not a two-minute wait for the kernel to give up.
-async fn direct_tcp(target: &str) -> Result<TcpStream> {
+/// not a two-minute wait for the kernel to give up. A failure says it was
+/// direct, and `why` (so an operator who expected the proxy sees why not).
+async fn direct_tcp(target: &str, why: &str) -> Result<TcpStream> {
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(tcp)) => Ok(tcp),
         Ok(Err(e)) => Err(Error::Unavailable(format!(
-            "cannot connect to {target}: {e}"
+            "cannot connect to {target} directly ({why}): {e}"
         ))),
         Err(_) => Err(Error::Unavailable(format!(
-            "cannot connect to {target}: no answer within {} s",
+            "cannot connect to {target} directly ({why}): no answer within {} s",
             CONNECT_TIMEOUT.as_secs()
         ))),
     }
