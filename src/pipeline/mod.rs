@@ -26,6 +26,8 @@ pub(crate) use self::collect::{collect_tags, Collected};
 pub(crate) use self::prepare::{prepare, script_env_of, Prepared};
 pub(crate) use self::script::require_script;
 
+use std::path::PathBuf;
+
 use self::once::Once;
 use self::prepare::{prepare_until, write_env};
 use self::script::{download, execute};
@@ -36,6 +38,7 @@ use crate::report::{ReportProxy, ReportScript, ReportScriptEnv, ReportTag, RunRe
 use crate::settings::Settings;
 use crate::state::StateDir;
 use crate::stop::{Stage, Stop};
+use crate::tags::agent::ScriptTag;
 use crate::tags::TagSet;
 
 /// `tagstrap run`'s stages in order, `record` extended with what each one
@@ -86,37 +89,61 @@ pub(crate) async fn run(
         let script_env = script_env_of(rule, &prepared.env);
         record_prepared(&mut record, &prepared, &script_env);
         let script = require_script(&prepared.agent, &collected)?;
-        let mut shown = ReportScript {
-            url: script.shown(),
-            tag: script.key.to_string(),
-            ..ReportScript::default()
-        };
-
-        let (tries, downloaded) = download(settings, state, &prepared, script, stop).await;
-        shown.download = tries;
-        let downloaded = match downloaded {
-            Ok(downloaded) => downloaded,
-            Err(error) => {
-                record.script = Some(shown);
-                return Err(error);
-            }
-        };
-        shown.route = Some(downloaded.route.clone());
-        shown.bytes = Some(downloaded.bytes);
-        shown.sha256 = Some(fetch::hex(&downloaded.sha256));
-        let script = record.script.insert(shown);
-        if let Some(signal) = stop.received() {
-            // Came after the download: the script is not started at all.
-            return Err(Stage::Download.stopped(signal));
-        }
-        let ran = execute(&downloaded, &script_env, stop).await?;
-        script.run_seconds = Some(ran.seconds);
-        script.exit_code = Some(ran.code);
-        script.killed = ran.killed;
-        ran.conclude(&downloaded, marker.as_deref()).map(Some)
+        let (shown, outcome) = script_stages(
+            settings,
+            state,
+            &prepared,
+            script,
+            &script_env,
+            marker,
+            stop,
+        )
+        .await;
+        record.script = Some(shown);
+        outcome.map(Some)
     }
     .await;
     (record, outcome)
+}
+
+/// Download, execute, conclude: the script's part of the record (its
+/// tries also when the download failed; how it ran once it did) with the
+/// outcome.
+async fn script_stages(
+    settings: &Settings,
+    state: &StateDir,
+    prepared: &Prepared,
+    script: &ScriptTag,
+    script_env: &ScriptEnv,
+    marker: Option<PathBuf>,
+    stop: &Stop,
+) -> (ReportScript, Result<i32>) {
+    let mut shown = ReportScript {
+        url: script.shown(),
+        tag: script.key.to_string(),
+        ..ReportScript::default()
+    };
+    let (tries, downloaded) = download(settings, state, prepared, script, stop).await;
+    shown.download = tries;
+    let downloaded = match downloaded {
+        Ok(downloaded) => downloaded,
+        Err(error) => return (shown, Err(error)),
+    };
+    shown.route = Some(downloaded.route.clone());
+    shown.bytes = Some(downloaded.bytes);
+    shown.sha256 = Some(fetch::hex(&downloaded.sha256));
+    if let Some(signal) = stop.received() {
+        // Came after the download: the script is not started at all.
+        return (shown, Err(Stage::Download.stopped(signal)));
+    }
+    let ran = match execute(&downloaded, script_env, stop).await {
+        Ok(ran) => ran,
+        Err(error) => return (shown, Err(error)),
+    };
+    shown.run_seconds = Some(ran.seconds);
+    shown.exit_code = Some(ran.code);
+    shown.killed = ran.killed;
+    (shown, ran.conclude(&downloaded, marker.as_deref()))
 }
 
 /// The tags as the report shows them: values redacted as `tags` shows them.
