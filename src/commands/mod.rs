@@ -1,6 +1,6 @@
 //! The commands, wired: `main` parses the command line (clap's errors are
 //! usage errors, 64), resolves the settings, starts logging and the async
-//! runtime, and [`dispatch`] runs one command, each in its own file:
+//! runtime, and `dispatch` runs one command, each in its own file:
 //!
 //! - `run`: the pipeline under the state directory's lock, and the report;
 //! - `plan`: every stage up to the download, printed;
