@@ -17,7 +17,7 @@ mod plan;
 mod run;
 mod tags;
 
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::error::{Error, Result};
 use crate::proxy::ScriptEnvRule;
 use crate::settings::Settings;
@@ -26,10 +26,9 @@ use crate::stop::Stop;
 /// Parses the command line, runs the command, and returns the process's exit
 /// code, after one error line on stderr when it is not the script's own.
 pub fn main() -> i32 {
-    use clap::Parser;
     // Before anything is read: settings hold VAULT_TOKEN.
     let undumpable = crate::util::process::make_undumpable();
-    let cli = match Cli::try_parse() {
+    let cli = match crate::cli::parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };
