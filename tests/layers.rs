@@ -23,8 +23,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("proxy environment", &["proxy"]),
     ("download", &["fetch"]),
     ("run and report", &["run", "report"]),
+    ("pipeline", &["pipeline"]),
     ("logging", &["logging"]),
-    ("commands", &["app", "doctor"]),
+    ("commands", &["commands"]),
     ("entry point", &["main", ""]),
 ];
 
