@@ -419,7 +419,22 @@ impl Live {
                 self.log.join("\n")
             )
         });
-        self.log.extend(self.lines.try_iter());
+        // Every line, up to stderr's end: what is still in the pipe when the
+        // process is reaped (its error line, under load) is read, not lost.
+        let until = Instant::now() + PATIENCE;
+        loop {
+            match self
+                .lines
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.log.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "something tagstrap started still holds its stderr:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
         Run {
             code: status.code().unwrap_or(-1),
             stdout,
