@@ -34,6 +34,7 @@ fn fixture_id(cloud: Cloud) -> &'static str {
         Cloud::Gce => "4520031799277581759",
         Cloud::Azure => "02aab8a4-74ef-476e-8182-f6d2ba4166a6",
         Cloud::OpenStack => "83679162-1378-4288-a2d4-70e13ec132aa",
+        Cloud::CloudStack => "c8f3ad7e-1c2f-4a6e-9d57-5b3e0f2a9c41",
     }
 }
 
@@ -146,6 +147,11 @@ fn openstack_instance_tags_drive_the_whole_run_through_squid() {
     the_cloud_tags_drive_the_whole_run(Cloud::OpenStack);
 }
 
+#[test]
+fn cloudstack_user_data_tags_drive_the_whole_run_through_squid() {
+    the_cloud_tags_drive_the_whole_run(Cloud::CloudStack);
+}
+
 /// The line `tagstrap tags` prints for `key`.
 fn line_of<'a>(run: &'a Run, key: &str) -> &'a str {
     run.stdout
@@ -251,6 +257,68 @@ fn once_runs_the_script_once_per_instance_id_from_the_cloud() {
 }
 
 #[test]
+fn once_on_cloudstack_keys_on_the_routers_instance_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, count) = counting_script(dir.path());
+    let state = dir.path().join("state");
+    let fake = fake(Cloud::CloudStack)
+        .tag("rs_agent:mime_shellscript", &script)
+        .gzip_user_data()
+        .start();
+    let once = || {
+        Tagstrap::against("run", &fake)
+            .arg("--once")
+            .arg("--state-dir")
+            .arg(&state)
+            .run()
+    };
+    once().assert_success();
+    let again = once();
+    again.assert_success();
+    assert_eq!(runs(&count), 1);
+    let id = fixture_id(Cloud::CloudStack);
+    assert!(
+        again
+            .stderr
+            .contains(&format!("already ran on instance {id}")),
+        "{}",
+        again.stderr
+    );
+    fake.set_instance_id("0d6c2a1e-9b3f-4c8d-8e7f-6a5b4c3d2e1f");
+    once().assert_success();
+    assert_eq!(runs(&count), 2);
+    assert_direct(&fake);
+}
+
+#[test]
+fn cloudstack_user_data_without_a_tags_part_runs_on_the_image_tags() {
+    let witness = Witness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(
+        dir.path(),
+        "image.tags",
+        &format!("rs_agent:mime_shellscript={}\n", witness.url()),
+    );
+    for fake in [
+        fake(Cloud::CloudStack).no_user_data(),
+        fake(Cloud::CloudStack).user_data("#!/bin/sh\ntagstrap run\n"),
+    ] {
+        let fake = fake.start();
+        let run = Tagstrap::against("run", &fake)
+            .arg("--tags-file")
+            .arg(&file)
+            .run();
+        run.assert_success();
+        assert!(
+            run.stderr.contains("no cloudstack instance tags"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(witness.ran());
+}
+
+#[test]
 fn a_metadata_service_that_answers_only_after_3_s_is_waited_for() {
     let witness = Witness::new();
     let reserved = fake(Cloud::Azure)
@@ -327,6 +395,7 @@ fn dmi_of(cloud: Cloud, dir: &Path) {
         Cloud::Gce => ("product_name", "Google Compute Engine"),
         Cloud::Azure => ("chassis_asset_tag", "7783-7084-3265-9085-8269-3286-77"),
         Cloud::OpenStack => ("product_name", "OpenStack Nova"),
+        Cloud::CloudStack => ("product_name", "CloudStack KVM Hypervisor"),
     };
     write_file(dir, file, &format!("{value}\n"));
 }

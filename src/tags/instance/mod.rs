@@ -21,7 +21,7 @@
 
 pub mod aws;
 pub mod azure;
-
+pub mod cloudstack;
 pub mod gce;
 pub mod openstack;
 
@@ -48,10 +48,18 @@ pub enum Cloud {
     Azure,
     #[value(name = "openstack")]
     OpenStack,
+    #[value(name = "cloudstack")]
+    CloudStack,
 }
 
 impl Cloud {
-    pub const ALL: [Cloud; 4] = [Cloud::Aws, Cloud::Gce, Cloud::Azure, Cloud::OpenStack];
+    pub const ALL: [Cloud; 5] = [
+        Cloud::Aws,
+        Cloud::Gce,
+        Cloud::Azure,
+        Cloud::OpenStack,
+        Cloud::CloudStack,
+    ];
 
     /// The `--source` name.
     pub fn name(self) -> &'static str {
@@ -60,6 +68,7 @@ impl Cloud {
             Cloud::Gce => "gce",
             Cloud::Azure => "azure",
             Cloud::OpenStack => "openstack",
+            Cloud::CloudStack => "cloudstack",
         }
     }
 
@@ -71,6 +80,7 @@ impl Cloud {
             Cloud::Gce => gce::recognise(dmi),
             Cloud::Azure => azure::recognise(dmi),
             Cloud::OpenStack => openstack::recognise(dmi),
+            Cloud::CloudStack => cloudstack::recognise(dmi),
         }
     }
 
@@ -81,6 +91,7 @@ impl Cloud {
             Cloud::Gce => Box::new(gce::Gce::new(&config)?),
             Cloud::Azure => Box::new(azure::Azure::new(&config)?),
             Cloud::OpenStack => Box::new(openstack::OpenStack::new(&config)?),
+            Cloud::CloudStack => Box::new(cloudstack::CloudStack::new(&config)?),
         })
     }
 }
