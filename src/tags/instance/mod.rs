@@ -253,6 +253,20 @@ fn instance_tag(source: &'static str, key: &str, value: &str) -> Result<Tag> {
     Tag::new(key, value, super::Origin::Instance { source, line: None })
 }
 
+/// The `rs_agent:` tags of a tags file a cloud serves (GCE's attribute,
+/// CloudStack's user-data part): a bad line is refused naming it, other
+/// keys are dropped.
+fn tags_file_tags(source: &'static str, text: &str) -> Result<Vec<Tag>> {
+    let origin = |line| super::Origin::Instance {
+        source,
+        line: Some(line),
+    };
+    Ok(super::file::parse(text, origin)?
+        .into_iter()
+        .filter(|tag| is_ours(&tag.key))
+        .collect())
+}
+
 /// Whether a cloud tag key is one tagstrap reads; others are not fetched at
 /// all (AWS costs one request per key) and never reach a log line's value.
 fn is_ours(key: &str) -> bool {

@@ -24,11 +24,10 @@ use std::time::Instant;
 
 use url::Url;
 
-use super::{describe, is_ours, InstanceData, InstanceSource, SourceConfig};
+use super::{describe, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
 use crate::net::metadata::{Answer, MetadataClient, LINK_LOCAL_ENDPOINT};
 use crate::net::retry::{self, Failure, Tries};
-use crate::tags::{file, Origin};
 use crate::util::text::shown;
 use crate::util::BoxFuture;
 use router::RouterSearch;
@@ -181,13 +180,7 @@ pub fn parse(answer: &CloudStackAnswer, from: &str) -> Result<InstanceData> {
             tracing::info!("{why}: no cloudstack instance tags");
             Vec::new()
         }
-        TagsPart::Found(text) => file::parse(&text, |line| Origin::Instance {
-            source: NAME,
-            line: Some(line),
-        })?
-        .into_iter()
-        .filter(|tag| is_ours(&tag.key))
-        .collect(),
+        TagsPart::Found(text) => super::tags_file_tags(NAME, &text)?,
     };
     Ok(InstanceData {
         instance_id: Some(instance_id),
