@@ -44,6 +44,37 @@ Examples:
   tagstrap run --source none --tag rs_agent:mime_shellscript=file:///opt/agent/install.sh
   VAULT_ADDR=https://vault.corp:8200 VAULT_TOKEN=... tagstrap run --once";
 
+/// The command line as clap parses it: the derived one, each flag's help
+/// followed by its default, variable and config key from its setting's one
+/// definition (`settings::defs`).
+pub fn command() -> clap::Command {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_string())
+        .collect();
+    for name in names {
+        command = command.mut_subcommand(name, |mut sub| {
+            for setting in crate::settings::defs::ALL {
+                if sub.get_arguments().any(|arg| arg.get_id() == setting.key) {
+                    sub = sub.mut_arg(setting.key, |arg| {
+                        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                        arg.help(format!("{help} {}", setting.help_suffix()))
+                    });
+                }
+            }
+            sub
+        });
+    }
+    command
+}
+
+/// Parses the process's arguments with [`command`].
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&command().try_get_matches()?)
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "tagstrap", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
 // A flag given twice (a unit's base arguments plus an override) takes its last value.
@@ -98,7 +129,7 @@ pub struct RunArgs {
 
     /// Also write the proxy environment to PATH (0600, NAME='value' lines
     /// that systemd's EnvironmentFile= and sh's `set -a; . PATH` both read),
-    /// for later boot stages and services [env: TAGSTRAP_WRITE_ENV] [config: write_env]
+    /// for later boot stages and services
     #[arg(long, value_name = "PATH")]
     pub write_env: Option<PathBuf>,
 }
@@ -111,67 +142,65 @@ pub enum LogFormat {
 
 /// The flags shared by every command. All are optional here: the defaults
 /// are applied in [`crate::settings`], after the environment and the file.
+/// Each field's name is its setting's key in `settings::defs`, where its
+/// variable, config key and default are defined; [`command`] adds those to
+/// the help.
 /// `Debug` shows `--tag` values redacted (a password typed into one).
 #[derive(Clone, Default, Args)]
 pub struct CommonArgs {
     /// A tags file, one key=value per line (repeatable; replaces the default
-    /// /etc/tagstrap/tags) [env: TAGSTRAP_TAGS_FILE, a path list] [config: tags_files]
+    /// /etc/tagstrap/tags)
     #[arg(long = "tags-file", value_name = "PATH")]
     pub tags_files: Vec<PathBuf>,
 
     /// One tag, overriding files and instance tags (repeatable)
-    /// [env: TAGSTRAP_TAG, one KEY=VALUE per line] [config: [tags] table]
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
 
-    /// Where instance tags come from [default: auto] [env: TAGSTRAP_SOURCE] [config: source]
+    /// Where instance tags come from
     #[arg(long, value_enum, value_name = "SOURCE")]
     pub source: Option<SourceChoice>,
 
     /// Base URL of the metadata service (tests, unusual clouds)
-    /// [env: TAGSTRAP_METADATA_ENDPOINT] [config: metadata_endpoint]
     #[arg(long, value_name = "URL")]
     pub metadata_endpoint: Option<String>,
 
-    /// Config file (TOML) [default: /etc/tagstrap/config.toml when present] [env: TAGSTRAP_CONFIG]
+    /// Config file (TOML)
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     /// Extra PEM CA certificates trusted for the proxy, the script host and the
-    /// credential store (TLS-intercepting proxies) [env: TAGSTRAP_CA_FILE] [config: ca_file]
+    /// credential store (TLS-intercepting proxies)
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
 
-    /// Total time budget for all tries of one resource [default: 600]
-    /// [env: TAGSTRAP_DEADLINE] [config: deadline]
+    /// Total time budget for all tries of one resource
     #[arg(long, value_name = "SECONDS")]
     pub deadline: Option<String>,
 
     /// Refuse a script larger than this; accepts K, M, G (binary) suffixes
-    /// [default: 16M] [env: TAGSTRAP_MAX_SCRIPT_BYTES] [config: max_script_bytes]
     #[arg(long, value_name = "N")]
     pub max_script_bytes: Option<String>,
 
-    /// Where the script, markers and the last-run report go [default: /var/lib/tagstrap]
-    /// [env: TAGSTRAP_STATE_DIR] [config: state_dir]
+    /// Where the script, markers and the last-run report go
     #[arg(long, value_name = "PATH")]
     pub state_dir: Option<PathBuf>,
 
-    /// Log lines on stderr [default: text] [env: TAGSTRAP_LOG_FORMAT] [config: log_format]
+    /// Log lines on stderr
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
     /// Run the script once per instance ID: a later boot of the same instance
-    /// does nothing [env: TAGSTRAP_ONCE=true] [config: once]
+    /// does nothing
     #[arg(long)]
     pub once: bool,
 
     /// The instance ID for --once, when the cloud source gives none (default:
-    /// cloud-init's instance-id, else /etc/machine-id) [env: TAGSTRAP_INSTANCE_ID] [config: instance_id]
+    /// cloud-init's instance-id, else /etc/machine-id)
     #[arg(long, value_name = "ID")]
     pub instance_id: Option<String>,
 
-    /// More log lines (-v debug, -vv trace) [env: TAGSTRAP_LOG, e.g. debug]
+    /// More log lines (-v debug, -vv trace)
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 

@@ -1,5 +1,5 @@
 //! tagstrap as a library: the pipeline's stages, one module each, in the
-//! order a run goes through them. `main.rs` only calls [`app::main`].
+//! order a run goes through them. `main.rs` only calls [`commands::main`].
 //!
 //! - [`settings`] (with [`cli`]): flags, `TAGSTRAP_*` variables, config file, defaults.
 //! - [`tags`]: tags files, instance tags and `--tag`, merged; their meaning in [`tags::agent`].
@@ -8,21 +8,25 @@
 //! - [`fetch`]: the download stage: routing, redirects hop by hop, streaming with the size cap and the pin.
 //! - [`run`]: running the script; [`report`] and [`state`]: what is left on disk;
 //!   `lock`: one run at a time per state directory; `stop`: the signals that stop a run.
-//! - [`doctor`]: a table of steps run one at a time on the route `run` would take, each diagnosed.
+//! - `pipeline`: the stages as functions that return values, and `run`'s
+//!   sequence of them, which returns the run's record for the report.
+//! - [`commands`]: the wiring (`main`, clap's errors, dispatch) and one file
+//!   per command: `run`, `plan`, `tags`, and `doctor`, a table of steps run
+//!   one at a time on the route `run` would take, each diagnosed.
 //! - [`error`]: the one error type and its exit codes.
 //! - [`net`]: the network toolkit below the stages: the HTTP client, TLS, retries, classification.
 //! - [`util`]: the toolkit below every stage (showing outside text, opening
 //!   and creating files safely, process hardening).
 
-pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod credentials;
-pub mod doctor;
 pub mod error;
 pub mod fetch;
 pub(crate) mod lock;
 pub mod logging;
 pub mod net;
+pub(crate) mod pipeline;
 pub mod proxy;
 pub mod report;
 pub mod run;

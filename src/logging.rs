@@ -28,7 +28,8 @@ pub fn init(format: LogFormat, verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let directives = std::env::var("TAGSTRAP_LOG").unwrap_or_else(|_| level.to_string());
+    let directives = std::env::var(crate::settings::defs::VERBOSE.var_name())
+        .unwrap_or_else(|_| level.to_string());
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

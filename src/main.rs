@@ -17,5 +17,5 @@
 //! itself stopped, after one error line saying what failed and what to do.
 
 fn main() {
-    std::process::exit(tagstrap::app::main());
+    std::process::exit(tagstrap::commands::main());
 }

@@ -9,7 +9,7 @@
 //! Layer: run and report. It may import the download, the proxy environment
 //! and everything below.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -43,12 +43,18 @@ fn shown_strings(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub tagstrap_version: &'static str,
+/// The facts of one `run`, as the pipeline's stages found them: when it
+/// started, the tags, the instance read, the proxy, the script's environment
+/// and the script (its download's tries and its run's time). The pipeline
+/// fills it from the values its stages return and hands it back with the
+/// outcome; [`Report::finish`] adds the end. It lives here, below the
+/// pipeline, so that the report never imports the stages.
+#[derive(Debug, Serialize)]
+pub struct RunRecord {
     pub started_at: String,
-    pub finished_at: String,
-    pub seconds: f64,
+    /// For the run's length; not in the JSON (`seconds` is).
+    #[serde(skip)]
+    pub started: Instant,
     pub instance_id: Option<String>,
     /// The cloud source read, where, and how many tries it took.
     pub instance: Option<InstanceRead>,
@@ -61,6 +67,18 @@ pub struct Report {
     /// What the script's environment left out, kept and set (names only).
     pub script_env: Option<ReportScriptEnv>,
     pub script: Option<ReportScript>,
+}
+
+/// `last-run.json`: a run's record and how it ended. The record's fields are
+/// flattened into it (the file has one level, as it always had; its keys are
+/// written sorted, `serde_json`'s map having no order of its own).
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub tagstrap_version: &'static str,
+    #[serde(flatten)]
+    pub run: RunRecord,
+    pub finished_at: String,
+    pub seconds: f64,
     pub exit_code: i32,
     /// The signal that stopped tagstrap (SPEC §8), when one did.
     pub signal: Option<i32>,
@@ -117,31 +135,57 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-impl Report {
-    pub fn start() -> Report {
-        Report {
-            tagstrap_version: env!("CARGO_PKG_VERSION"),
+impl RunRecord {
+    /// A run starting now, nothing found yet.
+    pub fn start() -> RunRecord {
+        RunRecord {
             started_at: now_rfc3339(),
-            ..Report::default()
+            started: Instant::now(),
+            instance_id: None,
+            instance: None,
+            tags: Vec::new(),
+            proxy: None,
+            no_proxy: None,
+            credentials: Vec::new(),
+            env_file: None,
+            script_env: None,
+            script: None,
         }
     }
+}
 
-    pub fn fail(&mut self, error: &Error) {
-        self.exit_code = error.exit_code();
-        if let Error::Stopped { signal, .. } = error {
-            self.signal = Some(*signal);
+impl Report {
+    /// The report of a run that ended now with `outcome`: the script's exit
+    /// code, or tagstrap's error (and the signal, when one stopped it).
+    pub fn finish(run: RunRecord, outcome: std::result::Result<i32, &Error>) -> Report {
+        let (exit_code, signal, error) = match outcome {
+            Ok(code) => (code, None, None),
+            Err(error) => (
+                error.exit_code(),
+                match error {
+                    Error::Stopped { signal, .. } => Some(*signal),
+                    _ => None,
+                },
+                Some(ReportError {
+                    kind: error.kind(),
+                    message: error.message().to_string(),
+                }),
+            ),
+        };
+        Report {
+            tagstrap_version: env!("CARGO_PKG_VERSION"),
+            finished_at: now_rfc3339(),
+            seconds: run.started.elapsed().as_secs_f64(),
+            run,
+            exit_code,
+            signal,
+            error,
         }
-        self.error = Some(ReportError {
-            kind: error.kind(),
-            message: error.message().to_string(),
-        });
     }
 
     /// Writes the report; a failure to write it is logged, not fatal: the
     /// exit code already says what happened.
-    pub fn write(mut self, state: &StateDir, started: std::time::Instant) {
-        self.finished_at = now_rfc3339();
-        self.seconds = started.elapsed().as_secs_f64();
+    pub fn write(self, state: &StateDir) {
         let path = state.report_path();
         let written = serde_json::to_value(&self)
             .and_then(|value| serde_json::to_vec_pretty(&shown_strings(value)))

@@ -398,6 +398,15 @@ fn a_direct_script_host_that_fails_is_the_failure_with_its_own_code() {
             ("skip", "script"),
         ],
     );
+    // The line says the connection was direct, and why.
+    let tls = line(&run, "tls");
+    assert!(
+        tls.contains(&format!(
+            "cannot connect to {ORIGIN_IP}:{} directly (no_proxy): ",
+            gone.port()
+        )),
+        "{tls}"
+    );
     assert!(line(&run, "script").contains("needs the connection to the script host"));
     drop(gone);
 

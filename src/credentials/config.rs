@@ -10,7 +10,19 @@ use std::path::{Path, PathBuf};
 use super::directory::config::{directory_settings, DirectoryFile};
 use super::vault::config::{vault_settings, VaultFile, VaultSettings};
 use crate::error::Result;
-use crate::util::setting::pick;
+use crate::util::setting::{pick, Setting};
+
+pub(crate) const STORE: Setting = Setting::var_and_key("store", "TAGSTRAP_STORE").default("auto");
+
+/// Every store setting with a variable or a key, each store's own included:
+/// what docs/configuration.md's store table is checked against.
+#[cfg(test)]
+pub(crate) fn definitions() -> impl Iterator<Item = &'static Setting> {
+    use super::directory::config as directory;
+    [&STORE, &directory::PATH, &directory::SYSTEMD]
+        .into_iter()
+        .chain(super::vault::config::defs::ALL.iter().copied())
+}
 
 /// Which credential store `cred:NAME` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,12 +109,10 @@ pub(crate) fn store_settings(
         asked: RefCell::new(Vec::new()),
     };
     let choice = match pick(
+        &STORE,
         None,
-        "",
-        env.plain("TAGSTRAP_STORE"),
-        "TAGSTRAP_STORE",
+        env.plain(STORE.var_name()),
         file.store,
-        "store",
         config,
     ) {
         None => StoreChoice::Auto,
@@ -113,7 +123,9 @@ pub(crate) fn store_settings(
             _ => return Err(found.error("expected auto, vault or directory")),
         },
     };
-    let systemd_dir = env.secret("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let systemd_dir = env
+        .secret(super::directory::config::SYSTEMD.var_name())
+        .map(PathBuf::from);
     let vault = vault_settings(file.vault, &env, systemd_dir.as_deref(), relative, config)?;
     let directory = directory_settings(file.directory, &env, systemd_dir, relative, config);
     Ok(StoreSettings {

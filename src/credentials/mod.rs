@@ -9,6 +9,7 @@
 //! - [`config`]: which store, and each store's settings (its section parsed
 //!   in its own folder).
 //! - [`open`]: the store the settings choose.
+//! - `login`: the proxy's user and password, resolved as one pair.
 //! - [`reference`](mod@reference): the `cred:NAME` reference itself, a pure parser below
 //!   the tags that carry it.
 //!
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod directory;
+pub(crate) mod login;
 pub mod open;
 pub mod reference;
 pub mod secret_file;

@@ -24,7 +24,7 @@ use super::vault::client::is_loopback;
 use super::vault::config::{AppRoleSettings, VaultSettings};
 use super::vault::{VaultConfig, VaultStore};
 use super::{secret_file, CredentialStore};
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::net::tls;
 use crate::util::text::shown;
 
@@ -166,7 +166,10 @@ fn open_vault(
 /// plain http:// only to loopback, unless `insecure_http`.
 fn parse_address(text: &str, from: &str, insecure_http: bool) -> Result<Url> {
     let shown = without_userinfo(text);
-    let bad = |why: &str| Error::Config(format!("{from}: {shown:?} is not a store address: {why}"));
+    let bad = |why: &str| {
+        let line = format!("{from}: {shown:?} is not a store address: {why}");
+        Error::setting(Class::Config, from, line)
+    };
     // IDNA would drop a zero-width character from the host and send the
     // token elsewhere than the operator wrote.
     if let Some(hidden) = crate::util::text::named_forbidden_char(text) {
@@ -185,13 +188,17 @@ fn parse_address(text: &str, from: &str, insecure_http: bool) -> Result<Url> {
         return Err(bad("it has a query or fragment"));
     }
     if url.scheme() == "http" && !is_loopback(&url) && !insecure_http {
-        return Err(Error::Config(format!(
-            "{from}: the store address {} is plain http:// to a host that is not a loopback \
+        return Err(Error::setting(
+            Class::Config,
+            from,
+            format!(
+                "{from}: the store address {} is plain http:// to a host that is not a loopback \
              address, so the store token and the proxy password would cross the network in \
              clear; nothing was sent. Use https://, or, if the network is yours and that is \
              known, set insecure_http = true in the [vault] section of the config file",
-            crate::util::text::shown(super::vault::client::shown_address(&url))
-        )));
+                crate::util::text::shown(super::vault::client::shown_address(&url))
+            ),
+        ));
     }
     Ok(url)
 }
@@ -385,9 +392,10 @@ mod tests {
             let error = parse_address(remote, "[vault] address in /etc/c.toml", false).unwrap_err();
             assert_eq!(error.exit_code(), 78, "{remote}");
             let message = error.message();
-            assert!(
-                message.starts_with("[vault] address in /etc/c.toml: "),
-                "{message}"
+            assert_eq!(
+                error.setting_place(),
+                Some("[vault] address in /etc/c.toml"),
+                "{error:?}"
             );
             assert!(message.contains("Use https://"), "{message}");
             assert!(message.contains("insecure_http = true"), "{message}");

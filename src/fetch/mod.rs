@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use self::probe::Probe;
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::net::classify::{status_class, trust_hint, ErrorFacts, StatusClass};
 use crate::net::retry::{Failure, Tries};
 use crate::net::{classify, http_client, read_timeout, retry, HttpClient, ProxyRoute, Redirects};
@@ -364,6 +364,16 @@ pub(crate) fn status_failure(
         );
     }
     let shown = show_url(&hop.url);
+    let asked = format!("the script {shown}");
+    let fail = |class, message| {
+        Failure::Permanent(Error::status(
+            class,
+            status,
+            asked.as_str(),
+            host.as_str(),
+            message,
+        ))
+    };
     match class {
         StatusClass::Transient => {
             Failure::busy(
@@ -371,22 +381,22 @@ pub(crate) fn status_failure(
                 classify::retry_after_header(headers),
             )
         }
-        StatusClass::NotFound => Failure::Permanent(Error::NotFound(format!(
+        StatusClass::NotFound => fail(Class::NotFound, format!(
             "the script {shown} does not exist: {host} answered {status} {reason}. Check the URL in the script tag"
-        ))),
-        StatusClass::Denied => Failure::Permanent(Error::Refused(format!(
+        )),
+        StatusClass::Denied => fail(Class::Refused, format!(
             "{host} denied access to the script {shown} with {status} {reason}: the URL needs \
              credentials or a signature this instance does not have"
-        ))),
-        StatusClass::ProxyAuth => Failure::Permanent(Error::Refused(format!(
+        )),
+        StatusClass::ProxyAuth => fail(Class::Refused, format!(
             "{host} answered 407 although no proxy is used for it: is it a proxy?"
-        ))),
-        StatusClass::Unexpected if status >= 500 => Failure::Permanent(Error::Unavailable(format!(
+        )),
+        StatusClass::Unexpected if status >= 500 => fail(Class::Unavailable, format!(
             "{host} answered {status} {reason} for the script {shown}, which is not worth retrying"
-        ))),
-        StatusClass::Unexpected | StatusClass::Success => Failure::Permanent(Error::Input(format!(
+        )),
+        StatusClass::Unexpected | StatusClass::Success => fail(Class::Input, format!(
             "{host} answered {status} {reason} for the script {shown}: check the URL in the script tag"
-        ))),
+        )),
     }
 }
 
@@ -655,6 +665,15 @@ pub fn proxy_answer_failure(
         .as_deref()
         .map(|e| format!(", {}", shown(e.split_whitespace().next().unwrap_or(e))))
         .unwrap_or_default();
+    let fail = |class, message| {
+        Failure::Permanent(Error::status(
+            class,
+            answer.status,
+            request,
+            &authority,
+            message,
+        ))
+    };
     match answer.status {
         407 => {
             let basic = answer
@@ -675,19 +694,23 @@ pub fn proxy_answer_failure(
                     proxy.what_to_check()
                 )
             };
-            Failure::Permanent(Error::Refused(message))
+            fail(Class::Refused, message)
         }
-        403 => Failure::Permanent(Error::Refused(format!(
-            "the proxy {authority} refused {request} with {status}{squid}: its rules do \
+        403 => fail(
+            Class::Refused,
+            format!(
+                "the proxy {authority} refused {request} with {status}{squid}: its rules do \
              not allow this host and port; ask the proxy's administrators to allow it"
-        ))),
+            ),
+        ),
         502..=504 => Failure::network_down(format!(
             "the proxy {authority} answered {status}{squid} to {request}: it cannot \
              reach the script host (yet)"
         )),
-        _ => Failure::Permanent(Error::Refused(format!(
-            "the proxy {authority} answered {status}{squid} to {request}"
-        ))),
+        _ => fail(
+            Class::Refused,
+            format!("the proxy {authority} answered {status}{squid} to {request}"),
+        ),
     }
 }
 
@@ -779,5 +802,43 @@ mod tests {
         assert_eq!(show_url(&sneaky), "https://repo.test/i.sh?a%0Ab=…");
         let bidi = url("https://repo.test/i.sh?x=\u{202e}");
         assert_eq!(show_url(&bidi), "https://repo.test/i.sh?x=…");
+    }
+
+    #[test]
+    fn a_proxy_answer_keeps_its_status_the_request_and_the_proxy() {
+        let proxy = Proxy {
+            url: crate::proxy::url::ProxyUrl::parse("proxy.corp:3128").unwrap(),
+            source: crate::proxy::ProxySource::Environment("https_proxy"),
+            credentials: crate::proxy::CredentialNames::default(),
+        };
+        for (status, code) in [(407, 77), (403, 77), (418, 77)] {
+            let answer = probe::ConnectAnswer {
+                status,
+                reason: "No".into(),
+                auth_schemes: Vec::new(),
+                squid_error: None,
+            };
+            let Failure::Permanent(error) =
+                proxy_answer_failure(&proxy, "CONNECT repo:443", &answer)
+            else {
+                panic!("{status} is final");
+            };
+            assert_eq!(error.exit_code(), code, "{error}");
+            assert_eq!(
+                error.status_fields(),
+                Some((status, "CONNECT repo:443", "proxy.corp:3128")),
+                "{error:?}"
+            );
+        }
+        let busy = probe::ConnectAnswer {
+            status: 503,
+            reason: "Unavailable".into(),
+            auth_schemes: Vec::new(),
+            squid_error: None,
+        };
+        assert!(matches!(
+            proxy_answer_failure(&proxy, "CONNECT repo:443", &busy),
+            Failure::Transient(_)
+        ));
     }
 }

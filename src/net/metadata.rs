@@ -16,7 +16,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use url::Url;
 
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::net::classify::{retry_after_header, status_class, StatusClass};
 use crate::net::direct::{self, Peer};
 use crate::net::retry::{self, Failure, Tries};
@@ -230,14 +230,21 @@ impl MetadataClient {
 
     /// The final failure for an answer the source has no meaning for.
     pub fn unexpected(&self, answer: &Answer) -> Failure {
-        Failure::Permanent(Error::Unavailable(format!(
-            "{} answered {} {} to {}{}: not retried. Is --metadata-endpoint (or --source) right?",
-            self.describe(),
+        let by = self.describe();
+        Failure::Permanent(Error::status(
+            Class::Unavailable,
             answer.status,
-            reason(answer.status),
-            answer.path,
-            answer.said()
-        )))
+            answer.path.as_str(),
+            by.as_str(),
+            format!(
+                "{by} answered {} {} to {}{}: not retried. Is --metadata-endpoint (or --source) \
+                 right?",
+                answer.status,
+                reason(answer.status),
+                answer.path,
+                answer.said()
+            ),
+        ))
     }
 
     /// The answer's body as text; metadata is UTF-8 text.

@@ -126,6 +126,10 @@ impl LazyRoots {
     ) -> std::result::Result<&Arc<rustls::client::WebPkiServerVerifier>, rustls::Error> {
         self.built
             .get_or_init(|| {
+                // Only the line crosses rustls's verifier API (its errors
+                // are rustls's); the class is not lost: `new` already ran
+                // the same check on `extra` and failed with it (65), and
+                // adding a root does not depend on the others.
                 let roots =
                     anchors(system_roots().clone(), &self.extra).map_err(|e| e.to_string())?;
                 rustls::client::WebPkiServerVerifier::builder_with_provider(

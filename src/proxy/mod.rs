@@ -16,7 +16,7 @@ pub use self::url::{ProxyScheme, ProxyUrl};
 
 use secrecy::SecretString;
 
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::tags::Origin;
 
 /// The variables the script's tools read, all four set to the same URL.
@@ -112,8 +112,12 @@ impl ProxyEnvironment {
             }
         };
         let no_proxy = NoProxy::read(&lists).map_err(|reason| match no_proxy_tag {
-            Some(tag) => Error::Input(format!("{} ({}): {reason}", tag.key, tag.origin)),
-            None => Error::Input(format!("$no_proxy: {reason}")),
+            Some(tag) => Error::tag(
+                &tag.key,
+                &tag.origin,
+                format!("{} ({}): {reason}", tag.key, tag.origin),
+            ),
+            None => Error::setting(Class::Input, "$no_proxy", format!("$no_proxy: {reason}")),
         })?;
         Ok(ProxyEnvironment { proxy, no_proxy })
     }
@@ -227,9 +231,11 @@ fn system_proxy(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Proxy>> {
             continue;
         };
         let url = ProxyUrl::parse(&value).map_err(|reason| {
-            Error::Input(format!(
-                "${var} (used because no rs_agent:http_proxy tag names a proxy): {reason}"
-            ))
+            Error::setting(
+                Class::Input,
+                format!("${var}"),
+                format!("${var} (used because no rs_agent:http_proxy tag names a proxy): {reason}"),
+            )
         })?;
         tracing::info!("no rs_agent:http_proxy tag; using the proxy in ${var}");
         return Ok(Some(Proxy {
@@ -327,7 +333,7 @@ mod tests {
         let err = ProxyEnvironment::build(None, None, &env_of(&[("https_proxy", "socks5://x:1")]))
             .unwrap_err();
         assert_eq!(err.exit_code(), 65);
-        assert!(err.message().starts_with("$https_proxy"), "{err}");
+        assert_eq!(err.setting_place(), Some("$https_proxy"), "{err:?}");
     }
 
     #[test]

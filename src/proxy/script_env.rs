@@ -32,7 +32,7 @@ use std::ffi::{OsStr, OsString};
 use secrecy::SecretString;
 
 use super::{NO_PROXY_VARS, PROXY_VARS};
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::settings::{Settings, StoreVar};
 use crate::util::text::{named_forbidden_char, shown};
 
@@ -131,8 +131,13 @@ impl ScriptEnvRule {
     ) -> Result<ScriptEnvRule> {
         let mut pass: Vec<String> = Vec::new();
         for entry in pass_env {
-            refused(entry, store, case)
-                .map_or(Ok(()), |why| Err(Error::Config(format!("{from}: {why}"))))?;
+            refused(entry, store, case).map_or(Ok(()), |why| {
+                Err(Error::setting(
+                    Class::Config,
+                    from,
+                    format!("{from}: {why}"),
+                ))
+            })?;
             if !pass.iter().any(|p| case.same(OsStr::new(entry), p)) {
                 pass.push(entry.clone());
             }
@@ -578,9 +583,10 @@ mod tests {
             assert_eq!(err.exit_code(), 78, "{entry:?}");
             let message = err.message();
             assert!(message.contains(needle), "{entry:?}: {message}");
-            assert!(
-                message.starts_with("pass_env in /etc/tagstrap/config.toml: "),
-                "{message}"
+            assert_eq!(
+                err.setting_place(),
+                Some("pass_env in /etc/tagstrap/config.toml"),
+                "{err:?}"
             );
             assert!(
                 crate::util::text::forbidden_char(message).is_none(),

@@ -116,7 +116,11 @@ impl AgentTags {
 }
 
 fn bad(tag: &Tag, reason: impl std::fmt::Display) -> Error {
-    Error::Input(format!("{} ({}): {reason}", tag.key, tag.origin))
+    Error::tag(
+        &tag.key,
+        &tag.origin,
+        format!("{} ({}): {reason}", tag.key, tag.origin),
+    )
 }
 
 fn proxy_tags(set: &TagSet) -> Result<Option<ProxyTags>> {
@@ -457,7 +461,11 @@ mod tests {
         ])
         .unwrap_err();
         assert!(!err.message().contains("hunter2"), "{err}");
-        assert!(err.message().contains("tags:3"), "{err}");
+        assert_eq!(
+            err.tag_fields(),
+            Some((HTTP_PROXY_PASSWORD, "tags:3")),
+            "{err:?}"
+        );
     }
 
     #[test]

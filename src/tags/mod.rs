@@ -88,25 +88,33 @@ impl Tag {
         let key = key.trim_matches(is_blank);
         let value = value.trim_matches(is_blank);
         if key.is_empty() {
-            return Err(Error::Input(format!(
-                "tag with an empty key ({origin}): write it as KEY=VALUE"
-            )));
+            return Err(Error::tag(
+                key,
+                &origin,
+                format!("tag with an empty key ({origin}): write it as KEY=VALUE"),
+            ));
         }
         // Control characters forge log lines and end up in environment
         // variables; format characters (U+202E, U+200B, …) make a value read
         // differently from its bytes, and a host holding one is silently
         // rewritten by IDNA. Named by code point, never shown raw.
         if let Some(hidden) = named_forbidden_char(key) {
-            return Err(Error::Input(format!(
-                "tag key \"{}\" ({origin}) holds the {hidden}: remove it",
-                shown(key)
-            )));
+            let key = shown(key);
+            return Err(Error::tag(
+                key.clone(),
+                &origin,
+                format!("tag key \"{key}\" ({origin}) holds the {hidden}: remove it"),
+            ));
         }
         if let Some(hidden) = named_forbidden_char(value) {
-            return Err(Error::Input(format!(
-                "tag {key} ({origin}): its value holds the {hidden}, which must not reach an \
-                 environment variable, a host name or a log: remove it"
-            )));
+            return Err(Error::tag(
+                key,
+                &origin,
+                format!(
+                    "tag {key} ({origin}): its value holds the {hidden}, which must not reach an \
+                     environment variable, a host name or a log: remove it"
+                ),
+            ));
         }
         Ok(Tag {
             key: key.to_string(),
@@ -294,7 +302,8 @@ mod tests {
             let err = Tag::new(key, value, file(3)).unwrap_err();
             assert_eq!(err.exit_code(), 65, "{key:?}={value:?}");
             assert!(err.message().contains("control character"), "{err}");
-            assert!(err.message().contains("/etc/tagstrap/tags:3"), "{err}");
+            let origin = err.tag_fields().map(|(_, origin)| origin);
+            assert_eq!(origin, Some("/etc/tagstrap/tags:3"), "{err:?}");
         }
     }
 
@@ -311,7 +320,8 @@ mod tests {
             let err = Tag::new(key, value, file(4)).unwrap_err();
             assert_eq!(err.exit_code(), 65, "{key:?}={value:?}");
             assert!(err.message().contains(named), "{err}");
-            assert!(err.message().contains("/etc/tagstrap/tags:4"), "{err}");
+            let origin = err.tag_fields().map(|(_, origin)| origin);
+            assert_eq!(origin, Some("/etc/tagstrap/tags:4"), "{err:?}");
             assert_eq!(
                 crate::util::text::forbidden_char(err.message()),
                 None,

@@ -1,4 +1,4 @@
-//! Process-wide hardening, done first thing in `app::main`, before any
+//! Process-wide hardening, done first thing in `commands::main`, before any
 //! setting (and so `VAULT_TOKEN`) is read.
 //!
 //! tagstrap holds the store's token and the proxy password in memory. On

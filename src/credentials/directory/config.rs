@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::credentials::config::StoreEnv;
-use crate::util::setting::pick;
+use crate::util::setting::{pick, InFile, Setting};
+
+pub(crate) const PATH: Setting =
+    Setting::var_and_key("[directory] path", "TAGSTRAP_CREDENTIALS_DIR");
+/// systemd's, read last: a unit's `LoadCredential=` directory.
+pub(crate) const SYSTEMD: Setting =
+    Setting::var_and_key("credentials_directory", "CREDENTIALS_DIRECTORY").in_file(InFile::No);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,15 +28,8 @@ pub(crate) fn directory_settings(
     relative: &dyn Fn(PathBuf) -> PathBuf,
     config: &Path,
 ) -> Option<(PathBuf, String)> {
-    pick(
-        None,
-        "",
-        env.secret("TAGSTRAP_CREDENTIALS_DIR").map(PathBuf::from),
-        "TAGSTRAP_CREDENTIALS_DIR",
-        file.path.map(relative),
-        "[directory] path",
-        config,
-    )
-    .map(|found| (found.value, found.from))
-    .or_else(|| systemd_dir.map(|d| (d, "$CREDENTIALS_DIRECTORY".to_string())))
+    let var = env.secret(PATH.var_name()).map(PathBuf::from);
+    pick(&PATH, None, var, file.path.map(relative), config)
+        .map(|found| (found.value, found.from))
+        .or_else(|| systemd_dir.map(|d| (d, format!("${}", SYSTEMD.var_name()))))
 }

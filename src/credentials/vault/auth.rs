@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::client::{Request, VaultClient};
 use crate::credentials::secret_file;
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::net::classify::{status_class, StatusClass};
 use crate::net::retry::{self, Failure, Tries};
 
@@ -117,25 +117,42 @@ impl AppRole {
             .map(|e| format!(" ({e})"))
             .unwrap_or_default();
         let secret_id_file = self.secret_id_file.display();
+        let asked = format!("the AppRole login at {path}");
+        let fail = |class, message| {
+            Err(Failure::Permanent(Error::status(
+                class,
+                status,
+                asked.as_str(),
+                from.as_str(),
+                message,
+            )))
+        };
         match (status_class(status), status) {
             (StatusClass::Success, _) => {}
             (_, 400) | (StatusClass::Denied, _) => {
-                return Err(Failure::Permanent(Error::Refused(format!(
-                    "the AppRole login at {path} on {from} was refused with {status}{why}: check \
-                     the role ID, and that the secret ID in {secret_id_file} is current (secret \
-                     IDs expire and may be used up)"
-                ))))
+                return fail(
+                    Class::Refused,
+                    format!(
+                        "the AppRole login at {path} on {from} was refused with {status}{why}: \
+                         check the role ID, and that the secret ID in {secret_id_file} is current \
+                         (secret IDs expire and may be used up)"
+                    ),
+                )
             }
             (StatusClass::NotFound, _) => {
-                return Err(Failure::Permanent(Error::Config(format!(
-                    "{from} has no AppRole auth method at {path} ({status}{why}): enable it (bao \
-                     auth enable approle) or set [vault.approle] mount"
-                ))))
+                return fail(
+                    Class::Config,
+                    format!(
+                        "{from} has no AppRole auth method at {path} ({status}{why}): enable it \
+                         (bao auth enable approle) or set [vault.approle] mount"
+                    ),
+                )
             }
             _ => {
-                return Err(Failure::Permanent(Error::Unavailable(format!(
-                    "the AppRole login at {path} on {from} answered {status}{why}"
-                ))))
+                return fail(
+                    Class::Unavailable,
+                    format!("the AppRole login at {path} on {from} answered {status}{why}"),
+                )
             }
         }
         let token = answer

@@ -9,8 +9,44 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::credentials::config::StoreEnv;
-use crate::error::{Error, Result};
-use crate::util::setting::split_list;
+use crate::error::{Class, Error, Result};
+use crate::util::setting::{split_list, InFile, Setting};
+
+/// The store's settings with a variable, each defined once: the docs'
+/// table and the script environment's rule are checked against these.
+pub(crate) mod defs {
+    use super::{InFile, Setting};
+
+    pub(crate) const ADDRESS: Setting =
+        Setting::var_and_key("[vault] address", "VAULT_ADDR").var_form("a comma-separated list");
+    /// Tokens do not belong in a config file.
+    pub(crate) const TOKEN: Setting =
+        Setting::var_and_key("token", "VAULT_TOKEN").in_file(InFile::No);
+    pub(crate) const TOKEN_FILE: Setting =
+        Setting::var_and_key("[vault] token_file", "TAGSTRAP_VAULT_TOKEN_FILE");
+    pub(crate) const ROLE_ID: Setting =
+        Setting::var_and_key("[vault.approle] role_id", "TAGSTRAP_VAULT_ROLE_ID");
+    pub(crate) const SECRET_ID_FILE: Setting = Setting::var_and_key(
+        "[vault.approle] secret_id_file",
+        "TAGSTRAP_VAULT_SECRET_ID_FILE",
+    );
+    pub(crate) const NAMESPACE: Setting =
+        Setting::var_and_key("[vault] namespace", "VAULT_NAMESPACE");
+    pub(crate) const CA_CERT: Setting = Setting::var_and_key("[vault] ca_cert", "VAULT_CACERT");
+    pub(crate) const KV_VERSION: Setting = Setting::file_only("[vault] kv_version").default("2");
+
+    #[cfg(test)]
+    pub(crate) const ALL: &[&Setting] = &[
+        &ADDRESS,
+        &TOKEN,
+        &TOKEN_FILE,
+        &ROLE_ID,
+        &SECRET_ID_FILE,
+        &NAMESPACE,
+        &CA_CERT,
+        &KV_VERSION,
+    ];
+}
 
 /// The Vault/OpenBao store settings. `Debug` shows no token.
 #[derive(Debug, Clone)]
@@ -86,19 +122,18 @@ pub(crate) fn vault_settings(
     relative: &dyn Fn(PathBuf) -> PathBuf,
     config: &Path,
 ) -> Result<VaultSettings> {
-    let in_file = |key: &str| format!("{key} in {}", config.display());
+    use defs::*;
+    let in_file = |setting: &Setting| format!("{} in {}", setting.key, config.display());
 
-    let (addresses, addresses_from) = match (env.plain("VAULT_ADDR"), v.address) {
-        (Some(a), _) => (split_list(&a), "$VAULT_ADDR".to_string()),
-        (None, Some(OneOrMany::One(a))) => (split_list(&a), in_file("[vault] address")),
-        (None, Some(OneOrMany::Many(list))) => (list, in_file("[vault] address")),
+    let (addresses, addresses_from) = match (env.plain(ADDRESS.var_name()), v.address) {
+        (Some(a), _) => (split_list(&a), format!("${}", ADDRESS.var_name())),
+        (None, Some(OneOrMany::One(a))) => (split_list(&a), in_file(&ADDRESS)),
+        (None, Some(OneOrMany::Many(list))) => (list, in_file(&ADDRESS)),
         (None, None) => (Vec::new(), String::new()),
     };
     let file_role = v.approle;
-    let role_var = env.secret("TAGSTRAP_VAULT_ROLE_ID");
-    let secret_id_var = env
-        .secret("TAGSTRAP_VAULT_SECRET_ID_FILE")
-        .map(PathBuf::from);
+    let role_var = env.secret(ROLE_ID.var_name());
+    let secret_id_var = env.secret(SECRET_ID_FILE.var_name()).map(PathBuf::from);
     let approle = match (file_role, role_var, secret_id_var) {
         (None, None, None) => None,
         (file_role, role_var, secret_id_var) => {
@@ -112,33 +147,32 @@ pub(crate) fn vault_settings(
         }
     };
     let token_file = env
-        .secret("TAGSTRAP_VAULT_TOKEN_FILE")
+        .secret(TOKEN_FILE.var_name())
         .map(PathBuf::from)
         .or(v.token_file.map(relative));
     let kv_version = match v.kv_version {
         None => 2,
         Some(n @ (1 | 2)) => n,
         Some(_) => {
-            return Err(Error::Config(format!(
-                "{}: expected 1 or 2",
-                in_file("[vault] kv_version")
-            )))
+            let place = in_file(&KV_VERSION);
+            let message = format!("{place}: expected 1 or 2");
+            return Err(Error::setting(Class::Config, place, message));
         }
     };
     Ok(VaultSettings {
         addresses,
         addresses_from,
-        token: env.secret("VAULT_TOKEN").map(SecretString::from),
+        token: env.secret(TOKEN.var_name()).map(SecretString::from),
         token_file,
         approle,
         default_token_file: systemd_dir.map(|d| d.join("vault-token")),
-        namespace: env.plain("VAULT_NAMESPACE").or(v.namespace),
+        namespace: env.plain(NAMESPACE.var_name()).or(v.namespace),
         mount: v.mount.unwrap_or_else(|| "secret".into()),
         path_prefix: v.path_prefix.unwrap_or_default(),
         field: v.field.unwrap_or_else(|| "value".into()),
         kv_version,
         ca_cert: env
-            .plain("VAULT_CACERT")
+            .plain(CA_CERT.var_name())
             .map(PathBuf::from)
             .or(v.ca_cert.map(relative)),
         insecure_http: v.insecure_http.unwrap_or(false),

@@ -20,7 +20,7 @@ use url::Url;
 use self::auth::VaultAuth;
 use self::client::{Answer, Request, VaultClient};
 use super::{CredRef, CredentialStore};
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::net::classify::{status_class, StatusClass};
 use crate::net::retry::{self, Failure, Tries};
 use crate::util::BoxFuture;
@@ -125,16 +125,26 @@ impl VaultStore {
                 return Err(Failure::Permanent(self.not_found(name, path, token).await))
             }
             StatusClass::Denied => {
-                return Err(Failure::Permanent(Error::Refused(format!(
-                    "{store} denied reading credential {name} ({path}) with {status}: check that \
-                     {} is valid and that its policy allows read on {path}",
-                    self.config.auth.describe()
-                ))))
+                return Err(Failure::Permanent(Error::status(
+                    Class::Refused,
+                    status,
+                    format!("credential {name} ({path})"),
+                    store.as_str(),
+                    format!(
+                        "{store} denied reading credential {name} ({path}) with {status}: check \
+                         that {} is valid and that its policy allows read on {path}",
+                        self.config.auth.describe()
+                    ),
+                )))
             }
             _ => {
-                return Err(Failure::Permanent(Error::Unavailable(format!(
-                    "{store} answered {status} for credential {name} ({path})"
-                ))))
+                return Err(Failure::Permanent(Error::status(
+                    Class::Unavailable,
+                    status,
+                    format!("credential {name} ({path})"),
+                    store.as_str(),
+                    format!("{store} answered {status} for credential {name} ({path})"),
+                )))
             }
         }
         self.field(name, path, &answer).map_err(Failure::Permanent)

@@ -62,8 +62,13 @@ async fn tags_off_is_an_error_that_says_how_to_turn_them_on_when_aws_was_named()
     let fake = FakeMetadata::builder(Cloud::Aws).tags_disabled().start();
     let err = source(&fake, true, MINUTE).fetch().await.unwrap_err();
     assert_eq!(err.exit_code(), 66, "{err}");
+    let (status, asked, by) = err.status_fields().expect("the 404 that said so");
+    assert_eq!((status, asked), (404, "latest/meta-data/tags/instance"));
+    assert!(
+        by.starts_with("the aws metadata service at http://"),
+        "{by}"
+    );
     let message = err.message();
-    assert!(message.contains("404"), "{message}");
     assert!(
         message.contains(
             "modify-instance-metadata-options --instance-id i-0b22a22eec53b9321 \
@@ -96,8 +101,11 @@ async fn a_control_character_in_a_tag_value_is_refused() {
         .start();
     let err = source(&fake, true, MINUTE).fetch().await.unwrap_err();
     assert_eq!(err.exit_code(), 65, "{err}");
-    assert!(err.message().contains("rs_agent:http_no_proxy"), "{err}");
-    assert!(err.message().contains("aws instance tags"), "{err}");
+    assert_eq!(
+        err.tag_fields(),
+        Some(("rs_agent:http_no_proxy", "aws instance tags")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -225,7 +233,8 @@ mod parser {
             let err = parse(&answer("i-1", &[(key, Some("x"))]), "http://h").unwrap_err();
             assert_eq!(err.exit_code(), 65, "{err}");
             assert!(err.message().contains(escaped), "{err}");
-            assert!(err.message().contains("aws instance tags"), "{err}");
+            let origin = err.tag_fields().map(|(_, origin)| origin);
+            assert_eq!(origin, Some("aws instance tags"), "{err:?}");
             assert_eq!(forbidden_char(err.message()), None, "{err:?}");
         }
     }

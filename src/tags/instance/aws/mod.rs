@@ -15,7 +15,7 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{describe, instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
-use crate::error::{Error, Result};
+use crate::error::{Class, Error, Result};
 use crate::net::metadata::{Answer, MetadataClient, NO_ANSWER};
 use crate::net::retry::Failure;
 use crate::util::text::{forbidden_char, shown};
@@ -77,7 +77,7 @@ impl Aws {
                      modify-instance-metadata-options --instance-id ID --http-endpoint enabled`",
                     self.client.describe()
                 );
-                return self.not_available(message, None, Error::Refused);
+                return self.not_available((Class::Refused, 403, TOKEN_PATH), message, None);
             }
         };
         let from = self.client.shown();
@@ -95,7 +95,8 @@ impl Aws {
                 self.client.describe(),
                 shown(&instance_id)
             );
-            return self.not_available(message, Some(instance_id), Error::NotFound);
+            let status = (Class::NotFound, 404, TAGS_PATH);
+            return self.not_available(status, message, Some(instance_id));
         };
         let mut values = Vec::new();
         for key in listed_keys(&listing).ours {
@@ -115,14 +116,18 @@ impl Aws {
     /// off, or the whole endpoint). Named with `--source aws`, that is an
     /// error; detected, the run goes on with the other layers, and the
     /// warning says how to change the setting.
+    /// `status` is the answer that said so: its class, code and path.
     fn not_available(
         &self,
+        (class, status, path): (Class, u16, &str),
         message: String,
         instance_id: Option<String>,
-        error: fn(String) -> Error,
     ) -> std::result::Result<InstanceData, Failure> {
         if self.named {
-            return Err(Failure::Permanent(error(message)));
+            let by = self.client.describe();
+            return Err(Failure::Permanent(Error::status(
+                class, status, path, by, message,
+            )));
         }
         tracing::warn!("{message}; going on with tags files and --tag only");
         Ok(InstanceData {

@@ -72,7 +72,11 @@ async fn a_control_character_is_refused() {
         .start();
     let err = source(&fake.url()).fetch().await.unwrap_err();
     assert_eq!(err.exit_code(), 65, "{err}");
-    assert!(err.message().contains("azure instance tags"), "{err}");
+    assert_eq!(
+        err.tag_fields(),
+        Some(("rs_agent:mime_shellscript", "azure instance tags")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -64,7 +64,9 @@ async fn a_control_character_is_refused_naming_the_line() {
         .start();
     let err = source(&fake.url()).fetch().await.unwrap_err();
     assert_eq!(err.exit_code(), 65, "{err}");
-    assert!(err.message().contains("gce instance tags, line "), "{err}");
+    let (key, origin) = err.tag_fields().expect("a tag error");
+    assert_eq!(key, "rs_agent:type", "{err:?}");
+    assert!(origin.starts_with("gce instance tags, line "), "{err:?}");
 }
 
 #[tokio::test]

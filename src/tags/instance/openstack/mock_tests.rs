@@ -79,7 +79,11 @@ async fn a_control_character_is_refused() {
         .start();
     let err = source(&fake.url()).fetch().await.unwrap_err();
     assert_eq!(err.exit_code(), 65, "{err}");
-    assert!(err.message().contains("openstack instance tags"), "{err}");
+    assert_eq!(
+        err.tag_fields(),
+        Some(("rs_agent:type", "openstack instance tags")),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -31,8 +31,9 @@
 //! A status that is not a success means what it means to `run`:
 //! `fetch::status_failure` is the one mapping.
 //!
-//! Layer: commands (with `app`). It may import every layer below it, and
-//! `app`'s steps.
+//! Layer: commands. It uses the pipeline's stages (tags, credentials and
+//! proxy environment, the script tag) and every layer below them; nothing
+//! of `run`'s.
 
 use std::future::Future;
 use std::path::Path;
@@ -44,13 +45,13 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use url::Url;
 
-use crate::app::{collect_tags, prepare, require_script, Collected, Prepared};
 use crate::error::{Error, Result};
 use crate::fetch::probe::{self, Probe};
 use crate::fetch::{self, HopFailure};
 use crate::net::classify::{status_class, trust_hint, ErrorFacts, StatusClass};
 use crate::net::retry::Failure;
 use crate::net::{self, tls, x509, Redirects, CONNECT_TIMEOUT};
+use crate::pipeline::{collect_tags, prepare, require_script, Collected, Prepared};
 use crate::proxy::{Proxy, ProxyUrl};
 use crate::settings::Settings;
 use crate::tags::agent::{redact_url, AgentTags, Platform, ScriptLocation, ScriptTag};
@@ -264,7 +265,7 @@ fn fail(step: &'static str, error: Error) -> Line {
 
 /// The runner: each step of `STEPS` in turn, skipped when a need is
 /// unmet; the exit code is the first failure's.
-pub async fn doctor(settings: &Settings) -> Result<()> {
+pub(super) async fn doctor(settings: &Settings) -> Result<()> {
     let mut found = Found::default();
     let mut first = None;
     for step in STEPS {
@@ -428,7 +429,7 @@ async fn check_connect(found: &mut Found) -> Said {
 
 /// Step 5: TLS with the script host, over the tunnel or directly.
 async fn check_tls(found: &mut Found) -> Said {
-    let (url, host, extra) = match found.target() {
+    let (url, host, extra, why_direct) = match found.target() {
         None => return vec![skip("tls", Need::Prepared.why())],
         Some(Target::File(_)) => return vec![skip("tls", "the script is a local file")],
         Some(Target::Remote { url, .. }) if url.scheme() != "https" => {
@@ -439,13 +440,22 @@ async fn check_tls(found: &mut Found) -> Said {
             host,
             prepared,
             ..
-        }) => (url.clone(), host.to_string(), prepared.extra_roots.clone()),
+        }) => (
+            url.clone(),
+            host.to_string(),
+            prepared.extra_roots.clone(),
+            // Why the route is direct, for a failure to say so.
+            match prepared.env.proxy {
+                Some(_) => "no_proxy",
+                None => "no proxy is set",
+            },
+        ),
     };
     // The connect step left a tunnel when the route is the proxy; without
     // one the route is direct.
     let stream = match found.tunnel.take() {
         Some(tunnel) => tunnel,
-        None => match direct_tcp(&fetch::connect_target(&url)).await {
+        None => match direct_tcp(&fetch::connect_target(&url), why_direct).await {
             Ok(tcp) => Box::new(tcp),
             Err(error) => {
                 found.unconnected = true;
@@ -524,15 +534,16 @@ async fn tcp_check(url: &ProxyUrl) -> Result<Duration> {
 
 /// A TCP connection to the script host itself (the route is direct), with
 /// the connect timeout `run` uses: a host that drops packets is a diagnosis,
-/// not a two-minute wait for the kernel to give up.
-async fn direct_tcp(target: &str) -> Result<TcpStream> {
+/// not a two-minute wait for the kernel to give up. A failure says it was
+/// direct, and `why` (so an operator who expected the proxy sees why not).
+async fn direct_tcp(target: &str, why: &str) -> Result<TcpStream> {
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(tcp)) => Ok(tcp),
         Ok(Err(e)) => Err(Error::Unavailable(format!(
-            "cannot connect to {target}: {e}"
+            "cannot connect to {target} directly ({why}): {e}"
         ))),
         Err(_) => Err(Error::Unavailable(format!(
-            "cannot connect to {target}: no answer within {} s",
+            "cannot connect to {target} directly ({why}): no answer within {} s",
             CONNECT_TIMEOUT.as_secs()
         ))),
     }
