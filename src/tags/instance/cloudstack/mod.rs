@@ -2,7 +2,7 @@
 //! (`latest/meta-data/instance-id`, …) and the instance's user-data
 //! (`latest/user-data`). CloudStack has no instance tags, so the tags travel
 //! in the user-data as its MIME part of type `text/x-tagstrap-tags`
-//! ([`user_data`]), beside the `text/x-shellscript` part that starts
+//! (`user_data.rs`), beside the `text/x-shellscript` part that starts
 //! tagstrap; the instance ID is the metadata's `instance-id`.
 //!
 //! Where it is read: `--metadata-endpoint`, else the virtual router found as
@@ -14,7 +14,7 @@
 //! (`net`, `util`); nothing above `tags`.
 
 pub mod router;
-pub mod user_data;
+pub(crate) mod user_data;
 
 #[cfg(test)]
 mod mock_tests;
@@ -43,8 +43,8 @@ pub(crate) fn recognise(dmi: &crate::tags::detect::Dmi) -> Option<String> {
 }
 
 const NAME: &str = "cloudstack";
-pub const INSTANCE_ID_PATH: &str = "latest/meta-data/instance-id";
-pub const USER_DATA_PATH: &str = "latest/user-data";
+pub(crate) const INSTANCE_ID_PATH: &str = "latest/meta-data/instance-id";
+pub(crate) const USER_DATA_PATH: &str = "latest/user-data";
 
 pub struct CloudStack {
     place: Place,
@@ -64,7 +64,7 @@ impl CloudStack {
     }
 
     /// With another search for the router than the system's (tests).
-    pub fn with_search(config: &SourceConfig, search: RouterSearch) -> Result<CloudStack> {
+    pub(crate) fn with_search(config: &SourceConfig, search: RouterSearch) -> Result<CloudStack> {
         let place = match &config.endpoint {
             Some(_) => Place::Named(super::client_for(NAME, config)?),
             None => Place::Search(search),
@@ -153,7 +153,7 @@ pub struct CloudStackAnswer {
 
 /// The `instance-id` answer (`None`: 404), trimmed. A router without one is
 /// no CloudStack metadata service (exit 69).
-pub fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
+pub(crate) fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
     super::instance_id(text).ok_or_else(|| {
         Error::Unavailable(format!(
             "{} has no instance ID at {INSTANCE_ID_PATH}: is it a CloudStack virtual router?",
@@ -165,7 +165,7 @@ pub fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
 /// The router's answers → the instance ID and the `rs_agent:` tags of the
 /// user-data's tags part (other keys in it are dropped), or the error the
 /// source returns: the part is a tags file, refused as one (exit 65, with
-/// its line), and a user-data [`user_data::tags_part`] refuses is 65 too.
+/// its line), and a user-data the tags-part reader refuses is 65 too.
 /// `from` is where they were read, as shown. Pure: no I/O.
 pub fn parse(answer: &CloudStackAnswer, from: &str) -> Result<InstanceData> {
     let instance_id = parse_instance_id(answer.instance_id.as_deref(), from)?;

@@ -13,7 +13,7 @@
 //!
 //! The lease readers are pure functions over a file's text (fuzzed, with
 //! the user-data reader, by `fuzz/fuzz_targets/cloudstack_answer.rs`); where
-//! the leases are and how a name is resolved are fields of [`RouterSearch`],
+//! the leases are and how a name is resolved are fields of `RouterSearch`,
 //! so the mock tests point them at fixtures and never resolve a name.
 
 use std::net::IpAddr;
@@ -28,13 +28,13 @@ use crate::util::BoxFuture;
 /// trailing dot), as CloudStack's documentation writes it: the resolver
 /// does not walk the search domains, so the name is never sent to another
 /// network's DNS as `data-server.corp.example`.
-pub const DATA_SERVER: &str = "data-server.";
+pub(crate) const DATA_SERVER: &str = "data-server.";
 /// systemd-networkd's lease files, one per interface (named by ifindex).
-pub const NETWORKD_LEASES: &str = "/run/systemd/netif/leases";
+pub(crate) const NETWORKD_LEASES: &str = "/run/systemd/netif/leases";
 /// Where the distributions' dhclient keeps its lease files, in the order
 /// cloud-init looks: Debian, Ubuntu and Alpine; its fallback; RHEL's
 /// NetworkManager-run dhclient.
-pub const DHCLIENT_LEASE_DIRS: [&str; 3] = [
+pub(crate) const DHCLIENT_LEASE_DIRS: [&str; 3] = [
     "/var/lib/dhcp",
     "/var/lib/dhclient",
     "/var/lib/NetworkManager",
@@ -47,16 +47,16 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_LEASE_BYTES: u64 = 1024 * 1024;
 
 /// Resolves a name to its addresses (the system resolver, or a test's).
-pub type Resolve = Arc<dyn Fn(String) -> BoxFuture<'static, Vec<IpAddr>> + Send + Sync>;
+pub(crate) type Resolve = Arc<dyn Fn(String) -> BoxFuture<'static, Vec<IpAddr>> + Send + Sync>;
 
 /// Where the router is looked for.
 #[derive(Clone)]
-pub struct RouterSearch {
-    pub resolve: Resolve,
-    pub networkd_dir: PathBuf,
-    pub dhclient_dirs: Vec<PathBuf>,
+pub(crate) struct RouterSearch {
+    pub(crate) resolve: Resolve,
+    pub(crate) networkd_dir: PathBuf,
+    pub(crate) dhclient_dirs: Vec<PathBuf>,
     /// The router's metadata port: 80, another only for tests.
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 impl Default for RouterSearch {
@@ -81,14 +81,14 @@ async fn system_resolve(name: String) -> Vec<IpAddr> {
 
 /// Where the router was found, for the log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub address: IpAddr,
-    pub how: String,
+pub(crate) struct Found {
+    pub(crate) address: IpAddr,
+    pub(crate) how: String,
 }
 
 impl RouterSearch {
     /// The router, or one line saying everything that was tried.
-    pub async fn find(&self) -> Result<Found, String> {
+    pub(crate) async fn find(&self) -> Result<Found, String> {
         let found = |address, how: String| Ok(Found { address, how });
         if let Some(address) = (self.resolve)(DATA_SERVER.to_string())
             .await

@@ -30,18 +30,18 @@ use crate::error::{Error, Result};
 use crate::util::text::shown;
 
 /// The part's MIME type (SPEC §1).
-pub const TAGS_TYPE: &str = "text/x-tagstrap-tags";
+pub(crate) const TAGS_TYPE: &str = "text/x-tagstrap-tags";
 /// Largest user-data after gzip: CloudStack's own limit
 /// (`vm.userdata.max.length` at most 1 MiB), and a gzip bomb's stop.
-pub const MAX_USER_DATA_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_USER_DATA_BYTES: u64 = 1024 * 1024;
 /// Largest tags part, decoded: a tags file is a handful of lines.
-pub const MAX_TAGS_PART_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_TAGS_PART_BYTES: usize = 64 * 1024;
 /// How far cloud-init looks for `MIME-Version:`.
 const MIME_SNIFF_BYTES: usize = 4096;
 
 /// What the user-data holds for tagstrap.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TagsPart {
+pub(crate) enum TagsPart {
     /// The tags part's text (a tags file).
     Found(String),
     /// No tags in it, and why, for the info line.
@@ -50,7 +50,7 @@ pub enum TagsPart {
 
 /// The user-data as the router served it → its tags part. `from` is where
 /// it was read, as shown. Pure: no I/O.
-pub fn tags_part(user_data: &[u8], from: &str) -> Result<TagsPart> {
+pub(crate) fn tags_part(user_data: &[u8], from: &str) -> Result<TagsPart> {
     let bad = |what: String| {
         Error::Input(format!(
             "the CloudStack user-data from {}: {what}",
