@@ -217,14 +217,18 @@ fn runs(count: &Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn once_runs_the_script_once_per_instance_id_from_the_cloud() {
+/// `run --once` against `fake` (built with `with_script`, which adds the
+/// counting script's tag): once per instance ID, `new_id` being the image
+/// booted as a new instance.
+fn once_runs_once_per_instance_id(
+    cloud: Cloud,
+    with_script: impl FnOnce(FakeMetadataBuilder, &str) -> FakeMetadataBuilder,
+    new_id: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
     let (script, count) = counting_script(dir.path());
     let state = dir.path().join("state");
-    let fake = fake(Cloud::Aws)
-        .tag("rs_agent:mime_shellscript", &script)
-        .start();
+    let fake = with_script(fake(cloud), &script).start();
     let once = || {
         Tagstrap::against("run", &fake)
             .arg("--once")
@@ -243,51 +247,40 @@ fn once_runs_the_script_once_per_instance_id_from_the_cloud() {
     assert!(
         again
             .stderr
-            .contains("already ran on instance i-0b22a22eec53b9321"),
+            .contains(&format!("already ran on instance {}", fixture_id(cloud))),
         "{}",
         again.stderr
     );
 
     // The image booted as a new instance: it runs again, once.
-    fake.set_instance_id("i-0ffffffffffffffff");
+    fake.set_instance_id(new_id);
     once().assert_success();
     assert_eq!(runs(&count), 2);
     once().assert_success();
     assert_eq!(runs(&count), 2);
+    assert_direct(&fake);
+}
+
+#[test]
+fn once_runs_the_script_once_per_instance_id_from_the_cloud() {
+    once_runs_once_per_instance_id(
+        Cloud::Aws,
+        |fake, script| fake.tag("rs_agent:mime_shellscript", script),
+        "i-0ffffffffffffffff",
+    );
 }
 
 #[test]
 fn once_on_cloudstack_keys_on_the_routers_instance_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let (script, count) = counting_script(dir.path());
-    let state = dir.path().join("state");
-    let fake = fake(Cloud::CloudStack)
-        .tag("rs_agent:mime_shellscript", &script)
-        .gzip_user_data()
-        .start();
-    let once = || {
-        Tagstrap::against("run", &fake)
-            .arg("--once")
-            .arg("--state-dir")
-            .arg(&state)
-            .run()
-    };
-    once().assert_success();
-    let again = once();
-    again.assert_success();
-    assert_eq!(runs(&count), 1);
-    let id = fixture_id(Cloud::CloudStack);
-    assert!(
-        again
-            .stderr
-            .contains(&format!("already ran on instance {id}")),
-        "{}",
-        again.stderr
+    // The script's tag in a gzip'd user-data, as cloud-init accepts it.
+    once_runs_once_per_instance_id(
+        Cloud::CloudStack,
+        |fake, script| {
+            fake.tag("rs_agent:mime_shellscript", script)
+                .gzip_user_data()
+        },
+        "0d6c2a1e-9b3f-4c8d-8e7f-6a5b4c3d2e1f",
     );
-    fake.set_instance_id("0d6c2a1e-9b3f-4c8d-8e7f-6a5b4c3d2e1f");
-    once().assert_success();
-    assert_eq!(runs(&count), 2);
-    assert_direct(&fake);
 }
 
 #[test]
