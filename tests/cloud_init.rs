@@ -619,3 +619,118 @@ fn baked_unit_command_line_runs_once_per_instance() {
     assert_eq!(world.origin.hits("/install.sh"), 2);
     world.assert_no_leak(&[first, reboot, second]);
 }
+
+/// CloudStack under the real cloud-init: the user-data is what `cloud-init
+/// devel make-mime --force` builds from a `text/x-tagstrap-tags` part and
+/// the `text/x-shellscript` part that starts tagstrap
+/// (`cloud-init/cloudstack-user-data.sh`), seeded through NoCloud and served
+/// again, byte for byte, by a fake virtual router on loopback. The script
+/// URL is only in the tags part (the image's tags file has the proxy and
+/// its credentials), so the run proves the tags came from that part, end to
+/// end. cloud-init 22.4 skips the unknown part with a warning in its log,
+/// records no error, and says `status: done`: what docs/clouds.md tells.
+#[test]
+fn cloudstack_tags_part_rides_beside_the_shell_part_under_cloud_init() {
+    let world = World::new(Store::VaultEnv);
+    world.rootfs.write(
+        "/etc/tagstrap/tags",
+        format!(
+            "# baked into the image: no script URL here\n\
+             rs_agent:http_proxy={}\n\
+             rs_agent:http_proxy_user={USER}\n\
+             rs_agent:http_proxy_password=cred:PROXY_PASS\n",
+            world.squid.proxy_addr()
+        ),
+        0o644,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let tags = dir.path().join("tagstrap.tags");
+    std::fs::write(
+        &tags,
+        format!(
+            "rs_agent:mime_shellscript={}\nrs_agent:type=from-the-user-data\n",
+            world.origin.url("/install.sh")
+        ),
+    )
+    .unwrap();
+    let shell = repo_file("cloud-init/cloudstack-user-data.sh");
+    let parts = [(&*tags, "x-tagstrap-tags"), (&*shell, "x-shellscript")];
+
+    // make-mime knows no such type and refuses it unless forced.
+    let refused = world.rootfs.make_mime_with(&parts, &[]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("override with --force"),
+        "{}",
+        text(&refused)
+    );
+    let made = world.rootfs.make_mime_with(&parts, &["--force"]);
+    assert!(made.status.success(), "make-mime --force: {}", text(&made));
+    let user_data = made.stdout;
+    let shown = String::from_utf8_lossy(&user_data);
+    assert!(
+        shown.contains("Content-Type: text/x-tagstrap-tags")
+            && shown.contains("Content-Type: text/x-shellscript"),
+        "{shown}"
+    );
+
+    let router = testkit::metadata::FakeMetadata::builder(testkit::metadata::Cloud::CloudStack)
+        .user_data(user_data.clone())
+        .start();
+    world
+        .rootfs
+        .write("/etc/tagstrap/cloudstack-router", router.url(), 0o644);
+
+    let first = world.boot("i-cloudstack", &user_data);
+    assert_eq!(world.runs(), ["i-cloudstack"]);
+    assert_eq!(world.origin.hits("/install.sh"), 1);
+    world.assert_proxy_env();
+    world.assert_connects_through_squid();
+    assert!(
+        router
+            .requests()
+            .iter()
+            .any(|r| r.path == "/latest/user-data"),
+        "tagstrap read the router's user-data"
+    );
+    let output_log = world
+        .rootfs
+        .read("/var/log/cloud-init-output.log")
+        .unwrap_or_default();
+    assert!(
+        output_log.contains("cloudstack instance: 2 rs_agent: tags from"),
+        "{output_log}"
+    );
+
+    // What cloud-init 22.4 says about the part it has no handler for.
+    let log = world.rootfs.read("/var/log/cloud-init.log").unwrap();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("Unhandled unknown content-type (text/x-tagstrap-tags)"))
+        .unwrap_or_else(|| panic!("no warning about the tags part in cloud-init.log"));
+    assert!(warning.contains("WARNING"), "{warning}");
+    eprintln!("cloud-init.log: {warning}");
+    let status = world.rootfs.run(
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /run/cloud-init && \
+             ln -s /var/lib/cloud/data/status.json /run/cloud-init/status.json && \
+             ln -s /var/lib/cloud/data/result.json /run/cloud-init/result.json && \
+             cloud-init status --long",
+        ],
+        &[],
+    );
+    let said = String::from_utf8_lossy(&status.stdout).into_owned();
+    eprintln!("cloud-init status --long:\n{said}");
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(said.contains("status: done"), "{said}");
+
+    let reboot = world.boot("i-cloudstack", &user_data);
+    assert_eq!(
+        world.runs(),
+        ["i-cloudstack"],
+        "a reboot ran the script again"
+    );
+    world.assert_no_leak(&[first, reboot].concat());
+}

@@ -34,6 +34,7 @@ fn fixture_id(cloud: Cloud) -> &'static str {
         Cloud::Gce => "4520031799277581759",
         Cloud::Azure => "02aab8a4-74ef-476e-8182-f6d2ba4166a6",
         Cloud::OpenStack => "83679162-1378-4288-a2d4-70e13ec132aa",
+        Cloud::CloudStack => "c8f3ad7e-1c2f-4a6e-9d57-5b3e0f2a9c41",
     }
 }
 
@@ -146,6 +147,11 @@ fn openstack_instance_tags_drive_the_whole_run_through_squid() {
     the_cloud_tags_drive_the_whole_run(Cloud::OpenStack);
 }
 
+#[test]
+fn cloudstack_user_data_tags_drive_the_whole_run_through_squid() {
+    the_cloud_tags_drive_the_whole_run(Cloud::CloudStack);
+}
+
 /// The line `tagstrap tags` prints for `key`.
 fn line_of<'a>(run: &'a Run, key: &str) -> &'a str {
     run.stdout
@@ -211,14 +217,18 @@ fn runs(count: &Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn once_runs_the_script_once_per_instance_id_from_the_cloud() {
+/// `run --once` against `fake` (built with `with_script`, which adds the
+/// counting script's tag): once per instance ID, `new_id` being the image
+/// booted as a new instance.
+fn once_runs_once_per_instance_id(
+    cloud: Cloud,
+    with_script: impl FnOnce(FakeMetadataBuilder, &str) -> FakeMetadataBuilder,
+    new_id: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
     let (script, count) = counting_script(dir.path());
     let state = dir.path().join("state");
-    let fake = fake(Cloud::Aws)
-        .tag("rs_agent:mime_shellscript", &script)
-        .start();
+    let fake = with_script(fake(cloud), &script).start();
     let once = || {
         Tagstrap::against("run", &fake)
             .arg("--once")
@@ -237,17 +247,68 @@ fn once_runs_the_script_once_per_instance_id_from_the_cloud() {
     assert!(
         again
             .stderr
-            .contains("already ran on instance i-0b22a22eec53b9321"),
+            .contains(&format!("already ran on instance {}", fixture_id(cloud))),
         "{}",
         again.stderr
     );
 
     // The image booted as a new instance: it runs again, once.
-    fake.set_instance_id("i-0ffffffffffffffff");
+    fake.set_instance_id(new_id);
     once().assert_success();
     assert_eq!(runs(&count), 2);
     once().assert_success();
     assert_eq!(runs(&count), 2);
+    assert_direct(&fake);
+}
+
+#[test]
+fn once_runs_the_script_once_per_instance_id_from_the_cloud() {
+    once_runs_once_per_instance_id(
+        Cloud::Aws,
+        |fake, script| fake.tag("rs_agent:mime_shellscript", script),
+        "i-0ffffffffffffffff",
+    );
+}
+
+#[test]
+fn once_on_cloudstack_keys_on_the_routers_instance_id() {
+    // The script's tag in a gzip'd user-data, as cloud-init accepts it.
+    once_runs_once_per_instance_id(
+        Cloud::CloudStack,
+        |fake, script| {
+            fake.tag("rs_agent:mime_shellscript", script)
+                .gzip_user_data()
+        },
+        "0d6c2a1e-9b3f-4c8d-8e7f-6a5b4c3d2e1f",
+    );
+}
+
+#[test]
+fn cloudstack_user_data_without_a_tags_part_runs_on_the_image_tags() {
+    let witness = Witness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(
+        dir.path(),
+        "image.tags",
+        &format!("rs_agent:mime_shellscript={}\n", witness.url()),
+    );
+    for fake in [
+        fake(Cloud::CloudStack).no_user_data(),
+        fake(Cloud::CloudStack).user_data("#!/bin/sh\ntagstrap run\n"),
+    ] {
+        let fake = fake.start();
+        let run = Tagstrap::against("run", &fake)
+            .arg("--tags-file")
+            .arg(&file)
+            .run();
+        run.assert_success();
+        assert!(
+            run.stderr.contains("no cloudstack instance tags"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(witness.ran());
 }
 
 #[test]
@@ -327,6 +388,7 @@ fn dmi_of(cloud: Cloud, dir: &Path) {
         Cloud::Gce => ("product_name", "Google Compute Engine"),
         Cloud::Azure => ("chassis_asset_tag", "7783-7084-3265-9085-8269-3286-77"),
         Cloud::OpenStack => ("product_name", "OpenStack Nova"),
+        Cloud::CloudStack => ("product_name", "CloudStack KVM Hypervisor"),
     };
     write_file(dir, file, &format!("{value}\n"));
 }

@@ -2,7 +2,8 @@
 //! against testkit's `FakeMetadata` for each cloud, serving a tag key, a
 //! tag value or an instance ID that holds a newline, a carriage return, a
 //! tab or ESC, or a `file://` script URL whose path decodes to them, through
-//! `tagstrap tags`, `plan` and `run`.
+//! `tagstrap tags`, `plan` and `run`; and, for CloudStack, a hostile
+//! user-data (huge, cut short, two tags parts, a plain password tag).
 //!
 //! Each of those characters lets a value forge a log line (a second line
 //! with its own timestamp and `INFO`) or rewrite the terminal. What is
@@ -19,6 +20,7 @@ mod common;
 use std::path::Path;
 
 use common::{Run, Tagstrap, Witness};
+use testkit::metadata::cloudstack::multipart;
 use testkit::metadata::{Cloud, FakeMetadata, FakeMetadataBuilder};
 
 /// The characters tried, with their names for messages.
@@ -118,7 +120,8 @@ fn through_every_command(fake: &FakeMetadata, witness: &Witness, code: i32, what
 /// IMDS lists one key per line, so a newline cuts an AWS key in two; the
 /// first half is read, answers 404 (no such tag) and is gone, and the run
 /// goes on. A GCE key with a newline cuts the attribute's line in two, and
-/// the first half is a line without '=': refused too.
+/// the first half is a line without '=': refused too, as in CloudStack's
+/// tags part, which is a tags file as well.
 fn a_hostile_key(cloud: Cloud) {
     for (c, name) in HOSTILE {
         let witness = Witness::new();
@@ -130,11 +133,12 @@ fn a_hostile_key(cloud: Cloud) {
         let what = format!("{} key with a {name}", cloud.name());
         match (cloud, c) {
             (Cloud::Aws, '\n') => through_every_command(&fake, &witness, 0, &what),
-            (Cloud::Gce, '\n') => {
+            (Cloud::Gce | Cloud::CloudStack, '\n') => {
                 let run = Tagstrap::against("tags", &fake).run();
                 assert_clean(&run, &what);
                 run.assert_error(65, "without '='");
-                assert!(run.error_lines()[0].contains("gce instance tags, line "));
+                let origin = format!("{} instance tags, line ", cloud.name());
+                assert!(run.error_lines()[0].contains(&origin), "{what}");
             }
             _ => {
                 through_every_command(&fake, &witness, 65, &what);
@@ -154,7 +158,7 @@ fn a_hostile_key(cloud: Cloud) {
 
 /// A tag value holding the character: refused (65), nothing runs. A GCE
 /// value with a newline cuts the attribute's line in two; the second half
-/// is a line without '='.
+/// is a line without '=' (CloudStack's tags part likewise).
 fn a_hostile_value(cloud: Cloud) {
     for (c, name) in HOSTILE {
         let witness = Witness::new();
@@ -163,7 +167,7 @@ fn a_hostile_value(cloud: Cloud) {
             .tag("rs_agent:type", &format!("lite{c}{FORGED}"))
             .start();
         let what = format!("{} value with a {name}", cloud.name());
-        if (cloud, c) == (Cloud::Gce, '\n') {
+        if matches!(cloud, Cloud::Gce | Cloud::CloudStack) && c == '\n' {
             let run = Tagstrap::against("run", &fake).run();
             assert_clean(&run, &what);
             run.assert_error(65, "without '='");
@@ -327,4 +331,126 @@ fn azure_a_file_url_with_hostile_escapes() {
 #[test]
 fn openstack_a_file_url_with_hostile_escapes() {
     a_file_url_with_hostile_escapes(Cloud::OpenStack);
+}
+
+#[test]
+fn cloudstack_a_hostile_key() {
+    a_hostile_key(Cloud::CloudStack);
+}
+
+#[test]
+fn cloudstack_a_hostile_value() {
+    a_hostile_value(Cloud::CloudStack);
+}
+
+#[test]
+fn cloudstack_a_hostile_instance_id() {
+    a_hostile_instance_id(Cloud::CloudStack);
+}
+
+#[test]
+fn cloudstack_a_file_url_with_hostile_escapes() {
+    a_file_url_with_hostile_escapes(Cloud::CloudStack);
+}
+
+/// A CloudStack user-data with the witness's script in a tags part, then
+/// `rest` appended inside the multipart (before its closing boundary).
+fn cloudstack_user_data(witness: &Witness, tags: &str, rest: &[(&str, &str, &str)]) -> String {
+    let tags = format!("rs_agent:mime_shellscript={}\n{tags}", witness.url());
+    let mut parts = vec![("text/x-tagstrap-tags", "tagstrap.tags", tags.as_str())];
+    parts.extend_from_slice(rest);
+    multipart(&parts)
+}
+
+/// `run` refuses it with `code` and one error line saying `said`; nothing
+/// ran (the witness's script is the one the user-data names), the output
+/// is clean, and `secret` (if any) is nowhere.
+fn cloudstack_refuses(
+    witness: &Witness,
+    user_data: impl Into<Vec<u8>>,
+    code: i32,
+    said: &str,
+    secret: Option<&str>,
+) {
+    let fake = fake(Cloud::CloudStack).user_data(user_data).start();
+    let run = Tagstrap::against("run", &fake).run();
+    assert_clean(&run, said);
+    run.assert_error(code, said);
+    if let Some(secret) = secret {
+        run.assert_no_leak(secret);
+    }
+    assert!(!witness.ran(), "{said}");
+}
+
+#[test]
+fn cloudstack_a_hostile_user_data_is_refused_and_runs_nothing() {
+    let witness = Witness::new();
+    let shell = ("text/x-shellscript", "s", "#!/bin/sh\n");
+    // Over the metadata answer cap (512 KiB): the router is not believed.
+    let huge = cloudstack_user_data(&witness, "", &[("text/plain", "big", &"x".repeat(600_000))]);
+    cloudstack_refuses(&witness, huge, 69, "larger than 524288 bytes", None);
+    // Cut short: the closing boundary never comes.
+    let whole = cloudstack_user_data(&witness, "", &[shell]);
+    let cut = whole[..whole.rfind("--").unwrap()].to_string();
+    cloudstack_refuses(&witness, cut, 65, "never comes", None);
+    // Two tags parts: which one wins is not guessed.
+    let two = cloudstack_user_data(
+        &witness,
+        "",
+        &[
+            ("text/x-tagstrap-tags", "more.tags", "rs_agent:type=x\n"),
+            shell,
+        ],
+    );
+    cloudstack_refuses(
+        &witness,
+        two,
+        65,
+        "more than one text/x-tagstrap-tags part",
+        None,
+    );
+    // A plain password in a tag is refused like anywhere else, never shown.
+    let password = "Hunter2-in-user-data";
+    let plain = cloudstack_user_data(
+        &witness,
+        &format!(
+            "rs_agent:http_proxy=proxy.corp:3128\nrs_agent:http_proxy_user=svc\n\
+             rs_agent:http_proxy_password={password}\n"
+        ),
+        &[shell],
+    );
+    cloudstack_refuses(
+        &witness,
+        plain,
+        65,
+        "rs_agent:http_proxy_password",
+        Some(password),
+    );
+    // Control characters in a tags part given base64, past the encoding.
+    let hidden = "MIME-Version: 1.0\nContent-Type: text/x-tagstrap-tags\n\
+                  Content-Transfer-Encoding: base64\n\ncnNfYWdlbnQ6dHlwZT1hG1sySmIK\n";
+    cloudstack_refuses(&witness, hidden, 65, "U+001B", None);
+    assert!(!witness.ran());
+}
+
+#[test]
+fn cloudstack_a_user_data_that_is_not_mime_is_shown_escaped_and_ignored() {
+    let witness = Witness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::write_file(
+        dir.path(),
+        "image.tags",
+        &format!("rs_agent:mime_shellscript={}\n", witness.url()),
+    );
+    let fake = fake(Cloud::CloudStack)
+        .user_data(format!("#!/bin/sh\u{1b}[2J\r{FORGED}\n"))
+        .start();
+    let run = Tagstrap::against("run", &fake)
+        .arg("--tags-file")
+        .arg(&file)
+        .run();
+    assert_clean(&run, "a non-MIME user-data");
+    run.assert_success();
+    assert!(run.stderr.contains("not MIME"), "{}", run.stderr);
+    assert!(witness.ran());
 }

@@ -345,6 +345,14 @@ impl Rootfs {
     /// `x-shellscript` or `cloud-config`), run inside the tree so the result
     /// is what this cloud-init itself produces.
     pub fn make_mime(&self, parts: &[(&Path, &str)]) -> Vec<u8> {
+        let out = self.make_mime_with(parts, &[]);
+        assert!(out.status.success(), "make-mime: {}", text(&out));
+        out.stdout
+    }
+
+    /// `make-mime` with more arguments (`--force`, which a part type that
+    /// cloud-init does not know needs), its whole output returned.
+    pub fn make_mime_with(&self, parts: &[(&Path, &str)], args: &[&str]) -> Output {
         let dir = "/tmp/testkit-make-mime";
         let _ = std::fs::remove_dir_all(self.path(dir));
         // Relative names: make-mime puts the path as given into each part's
@@ -364,11 +372,11 @@ impl Rootfs {
             cmd.push("-a".into());
             cmd.push(format!("{name}:{kind}"));
         }
+        cmd.extend(args.iter().map(|a| a.to_string()));
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
         let out = self.run(&cmd, &[]);
         let _ = std::fs::remove_dir_all(self.path(dir));
-        assert!(out.status.success(), "make-mime: {}", text(&out));
-        out.stdout
+        out
     }
 }
 

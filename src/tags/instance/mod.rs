@@ -21,7 +21,7 @@
 
 pub mod aws;
 pub mod azure;
-
+pub mod cloudstack;
 pub mod gce;
 pub mod openstack;
 
@@ -48,10 +48,18 @@ pub enum Cloud {
     Azure,
     #[value(name = "openstack")]
     OpenStack,
+    #[value(name = "cloudstack")]
+    CloudStack,
 }
 
 impl Cloud {
-    pub const ALL: [Cloud; 4] = [Cloud::Aws, Cloud::Gce, Cloud::Azure, Cloud::OpenStack];
+    pub const ALL: [Cloud; 5] = [
+        Cloud::Aws,
+        Cloud::Gce,
+        Cloud::Azure,
+        Cloud::OpenStack,
+        Cloud::CloudStack,
+    ];
 
     /// The `--source` name.
     pub fn name(self) -> &'static str {
@@ -60,6 +68,7 @@ impl Cloud {
             Cloud::Gce => "gce",
             Cloud::Azure => "azure",
             Cloud::OpenStack => "openstack",
+            Cloud::CloudStack => "cloudstack",
         }
     }
 
@@ -71,6 +80,7 @@ impl Cloud {
             Cloud::Gce => gce::recognise(dmi),
             Cloud::Azure => azure::recognise(dmi),
             Cloud::OpenStack => openstack::recognise(dmi),
+            Cloud::CloudStack => cloudstack::recognise(dmi),
         }
     }
 
@@ -81,6 +91,7 @@ impl Cloud {
             Cloud::Gce => Box::new(gce::Gce::new(&config)?),
             Cloud::Azure => Box::new(azure::Azure::new(&config)?),
             Cloud::OpenStack => Box::new(openstack::OpenStack::new(&config)?),
+            Cloud::CloudStack => Box::new(cloudstack::CloudStack::new(&config)?),
         })
     }
 }
@@ -240,6 +251,20 @@ fn instance_id(text: Option<&str>) -> Option<String> {
 /// A tag read from a cloud, refused (exit 65) like any other bad tag.
 fn instance_tag(source: &'static str, key: &str, value: &str) -> Result<Tag> {
     Tag::new(key, value, super::Origin::Instance { source, line: None })
+}
+
+/// The `rs_agent:` tags of a tags file a cloud serves (GCE's attribute,
+/// CloudStack's user-data part): a bad line is refused naming it, other
+/// keys are dropped.
+fn tags_file_tags(source: &'static str, text: &str) -> Result<Vec<Tag>> {
+    let origin = |line| super::Origin::Instance {
+        source,
+        line: Some(line),
+    };
+    Ok(super::file::parse(text, origin)?
+        .into_iter()
+        .filter(|tag| is_ours(&tag.key))
+        .collect())
 }
 
 /// Whether a cloud tag key is one tagstrap reads; others are not fetched at

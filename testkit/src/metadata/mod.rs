@@ -2,8 +2,9 @@
 //! documented APIs and enforce what the real services enforce, so a client
 //! that skips a rule fails here as it would in the cloud. Each cloud is one
 //! file beside this one, owning its paths, its rules and its error bodies:
-//! `aws.rs` (IMDSv2), `gce.rs`, `azure.rs` (IMDS) and `openstack.rs` (Nova,
-//! and the config drive). A new cloud is one more file, its [`Cloud`]
+//! `aws.rs` (IMDSv2), `gce.rs`, `azure.rs` (IMDS), `openstack.rs` (Nova,
+//! and the config drive) and `cloudstack.rs` (the virtual router, whose
+//! user-data carries the tags; public for its user-data builders). A new cloud is one more file, its [`Cloud`]
 //! variant and its arm in `Cloud::wiring`.
 //!
 //! This file owns what they share: the server (each fake is an [`Origin`]
@@ -31,6 +32,7 @@ use crate::origin::{Handler, Origin, RecordedRequest, Reply, ReservedOrigin};
 
 mod aws;
 mod azure;
+pub mod cloudstack;
 mod gce;
 mod openstack;
 
@@ -43,10 +45,17 @@ pub enum Cloud {
     Gce,
     Azure,
     OpenStack,
+    CloudStack,
 }
 
 impl Cloud {
-    pub const ALL: [Cloud; 4] = [Cloud::Aws, Cloud::Gce, Cloud::Azure, Cloud::OpenStack];
+    pub const ALL: [Cloud; 5] = [
+        Cloud::Aws,
+        Cloud::Gce,
+        Cloud::Azure,
+        Cloud::OpenStack,
+        Cloud::CloudStack,
+    ];
 
     /// The one place a cloud is wired in: its name (also its fixture
     /// directory's) and how its file loads that fixture.
@@ -56,11 +65,12 @@ impl Cloud {
             Cloud::Gce => ("gce", gce::load),
             Cloud::Azure => ("azure", azure::load),
             Cloud::OpenStack => ("openstack", openstack::load),
+            Cloud::CloudStack => ("cloudstack", cloudstack::load),
         }
     }
 
-    /// `"aws"`, `"gce"`, `"azure"` or `"openstack"` (also the fixture
-    /// directory's name).
+    /// `"aws"`, `"gce"`, `"azure"`, `"openstack"` or `"cloudstack"` (also
+    /// the fixture directory's name).
     pub fn name(self) -> &'static str {
         self.wiring().0
     }
@@ -340,7 +350,8 @@ impl FakeMetadataBuilder {
 
     /// The instance has no tags: AWS lists none, GCE has no `rs_agent-tags`
     /// attribute, Azure has an empty `tagsList` and `tags`, OpenStack has no
-    /// `meta`. Later [`FakeMetadataBuilder::tag`]s still apply.
+    /// `meta`, CloudStack's user-data has no tags part. Later
+    /// [`FakeMetadataBuilder::tag`]s still apply.
     pub fn no_tags(mut self) -> Self {
         self.data.clear_tags();
         self

@@ -6,11 +6,10 @@
 #[cfg(test)]
 mod mock_tests;
 
-use super::{describe, is_ours, InstanceData, InstanceSource, SourceConfig};
+use super::{describe, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
 use crate::net::metadata::{Answer, MetadataClient};
 use crate::net::retry::Failure;
-use crate::tags::{file, Origin};
 use crate::util::text::shown;
 use crate::util::BoxFuture;
 
@@ -122,13 +121,7 @@ pub fn parse(answer: &GceAnswer, from: &str) -> Result<InstanceData> {
             );
             Vec::new()
         }
-        Some(text) => file::parse(text, |line| Origin::Instance {
-            source: NAME,
-            line: Some(line),
-        })?
-        .into_iter()
-        .filter(|tag| is_ours(&tag.key))
-        .collect(),
+        Some(text) => super::tags_file_tags(NAME, text)?,
     };
     Ok(InstanceData {
         instance_id: Some(instance_id),
