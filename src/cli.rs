@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-pub use crate::tags::instance::SourceChoice;
+pub(crate) use crate::tags::instance::SourceChoice;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str = "Read rs_agent:* tags, fetch the proxy password from a credential store, \
@@ -47,7 +47,7 @@ Examples:
 /// The command line as clap parses it: the derived one, each flag's help
 /// followed by its default, variable and config key from its setting's one
 /// definition (`settings::defs`).
-pub fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     let mut command = <Cli as clap::CommandFactory>::command();
     let names: Vec<String> = command
         .get_subcommands()
@@ -81,11 +81,11 @@ pub fn parse() -> Result<Cli, clap::Error> {
 #[command(args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// The main job: tags → credentials → environment → download → execute.
     ///
     /// Exits with the script's own exit code, or with one of the codes below
@@ -110,7 +110,7 @@ pub enum Command {
 
 impl Command {
     /// The settings' flags; for `run`, with its own flags folded in.
-    pub fn args(&self) -> CommonArgs {
+    pub(crate) fn args(&self) -> CommonArgs {
         match self {
             Command::Run(run) => CommonArgs {
                 write_env: run.write_env.clone(),
@@ -123,15 +123,15 @@ impl Command {
 
 /// `run`'s flags: the shared ones, and what only a run does.
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 
     /// Also write the proxy environment to PATH (0600, NAME='value' lines
     /// that systemd's EnvironmentFile= and sh's `set -a; . PATH` both read),
     /// for later boot stages and services
     #[arg(long, value_name = "PATH")]
-    pub write_env: Option<PathBuf>,
+    pub(crate) write_env: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,9 +3,9 @@
 //! mapping lives. Messages say what failed and what to do, and never hold a
 //! secret: they are built from tag names, hosts and statuses only.
 //!
-//! A caller that adds to a line keeps its class ([`Error::context`],
-//! [`Error::map_message`]); changing the class is [`Error::relabeled`], for
-//! the few places where the contract asks for it. The failures callers ask
+//! An error passed on keeps its class: changing it is [`Error::relabeled`],
+//! which keeps the line and the fields, for the few places where the
+//! contract asks for it. The failures callers ask
 //! about keep the facts their line is built from as fields (`Status`, `Tag`,
 //! `Setting`), so a test can check the status or the tag key rather than
 //! find it in the prose.
@@ -107,7 +107,7 @@ pub enum Error {
 
 impl Error {
     /// The plain variant of `class`.
-    pub fn new(class: Class, message: impl Into<String>) -> Error {
+    pub(crate) fn new(class: Class, message: impl Into<String>) -> Error {
         let message = message.into();
         match class {
             Class::Usage => Error::Usage(message),
@@ -125,7 +125,7 @@ impl Error {
     /// An HTTP answer that ends the request. The line must show the status
     /// and who answered: a field is what the line is built from, so a test
     /// that checks the field checks the line (debug builds assert it).
-    pub fn status(
+    pub(crate) fn status(
         class: Class,
         status: u16,
         asked: impl Into<String>,
@@ -148,7 +148,7 @@ impl Error {
 
     /// A tag that cannot be used: bad input (65) wherever it was read. The
     /// line must show the key (as shown) and the origin.
-    pub fn tag(key: impl Into<String>, origin: impl fmt::Display, message: String) -> Error {
+    pub(crate) fn tag(key: impl Into<String>, origin: impl fmt::Display, message: String) -> Error {
         let (key, origin) = (key.into(), origin.to_string());
         debug_assert!(
             message.contains(&key) && message.contains(&origin),
@@ -163,7 +163,7 @@ impl Error {
     }
 
     /// A bad setting given at `place`, which the line must start with.
-    pub fn setting(class: Class, place: impl Into<String>, message: String) -> Error {
+    pub(crate) fn setting(class: Class, place: impl Into<String>, message: String) -> Error {
         let place = place.into();
         debug_assert!(
             message.starts_with(&place),
@@ -176,7 +176,7 @@ impl Error {
         }
     }
 
-    pub fn class(&self) -> Class {
+    pub(crate) fn class(&self) -> Class {
         match self {
             Error::Usage(_) => Class::Usage,
             Error::Input(_) => Class::Input,
@@ -226,7 +226,7 @@ impl Error {
     }
 
     /// A short name of the class, for the report and JSON logs.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self.class() {
             Class::Usage => "usage",
             Class::Input => "bad-input",
@@ -240,24 +240,10 @@ impl Error {
         }
     }
 
-    /// The same failure, its line led by `prefix` (`"{prefix}: {line}"`):
-    /// what a caller adds about where it happened. Class and fields stay, so
-    /// a missing file read on behalf of a store is still 66.
-    pub fn context(self, prefix: impl fmt::Display) -> Error {
-        self.map_message(|line| format!("{prefix}: {line}"))
-    }
-
-    /// The same failure with its line rewritten by `f`; class and fields stay.
-    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Error {
-        let line = f(self.message());
-        let class = self.class();
-        self.rebuilt(class, line)
-    }
-
     /// The same line and fields in another class. Only where the contract
     /// says so (SPEC §5: anything wrong inside the configuration file is 78,
     /// a bad tag written there included); say why at the call.
-    pub fn relabeled(self, class: Class) -> Error {
+    pub(crate) fn relabeled(self, class: Class) -> Error {
         let line = self.message().to_string();
         self.rebuilt(class, line)
     }
@@ -431,23 +417,6 @@ mod tests {
         let setting = Error::setting(Class::Usage, "--deadline", "--deadline: 0".into());
         assert_eq!(setting.setting_place(), Some("--deadline"));
         assert_eq!((setting.exit_code(), setting.kind()), (64, "usage"));
-    }
-
-    #[test]
-    fn context_and_map_message_keep_the_class_and_the_fields() {
-        for error in one_of_each() {
-            let led = error.clone().context("role ID file");
-            assert_eq!(led.exit_code(), error.exit_code(), "{error:?}");
-            assert_eq!(led.kind(), error.kind(), "{error:?}");
-            assert_eq!(led.message(), format!("role ID file: {}", error.message()));
-            let mapped = error.clone().map_message(|m| format!("{m}; check it"));
-            assert_eq!(mapped.exit_code(), error.exit_code(), "{error:?}");
-            assert_eq!(mapped.kind(), error.kind(), "{error:?}");
-            assert_eq!(mapped.message(), format!("{}; check it", error.message()));
-            // Only the line changed: put it back and it is the same error.
-            let line = error.message().to_string();
-            assert_eq!(led.map_message(|_| line), error);
-        }
     }
 
     #[test]

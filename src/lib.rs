@@ -18,20 +18,22 @@
 //! - [`util`]: the toolkit below every stage (showing outside text, opening
 //!   and creating files safely, process hardening).
 
+#![warn(unreachable_pub)]
+
 pub mod cli;
 pub mod commands;
 pub mod credentials;
 pub mod error;
 pub mod fetch;
 pub(crate) mod lock;
-pub mod logging;
+pub(crate) mod logging;
 pub mod net;
 pub(crate) mod pipeline;
 pub mod proxy;
-pub mod report;
-pub mod run;
+pub(crate) mod report;
+pub(crate) mod run;
 pub mod settings;
-pub mod state;
+pub(crate) mod state;
 pub(crate) mod stop;
 pub mod tags;
 pub mod util;
@@ -42,7 +44,7 @@ pub(crate) mod test_support {
     use std::collections::HashMap;
 
     /// An environment lookup over fixed pairs, for settings and proxy tests.
-    pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -53,7 +55,7 @@ pub(crate) mod test_support {
     /// A peer on a loopback port that reads the first connection's request
     /// and answers `answer`, then closes (or, with `reset`, resets it); its
     /// port. For the tests of what a garbled or missing answer means.
-    pub async fn loopback_peer(answer: Vec<u8>, reset: bool) -> u16 {
+    pub(crate) async fn loopback_peer(answer: Vec<u8>, reset: bool) -> u16 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

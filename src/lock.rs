@@ -42,8 +42,8 @@ pub(crate) struct RunLock {
 /// Who holds the lock, as the holder wrote it: for messages only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Holder {
-    pub pid: Option<String>,
-    pub started: Option<String>,
+    pub(crate) pid: Option<String>,
+    pub(crate) started: Option<String>,
 }
 
 impl Holder {

@@ -22,7 +22,7 @@ use crate::util::text::hidden;
 
 /// Installs the subscriber. `verbose` counts `-v`; `TAGSTRAP_LOG` (filter
 /// directives such as `debug`) overrides it.
-pub fn init(format: LogFormat, verbose: u8) {
+pub(crate) fn init(format: LogFormat, verbose: u8) {
     let level = match verbose {
         0 => "info",
         1 => "debug",

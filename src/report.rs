@@ -19,11 +19,11 @@ use crate::state::{write_private, StateDir};
 
 /// What was read from the metadata service, for the report and `--once`.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct InstanceRead {
-    pub source: &'static str,
-    pub instance_id: Option<String>,
-    pub from: String,
-    pub tries: Tries,
+pub(crate) struct InstanceRead {
+    pub(crate) source: &'static str,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) from: String,
+    pub(crate) tries: Tries,
 }
 
 /// Every string of the report (keys too) as [`crate::util::text::shown`]
@@ -50,94 +50,94 @@ fn shown_strings(value: serde_json::Value) -> serde_json::Value {
 /// outcome; [`Report::finish`] adds the end. It lives here, below the
 /// pipeline, so that the report never imports the stages.
 #[derive(Debug, Serialize)]
-pub struct RunRecord {
-    pub started_at: String,
+pub(crate) struct RunRecord {
+    pub(crate) started_at: String,
     /// For the run's length; not in the JSON (`seconds` is).
     #[serde(skip)]
-    pub started: Instant,
-    pub instance_id: Option<String>,
+    pub(crate) started: Instant,
+    pub(crate) instance_id: Option<String>,
     /// The cloud source read, where, and how many tries it took.
-    pub instance: Option<InstanceRead>,
-    pub tags: Vec<ReportTag>,
-    pub proxy: Option<ReportProxy>,
-    pub no_proxy: Option<String>,
-    pub credentials: Vec<String>,
+    pub(crate) instance: Option<InstanceRead>,
+    pub(crate) tags: Vec<ReportTag>,
+    pub(crate) proxy: Option<ReportProxy>,
+    pub(crate) no_proxy: Option<String>,
+    pub(crate) credentials: Vec<String>,
     /// Where `--write-env` wrote the proxy environment.
-    pub env_file: Option<String>,
+    pub(crate) env_file: Option<String>,
     /// What the script's environment left out, kept and set (names only).
-    pub script_env: Option<ReportScriptEnv>,
-    pub script: Option<ReportScript>,
+    pub(crate) script_env: Option<ReportScriptEnv>,
+    pub(crate) script: Option<ReportScript>,
 }
 
 /// `last-run.json`: a run's record and how it ended. The record's fields are
 /// flattened into it (the file has one level, as it always had; its keys are
 /// written sorted, `serde_json`'s map having no order of its own).
 #[derive(Debug, Serialize)]
-pub struct Report {
-    pub tagstrap_version: &'static str,
+pub(crate) struct Report {
+    pub(crate) tagstrap_version: &'static str,
     #[serde(flatten)]
-    pub run: RunRecord,
-    pub finished_at: String,
-    pub seconds: f64,
-    pub exit_code: i32,
+    pub(crate) run: RunRecord,
+    pub(crate) finished_at: String,
+    pub(crate) seconds: f64,
+    pub(crate) exit_code: i32,
     /// The signal that stopped tagstrap (SPEC §8), when one did.
-    pub signal: Option<i32>,
-    pub error: Option<ReportError>,
+    pub(crate) signal: Option<i32>,
+    pub(crate) error: Option<ReportError>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ReportTag {
-    pub key: String,
-    pub value: String,
-    pub origin: String,
+pub(crate) struct ReportTag {
+    pub(crate) key: String,
+    pub(crate) value: String,
+    pub(crate) origin: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ReportProxy {
-    pub url: String,
-    pub source: String,
+pub(crate) struct ReportProxy {
+    pub(crate) url: String,
+    pub(crate) source: String,
 }
 
 /// The script's environment as SPEC §4 builds it, by name: never a value.
 #[derive(Debug, Serialize)]
-pub struct ReportScriptEnv {
+pub(crate) struct ReportScriptEnv {
     /// Tagstrap's variables the script did not get.
-    pub removed: Vec<String>,
+    pub(crate) removed: Vec<String>,
     /// Those `pass_env` kept although the rule removes them.
-    pub kept: Vec<String>,
+    pub(crate) kept: Vec<String>,
     /// The proxy variables tagstrap set.
-    pub set: Vec<&'static str>,
+    pub(crate) set: Vec<&'static str>,
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct ReportScript {
-    pub url: String,
-    pub tag: String,
-    pub route: Option<String>,
-    pub bytes: Option<u64>,
-    pub sha256: Option<String>,
-    pub download: Tries,
-    pub run_seconds: Option<f64>,
+pub(crate) struct ReportScript {
+    pub(crate) url: String,
+    pub(crate) tag: String,
+    pub(crate) route: Option<String>,
+    pub(crate) bytes: Option<u64>,
+    pub(crate) sha256: Option<String>,
+    pub(crate) download: Tries,
+    pub(crate) run_seconds: Option<f64>,
     /// The script's own exit code (128 + N when a signal N ended it).
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     /// Whether tagstrap killed what was left of the script's process group
     /// after a signal's grace.
-    pub killed: bool,
+    pub(crate) killed: bool,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ReportError {
-    pub kind: &'static str,
-    pub message: String,
+pub(crate) struct ReportError {
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
 }
 
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
 impl RunRecord {
     /// A run starting now, nothing found yet.
-    pub fn start() -> RunRecord {
+    pub(crate) fn start() -> RunRecord {
         RunRecord {
             started_at: now_rfc3339(),
             started: Instant::now(),
@@ -157,7 +157,7 @@ impl RunRecord {
 impl Report {
     /// The report of a run that ended now with `outcome`: the script's exit
     /// code, or tagstrap's error (and the signal, when one stopped it).
-    pub fn finish(run: RunRecord, outcome: std::result::Result<i32, &Error>) -> Report {
+    pub(crate) fn finish(run: RunRecord, outcome: std::result::Result<i32, &Error>) -> Report {
         let (exit_code, signal, error) = match outcome {
             Ok(code) => (code, None, None),
             Err(error) => (
@@ -185,7 +185,7 @@ impl Report {
 
     /// Writes the report; a failure to write it is logged, not fatal: the
     /// exit code already says what happened.
-    pub fn write(self, state: &StateDir) {
+    pub(crate) fn write(self, state: &StateDir) {
         let path = state.report_path();
         let written = serde_json::to_value(&self)
             .and_then(|value| serde_json::to_vec_pretty(&shown_strings(value)))

@@ -26,7 +26,7 @@ use crate::util::text::shown_path;
 
 /// The program and arguments that run a PowerShell script, as SPEC §7 fixes
 /// them. A pure function, so it is tested on every platform.
-pub fn powershell_command(script: &Path) -> (OsString, Vec<OsString>) {
+pub(crate) fn powershell_command(script: &Path) -> (OsString, Vec<OsString>) {
     let args = [
         "-NoProfile",
         "-NonInteractive",
@@ -43,7 +43,7 @@ pub fn powershell_command(script: &Path) -> (OsString, Vec<OsString>) {
 
 /// The program and arguments that run a Unix script: itself when it has a
 /// `#!` line, else `/bin/sh`.
-pub fn unix_command(script: &Path, first_bytes: &[u8]) -> (OsString, Vec<OsString>) {
+pub(crate) fn unix_command(script: &Path, first_bytes: &[u8]) -> (OsString, Vec<OsString>) {
     if first_bytes.starts_with(b"#!") {
         (script.as_os_str().to_os_string(), Vec::new())
     } else {
@@ -77,7 +77,7 @@ fn command_for(script: &Path) -> Result<(OsString, Vec<OsString>)> {
 /// timeouts of whatever sent the signal: systemd's default `TimeoutStopSec`
 /// is 90 s. (Windows gives a console's close 5 s, less than this: there the
 /// system may end tagstrap first, see docs/design.md.)
-pub const SIGNAL_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SIGNAL_GRACE: Duration = Duration::from_secs(10);
 
 /// How often the script's process group is checked while tagstrap waits for
 /// its last members. Each check is one `kill(-pgid, 0)`; a member's end
@@ -96,18 +96,18 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct Finished {
     /// Its exit code (128 + the signal when a signal ended it, as shells
     /// report it).
-    pub code: i32,
+    pub(crate) code: i32,
     /// Set when a signal stopped tagstrap while the script ran.
-    pub interrupted: Option<Interrupted>,
+    pub(crate) interrupted: Option<Interrupted>,
 }
 
 /// A signal reached tagstrap while the script ran; it was passed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Interrupted {
-    pub signal: Signal,
+    pub(crate) signal: Signal,
     /// Whether something of the script was still running after
     /// [`SIGNAL_GRACE`] and was killed.
-    pub killed: bool,
+    pub(crate) killed: bool,
 }
 
 /// Runs the script with `env` as its whole environment, and returns how it

@@ -38,25 +38,25 @@ use crate::util::text::shown_path;
 const MAX_MARKER_NAME: usize = 255;
 
 #[derive(Debug, Clone)]
-pub struct StateDir {
+pub(crate) struct StateDir {
     root: PathBuf,
 }
 
 impl StateDir {
     /// A relative path is made absolute now, so the script's path stays
     /// right whatever directory the script changes to.
-    pub fn new(root: PathBuf) -> StateDir {
+    pub(crate) fn new(root: PathBuf) -> StateDir {
         let root = std::path::absolute(&root).unwrap_or(root);
         StateDir { root }
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Creates the directory (0700, parents too) if it does not exist, then
     /// checks that it is tagstrap's alone (see the module's text).
-    pub fn ensure(&self) -> Result<()> {
+    pub(crate) fn ensure(&self) -> Result<()> {
         safe::create_dir_all_private(&self.root).map_err(|e| cant_create(&self.root, &e))?;
         check(&self.root, "the state directory", "--state-dir")
     }
@@ -89,7 +89,7 @@ impl StateDir {
     /// these paths, and it holds the state directory's lock, so a partial
     /// file is one a killed run (SIGKILL, a power cut) left behind, and
     /// nobody is still writing it.
-    pub fn script_paths(&self, windows: bool) -> Result<(PathBuf, PathBuf)> {
+    pub(crate) fn script_paths(&self, windows: bool) -> Result<(PathBuf, PathBuf)> {
         let dir = self.subdir("script")?;
         remove_stale_partials(&dir);
         // PowerShell's -File wants a .ps1 name.
@@ -100,13 +100,13 @@ impl StateDir {
         ))
     }
 
-    pub fn report_path(&self) -> PathBuf {
+    pub(crate) fn report_path(&self) -> PathBuf {
         self.root.join("last-run.json")
     }
 
     /// The marker of `--once` for this instance ID, in `once/`. See
     /// [`marker_name`] for how an ID becomes a file name.
-    pub fn marker_path(&self, instance_id: &str) -> Result<PathBuf> {
+    pub(crate) fn marker_path(&self, instance_id: &str) -> Result<PathBuf> {
         Ok(self.subdir("once")?.join(marker_name(instance_id)))
     }
 
@@ -115,7 +115,7 @@ impl StateDir {
     /// is checked, never through a link, and only a regular file of
     /// tagstrap's user with a single link. `what` names it in messages ("the
     /// lock file"); one that is none of that was put there by someone else.
-    pub fn open_private(&self, name: &str, what: &str) -> Result<File> {
+    pub(crate) fn open_private(&self, name: &str, what: &str) -> Result<File> {
         self.ensure()?;
         let path = self.root.join(name);
         safe::open_or_create_private(&path, 0o600).map_err(|e| {
@@ -172,7 +172,7 @@ fn remove_stale_partials(dir: &Path) {
 /// always holds a `%`, which an ordinary one never does. A name longer than
 /// a file name may be is `+sha256-` and the ID's hash (`+` appears in
 /// neither other form).
-pub fn marker_name(instance_id: &str) -> String {
+pub(crate) fn marker_name(instance_id: &str) -> String {
     let ordinary = !instance_id.is_empty()
         && instance_id != "."
         && instance_id != ".."
@@ -257,7 +257,7 @@ fn cant_create(path: &Path, e: &io::Error) -> Error {
 /// left at `path` (never following it): 0700 when `executable`, else 0600,
 /// from the first instant. `path` must be in a directory tagstrap checked
 /// ([`StateDir::script_paths`]).
-pub fn create_private_file(path: &Path, executable: bool) -> Result<File> {
+pub(crate) fn create_private_file(path: &Path, executable: bool) -> Result<File> {
     let mode = if executable { 0o700 } else { 0o600 };
     safe::recreate(path, mode).map_err(|e| cant_create(path, &e))
 }
@@ -266,7 +266,7 @@ pub fn create_private_file(path: &Path, executable: bool) -> Result<File> {
 /// content or the new, never half of it, and a link at `path` is replaced,
 /// never written through. `path` must be in a directory tagstrap checked
 /// ([`StateDir::report_path`], [`StateDir::marker_path`]).
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     safe::write_atomic(path, bytes, 0o600).map_err(|e| cant_create(path, &e))
 }
 
@@ -274,7 +274,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 /// directory, `flag` naming the setting in the error. Its directory must
 /// exist and pass the state directory's checks (ours alone, and safe
 /// directories above it): the file holds the proxy password.
-pub fn write_private_named(path: &Path, bytes: &[u8], flag: &str) -> Result<()> {
+pub(crate) fn write_private_named(path: &Path, bytes: &[u8], flag: &str) -> Result<()> {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = safe::parent_dir(&path);
     let shown = shown_path(&path);

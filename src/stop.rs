@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 /// that number) and its name for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Signal {
-    pub number: i32,
-    pub name: &'static str,
+    pub(crate) number: i32,
+    pub(crate) name: &'static str,
 }
 
 #[cfg(unix)]

@@ -54,12 +54,12 @@ pub struct StoreSettings {
 /// An environment variable the store settings read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreVar {
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Whether it holds a secret or names the file or directory a secret is
     /// read from (`VAULT_TOKEN`, a token file, `$CREDENTIALS_DIRECTORY`):
     /// such a variable is never given to the script, whatever `pass_env`
     /// says.
-    pub secret: bool,
+    pub(crate) secret: bool,
 }
 
 /// The environment lookup of the store settings, which remembers every

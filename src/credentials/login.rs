@@ -15,11 +15,11 @@ pub(crate) struct ProxyLogin {
     /// The user name itself: the tag's value, or the secret it names. A user
     /// name is not a secret once resolved: it goes into the proxy URL's
     /// user part as it is.
-    pub user: String,
+    pub(crate) user: String,
     /// How the user was given, for `plan` and the report: the plain name,
     /// or its `cred:` reference (never the value a reference resolved to).
-    pub user_named: String,
-    pub password: SecretString,
+    pub(crate) user_named: String,
+    pub(crate) password: SecretString,
 }
 
 /// Resolves the user (when it is a reference), then the password, from

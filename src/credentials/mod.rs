@@ -16,15 +16,16 @@
 //! Layer: credentials. It may import `tags`, the state directory, the pure
 //! parsers and the toolkit; `reference` imports nothing of tagstrap's.
 
-pub mod config;
-pub mod directory;
+pub(crate) mod config;
+pub(crate) mod directory;
 pub(crate) mod login;
-pub mod open;
-pub mod reference;
-pub mod secret_file;
+pub(crate) mod open;
+pub(crate) mod reference;
+pub(crate) mod secret_file;
 pub mod vault;
 
-pub use self::reference::{CredRef, REF_PREFIX};
+pub(crate) use self::reference::CredRef;
+pub use self::reference::REF_PREFIX;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -35,7 +36,7 @@ use crate::util::BoxFuture;
 /// error whose class follows SPEC §5 (66 for a missing secret, 77 for denied
 /// access, 69 when the store stayed unreachable until the deadline) and whose
 /// message names the credential but never holds its value.
-pub trait CredentialStore: Send + Sync {
+pub(crate) trait CredentialStore: Send + Sync {
     /// For messages: what and where the store is, e.g. "OpenBao/Vault at https://vault:8200".
     fn describe(&self) -> String;
 
@@ -51,7 +52,7 @@ pub trait CredentialStore: Send + Sync {
 
 /// Reads a secret and checks it can safely become part of an environment
 /// variable and a header: neither empty nor holding a control character.
-pub async fn resolve(store: &dyn CredentialStore, name: &CredRef) -> Result<SecretString> {
+pub(crate) async fn resolve(store: &dyn CredentialStore, name: &CredRef) -> Result<SecretString> {
     let secret = store.get(name).await?;
     check_secret(
         secret.expose_secret(),

@@ -29,7 +29,7 @@ use crate::net::tls;
 use crate::util::text::shown;
 
 /// The store, ready to read. `extra` are the `--ca-file` certificates.
-pub fn open(
+pub(crate) fn open(
     settings: &StoreSettings,
     extra: &[rustls::pki_types::CertificateDer<'static>],
     budget: Duration,

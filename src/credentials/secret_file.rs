@@ -16,12 +16,12 @@ use crate::util::fs;
 use crate::util::text::shown_path;
 
 /// No secret tagstrap reads is anywhere near this; a larger file is the wrong file.
-pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
 /// Reads the secret in `path`. `what` names it in messages ("the token file",
 /// "credential cred:PROXY_PASS"); `missing` is the advice when there is no
 /// such file. Messages name the file, never its content.
-pub fn read(path: &Path, what: &str, missing: &str) -> Result<SecretString> {
+pub(crate) fn read(path: &Path, what: &str, missing: &str) -> Result<SecretString> {
     let shown = shown_path(path);
     let file = fs::open_input(path).map_err(|e| match e {
         e if e.is_not_found() => {

@@ -15,7 +15,7 @@
 //! Layer: the download. It may import the proxy environment, `settings`,
 //! `credentials`, `tags`, the state directory and the toolkit.
 
-pub mod probe;
+pub(crate) mod probe;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -211,12 +211,11 @@ pub struct FetchOptions {
 /// A complete, verified script on disk.
 #[derive(Debug)]
 pub struct Downloaded {
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub sha256: [u8; 32],
-    pub tries: Tries,
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: u64,
+    pub(crate) sha256: [u8; 32],
     /// "proxy host:port", "direct" or "file".
-    pub route: String,
+    pub(crate) route: String,
 }
 
 /// Downloads (or copies, for `file://`) the script to `paths.1`, via
@@ -293,12 +292,10 @@ pub async fn download(
         Error::CantCreate(format!("cannot move the script to {}: {e}", path.display()))
     })?;
     tracing::info!(bytes, sha256 = %hex(&sha256), tries = tries.tries, "script saved to {}", path.display());
-    let tries = *tries;
     Ok(Downloaded {
         path,
         bytes,
         sha256,
-        tries,
         route,
     })
 }
@@ -322,7 +319,7 @@ fn pin_key(script: &ScriptTag) -> &'static str {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -611,7 +608,7 @@ impl Attempt<'_> {
 }
 
 /// `host:port` of a URL's host, as in a CONNECT line.
-pub fn connect_target(url: &Url) -> String {
+pub(crate) fn connect_target(url: &Url) -> String {
     let host = match url.host() {
         Some(url::Host::Ipv6(addr)) => format!("[{addr}]"),
         Some(host) => host.to_string(),
@@ -621,7 +618,7 @@ pub fn connect_target(url: &Url) -> String {
 }
 
 /// What a CONNECT to `target` that did not open a tunnel means.
-pub fn probe_failure(proxy: &Proxy, target: &str, probe: Probe) -> Failure {
+pub(crate) fn probe_failure(proxy: &Proxy, target: &str, probe: Probe) -> Failure {
     let authority = proxy.url.authority();
     match probe {
         Probe::Answered(answer) => {
@@ -652,7 +649,7 @@ pub fn probe_failure(proxy: &Proxy, target: &str, probe: Probe) -> Failure {
 /// 502/503/504 mean it cannot reach the host yet, which is retried like a
 /// network that is still coming up.
 /// `request` says what was asked, e.g. "CONNECT repo:443".
-pub fn proxy_answer_failure(
+pub(crate) fn proxy_answer_failure(
     proxy: &Proxy,
     request: &str,
     answer: &probe::ConnectAnswer,

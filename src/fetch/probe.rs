@@ -28,17 +28,17 @@ const MAX_HEAD: usize = 16 * 1024;
 
 /// What the proxy answered to CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectAnswer {
-    pub status: u16,
-    pub reason: String,
+pub(crate) struct ConnectAnswer {
+    pub(crate) status: u16,
+    pub(crate) reason: String,
     /// The schemes of `Proxy-Authenticate` (e.g. "Basic", "NTLM").
-    pub auth_schemes: Vec<String>,
+    pub(crate) auth_schemes: Vec<String>,
     /// Squid's `X-Squid-Error` (e.g. "ERR_ACCESS_DENIED 0"), when present.
-    pub squid_error: Option<String>,
+    pub(crate) squid_error: Option<String>,
 }
 
 #[derive(Debug)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// The proxy answered.
     Answered(ConnectAnswer),
     /// No TCP connection to the proxy: not up yet, or the network is down.
@@ -55,7 +55,7 @@ pub enum Probe {
 
 /// Sends `CONNECT target` to the proxy with its credentials and reads the
 /// answer, within `timeout`.
-pub async fn connect(
+pub(crate) async fn connect(
     proxy: &ProxyUrl,
     target: &str,
     tls: &Arc<rustls::ClientConfig>,
@@ -81,13 +81,13 @@ async fn connect_inner(proxy: &ProxyUrl, target: &str, tls: &Arc<rustls::ClientC
 }
 
 /// A byte stream to the script host through the proxy.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
 /// Opens a tunnel: `CONNECT target` with the proxy's credentials. On a 2xx
 /// answer the stream is the tunnel, ready for TLS to the target (`doctor`
 /// looks at the certificate on the other side).
-pub async fn tunnel(
+pub(crate) async fn tunnel(
     proxy: &ProxyUrl,
     target: &str,
     tls: &Arc<rustls::ClientConfig>,
@@ -220,7 +220,7 @@ fn could_be_http(head: &[u8]) -> bool {
 
 /// The scheme of one `Proxy-Authenticate` value: "Basic" of
 /// `Basic realm="corp"`, "NTLM" of `NTLM`.
-pub fn auth_scheme(value: &str) -> Option<String> {
+pub(crate) fn auth_scheme(value: &str) -> Option<String> {
     value
         .split_whitespace()
         .next()
@@ -228,7 +228,7 @@ pub fn auth_scheme(value: &str) -> Option<String> {
 }
 
 /// Parses a response head: the status line and the headers we care about.
-pub fn parse_answer(head: &[u8]) -> Option<ConnectAnswer> {
+pub(crate) fn parse_answer(head: &[u8]) -> Option<ConnectAnswer> {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let status_line = lines.next()?;

@@ -11,7 +11,7 @@ use crate::util::text::shown;
 
 /// What an HTTP status from a script host or store means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusClass {
+pub(crate) enum StatusClass {
     Success,
     /// 408, 425, 429, 500, 502, 503, 504: try again later.
     Transient,
@@ -25,7 +25,7 @@ pub enum StatusClass {
     Unexpected,
 }
 
-pub fn status_class(status: u16) -> StatusClass {
+pub(crate) fn status_class(status: u16) -> StatusClass {
     match status {
         200 | 203 => StatusClass::Success,
         408 | 425 | 429 | 500 | 502 | 503 | 504 => StatusClass::Transient,
@@ -38,7 +38,7 @@ pub fn status_class(status: u16) -> StatusClass {
 
 /// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date.
 /// Absurd values are capped at an hour; the deadline caps it further.
-pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     const MAX: Duration = Duration::from_secs(3600);
     let value = value.trim();
     let wait = match value.parse::<u64>() {
@@ -52,7 +52,7 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// The wait a response's `Retry-After` header asks for, if any.
-pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -61,25 +61,25 @@ pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Durati
 
 /// What an error from the HTTP client says, in the terms the decision needs.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ErrorFacts {
+pub(crate) struct ErrorFacts {
     /// Failed before a response: DNS, TCP, proxy tunnel, TLS handshake.
-    pub connect: bool,
-    pub timeout: bool,
+    pub(crate) connect: bool,
+    pub(crate) timeout: bool,
     /// Failed while reading the body: reset or truncated.
-    pub body: bool,
+    pub(crate) body: bool,
     /// The peer answered, but not in HTTP: a status line or header that does
     /// not parse, or a head over the client's limit. Something listens and
     /// talks, so this is a server failing (backoff), not a network that is
     /// still down.
-    pub garbled: bool,
+    pub(crate) garbled: bool,
     /// The peer's certificate was not trusted (or our TLS refused the peer).
-    pub untrusted: Option<rustls::Error>,
+    pub(crate) untrusted: Option<rustls::Error>,
     /// The innermost message, e.g. "Connection refused (os error 111)".
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 impl ErrorFacts {
-    pub fn of(error: &reqwest::Error) -> ErrorFacts {
+    pub(crate) fn of(error: &reqwest::Error) -> ErrorFacts {
         let mut facts = ErrorFacts {
             connect: error.is_connect(),
             timeout: error.is_timeout(),
@@ -133,12 +133,12 @@ fn as_rustls<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
 
 /// The trust failure inside a TLS handshake's `io::Error` (tokio-rustls
 /// wraps the `rustls::Error`, sometimes twice), if that is what it was.
-pub fn untrusted_handshake(error: &std::io::Error) -> Option<&rustls::Error> {
+pub(crate) fn untrusted_handshake(error: &std::io::Error) -> Option<&rustls::Error> {
     as_rustls(error).filter(|tls| is_trust_failure(tls))
 }
 
 /// Failures that another try cannot fix: the certificate chain itself.
-pub fn is_trust_failure(error: &rustls::Error) -> bool {
+pub(crate) fn is_trust_failure(error: &rustls::Error) -> bool {
     use rustls::AlertDescription as A;
     matches!(
         error,

@@ -9,21 +9,21 @@ use crate::error::Error;
 
 /// What a direct request talks to, for the messages of [`read_body`] and
 /// [`transport_failure`].
-pub struct Peer<'a> {
+pub(crate) struct Peer<'a> {
     /// Scheme, host and port, e.g. "http://169.254.169.254".
-    pub shown: &'a str,
+    pub(crate) shown: &'a str,
     /// Its role, e.g. "the store" or "the aws metadata service".
-    pub role: &'a str,
+    pub(crate) role: &'a str,
     /// What it should be, e.g. "a Vault/OpenBao server".
-    pub kind: &'a str,
+    pub(crate) kind: &'a str,
     /// What to do when its certificate's issuer is unknown (the CA hint of
     /// [`trust_hint`]; other trust failures have hints of their own).
-    pub trust_hint: &'a str,
+    pub(crate) trust_hint: &'a str,
 }
 
 /// Reads a whole answer of at most `max` bytes. A larger one is refused: the
 /// peer is not what it should be.
-pub async fn read_body(
+pub(crate) async fn read_body(
     mut response: reqwest::Response,
     peer: &Peer<'_>,
     max: usize,
@@ -61,7 +61,7 @@ pub async fn read_body(
 /// HTTP is a peer that is up and broken (or not what it should be), and a
 /// timeout is a peer that hangs: both back off rather than poll it several
 /// times a second. An untrusted certificate is final.
-pub fn transport_failure(peer: &Peer<'_>, error: &reqwest::Error) -> Failure {
+pub(crate) fn transport_failure(peer: &Peer<'_>, error: &reqwest::Error) -> Failure {
     let facts = ErrorFacts::of(error);
     let shown = peer.shown;
     if let Some(untrusted) = &facts.untrusted {
@@ -91,7 +91,7 @@ pub fn transport_failure(peer: &Peer<'_>, error: &reqwest::Error) -> Failure {
 
 /// "a string", "a list", …: what a JSON value is, for messages that must not
 /// show the value itself.
-pub fn json_kind(value: &serde_json::Value) -> &'static str {
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

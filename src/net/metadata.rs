@@ -27,10 +27,10 @@ use crate::util::text::shown;
 /// hypervisor and answers in milliseconds; one that takes longer is not up
 /// yet, or (AWS) its answer is being dropped by a hop limit, and a fresh try
 /// is worth more than a long wait.
-pub const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read. GCE's attribute values, the largest of all, are
 /// capped at 256 KiB by Google.
-pub const MAX_ANSWER_BYTES: usize = 512 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 512 * 1024;
 
 /// What is percent-encoded in one path segment: WHATWG's path-segment set
 /// (controls, space, `"#<>?`{}`, `/`), and `%` itself, so that a key is
@@ -53,20 +53,20 @@ const SAID_CHARS: usize = 200;
 
 /// The words of the failure when a request timed out, for a source that
 /// knows what that means on its cloud.
-pub const NO_ANSWER: &str = "did not answer within";
+pub(crate) const NO_ANSWER: &str = "did not answer within";
 
 /// The standard link-local address every one of these clouds serves its
 /// metadata on. An address, not a name: DNS may not be up yet at boot.
-pub const LINK_LOCAL_ENDPOINT: &str = "http://169.254.169.254";
+pub(crate) const LINK_LOCAL_ENDPOINT: &str = "http://169.254.169.254";
 
 /// "the aws metadata service at http://169.254.169.254": how messages name
 /// a service, from the parsers as from the client.
-pub fn describe(cloud: &str, from: &str) -> String {
+pub(crate) fn describe(cloud: &str, from: &str) -> String {
     format!("the {cloud} metadata service at {}", shown(from))
 }
 
 /// A metadata service at one base URL.
-pub struct MetadataClient {
+pub(crate) struct MetadataClient {
     cloud: &'static str,
     base: Url,
     http: HttpClient,
@@ -75,19 +75,19 @@ pub struct MetadataClient {
 
 /// A non-transient answer.
 #[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
     /// The path asked for, for messages.
-    pub path: String,
+    pub(crate) path: String,
 }
 
 impl MetadataClient {
     /// `endpoint` (from `--metadata-endpoint`) or the cloud's default. The
     /// client never uses a proxy: it is built without one, and reqwest's own
     /// reading of `http_proxy` is switched off in [`http_client`].
-    pub fn new(
+    pub(crate) fn new(
         cloud: &'static str,
         endpoint: Option<&Url>,
         default: &str,
@@ -113,7 +113,7 @@ impl MetadataClient {
 
     /// Runs a whole read with the retry engine until the deadline, and says
     /// how the tries went.
-    pub async fn read<T, F, Fut>(&self, mut attempt: F) -> Result<(T, Tries)>
+    pub(crate) async fn read<T, F, Fut>(&self, mut attempt: F) -> Result<(T, Tries)>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, Failure>>,
@@ -125,20 +125,20 @@ impl MetadataClient {
     }
 
     /// The base, as shown in messages: scheme, host and port.
-    pub fn shown(&self) -> &str {
+    pub(crate) fn shown(&self) -> &str {
         let end = self.base[..url::Position::AfterPort].len();
         &self.base.as_str()[..end]
     }
 
     /// "the aws metadata service at http://169.254.169.254".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         describe(self.cloud, self.shown())
     }
 
     /// `path` (relative, e.g. "latest/meta-data/instance-id") below the base,
     /// then each of `segments` as one percent-encoded path segment (a tag key
     /// holds `:`, which must not be read as a scheme).
-    pub fn url(&self, path: &str, segments: &[&str], query: Option<&str>) -> Url {
+    pub(crate) fn url(&self, path: &str, segments: &[&str], query: Option<&str>) -> Url {
         let mut url = self
             .base
             .join(path)
@@ -162,7 +162,7 @@ impl MetadataClient {
 
     /// Sends one request and reads its answer. Transient statuses (SPEC §6)
     /// and failures to get an answer come back as [`Failure::Transient`].
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         url: Url,
@@ -220,7 +220,7 @@ impl MetadataClient {
     }
 
     /// A GET with these headers.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         url: Url,
         headers: &[(&str, &str)],
@@ -229,7 +229,7 @@ impl MetadataClient {
     }
 
     /// The final failure for an answer the source has no meaning for.
-    pub fn unexpected(&self, answer: &Answer) -> Failure {
+    pub(crate) fn unexpected(&self, answer: &Answer) -> Failure {
         let by = self.describe();
         Failure::Permanent(Error::status(
             Class::Unavailable,
@@ -248,7 +248,7 @@ impl MetadataClient {
     }
 
     /// The answer's body as text; metadata is UTF-8 text.
-    pub fn text(&self, answer: &Answer) -> std::result::Result<String, Failure> {
+    pub(crate) fn text(&self, answer: &Answer) -> std::result::Result<String, Failure> {
         String::from_utf8(answer.body.clone()).map_err(|_| {
             Failure::Permanent(Error::Input(format!(
                 "{} sent {} that is not UTF-8 text",
@@ -264,7 +264,7 @@ impl Answer {
     /// anything: a metadata service explains its 400s there. The line is the
     /// server's text, so it is shown as [`shown`] shows any outside value
     /// (a control or format character as `\u{…}`), never raw.
-    pub fn said(&self) -> String {
+    pub(crate) fn said(&self) -> String {
         let text = String::from_utf8_lossy(&self.body);
         let first: String = text
             .lines()
@@ -282,7 +282,7 @@ impl Answer {
     }
 
     /// Whether a response header has exactly this value.
-    pub fn header_is(&self, name: &str, value: &str) -> bool {
+    pub(crate) fn header_is(&self, name: &str, value: &str) -> bool {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())

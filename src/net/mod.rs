@@ -6,9 +6,9 @@
 //! `util`: the stages above (instance tags, credentials, the download) use
 //! it, and the proxy decision reaches it as a [`ProxyRoute`].
 
-pub mod classify;
-pub mod direct;
-pub mod metadata;
+pub(crate) mod classify;
+pub(crate) mod direct;
+pub(crate) mod metadata;
 pub mod retry;
 pub mod tls;
 pub mod x509;
@@ -24,10 +24,10 @@ use crate::error::{Error, Result};
 /// Time to set up a TCP connection. Short, because a try that waits on a
 /// dead link delays the start after the link comes up, and the kernel's own
 /// SYN retransmission (1 s, then 3 s) is slower than a fresh try.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bounds of the longest silence while waiting for a response or reading its
 /// body; see [`read_timeout`].
-pub const MIN_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const MIN_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest silence tolerated from a peer before the try is given up and
@@ -40,7 +40,7 @@ pub fn read_timeout(deadline: Duration) -> Duration {
     (deadline / 10).clamp(MIN_READ_TIMEOUT, MAX_READ_TIMEOUT)
 }
 
-pub fn user_agent() -> String {
+pub(crate) fn user_agent() -> String {
     format!("tagstrap/{}", env!("CARGO_PKG_VERSION"))
 }
 
@@ -77,7 +77,7 @@ impl std::ops::Deref for HttpClient {
 
 impl HttpClient {
     /// Which redirects this client's caller follows.
-    pub fn redirects(&self) -> Redirects {
+    pub(crate) fn redirects(&self) -> Redirects {
         self.redirects
     }
 }
@@ -95,11 +95,11 @@ impl std::fmt::Debug for HttpClient {
 /// unless `bypass` says a host goes direct. The proxy stage builds it from
 /// its decision (`fetch::route_of`), so this toolkit needs nothing above it.
 pub struct ProxyRoute {
-    pub url: String,
+    pub(crate) url: String,
     /// `host:port`, what `Debug` and messages show of the proxy.
-    pub authority: String,
-    pub basic_auth: Option<(String, SecretString)>,
-    pub bypass: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    pub(crate) authority: String,
+    pub(crate) basic_auth: Option<(String, SecretString)>,
+    pub(crate) bypass: Arc<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
 /// An HTTP client with tagstrap's TLS settings and timeouts. With a route,

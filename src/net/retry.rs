@@ -52,10 +52,10 @@ pub enum Failure {
 #[derive(Debug, Clone)]
 pub struct Transient {
     /// What failed, for the log line and the final error; no secrets.
-    pub reason: String,
-    pub class: Class,
+    pub(crate) reason: String,
+    pub(crate) class: Class,
     /// From a `Retry-After` header.
-    pub retry_after: Option<Duration>,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub enum Class {
 }
 
 impl Failure {
-    pub fn network_down(reason: impl Into<String>) -> Failure {
+    pub(crate) fn network_down(reason: impl Into<String>) -> Failure {
         Failure::Transient(Transient {
             reason: reason.into(),
             class: Class::NetworkDown,
@@ -117,7 +117,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub const TAGSTRAP: Backoff = Backoff {
+    pub(crate) const TAGSTRAP: Backoff = Backoff {
         base: BACKOFF_BASE,
         cap: BACKOFF_CAP,
     };
@@ -148,7 +148,7 @@ impl Backoff {
 /// `what` names the resource in log lines and in the final error, e.g.
 /// "script https://repo/install.sh". Each try is also bounded by the time
 /// left, so a hanging server cannot outlast the deadline.
-pub async fn retry<T, F, Fut>(
+pub(crate) async fn retry<T, F, Fut>(
     what: &str,
     budget: Duration,
     tries: &mut Tries,

@@ -33,12 +33,15 @@ fn system_roots() -> &'static RootCertStore {
 }
 
 /// Largest CA file read: the whole Mozilla bundle is about 200 KiB.
-pub const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Reads every certificate of a PEM file, a regular file only (a FIFO
 /// would block the boot). `what` names the setting for the error, e.g.
 /// "--ca-file".
-pub fn read_pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn read_pem_certificates(
+    path: &Path,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>> {
     let shown = crate::util::text::shown_path(path);
     let file = fs::open_input(path).map_err(|e| match e {
         e if e.is_not_found() => Error::NotFound(format!("{what} {shown} does not exist")),
@@ -233,10 +236,10 @@ fn anchors(mut roots: RootCertStore, extra: &[CertificateDer<'static>]) -> Resul
 /// The end-entity certificate a server presented, kept by a configuration
 /// from [`inspecting_config`] whether or not it was trusted.
 #[derive(Debug, Default)]
-pub struct SeenCertificate(Mutex<Option<Vec<u8>>>);
+pub(crate) struct SeenCertificate(Mutex<Option<Vec<u8>>>);
 
 impl SeenCertificate {
-    pub fn get(&self) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self) -> Option<Vec<u8>> {
         self.0.lock().ok()?.clone()
     }
 }
@@ -291,7 +294,7 @@ impl rustls::client::danger::ServerCertVerifier for Recording {
 /// A configuration that trusts exactly what [`client_config`] trusts and
 /// also keeps the certificate the server presented: `doctor` names its issuer
 /// when it is not trusted, which is how a TLS-intercepting proxy shows.
-pub fn inspecting_config(
+pub(crate) fn inspecting_config(
     extra: &[CertificateDer<'static>],
 ) -> Result<(Arc<ClientConfig>, Arc<SeenCertificate>)> {
     let inner = LazyRoots::new(extra)?;

@@ -51,7 +51,7 @@ fn certificate(der: &[u8]) -> Option<X509Certificate<'_>> {
 }
 
 /// The certificate's issuer, e.g. "CN=Corp Proxy CA, O=Corp".
-pub fn issuer(der: &[u8]) -> Option<String> {
+pub(crate) fn issuer(der: &[u8]) -> Option<String> {
     shown_name(certificate(der)?.issuer())
 }
 

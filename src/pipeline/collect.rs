@@ -12,10 +12,10 @@ use crate::tags::{self, instance, TagSet};
 
 /// The merged tags, and what the cloud source said, when one was read.
 pub(crate) struct Collected {
-    pub tags: TagSet,
-    pub instance: Option<InstanceRead>,
+    pub(crate) tags: TagSet,
+    pub(crate) instance: Option<InstanceRead>,
     /// Where the tags came from, for messages: files, the instance, `--tag`.
-    pub sources: Vec<String>,
+    pub(crate) sources: Vec<String>,
 }
 
 /// The extra CA certificates of `--ca-file`, and the TLS settings with them.

@@ -23,14 +23,14 @@ use crate::util::text::shown;
 
 /// Everything `run` needs before the download, resolved.
 pub(crate) struct Prepared {
-    pub agent: AgentTags,
-    pub env: ProxyEnvironment,
-    pub tls: Arc<rustls::ClientConfig>,
+    pub(crate) agent: AgentTags,
+    pub(crate) env: ProxyEnvironment,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
     /// The `--ca-file` certificates in `tls`, for a configuration of its own
     /// (`doctor`'s certificate inspection).
-    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub(crate) extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// What store resolved the credentials, for `plan`.
-    pub store: Option<String>,
+    pub(crate) store: Option<String>,
 }
 
 /// [`prepare_until`] without a signal to stop it (`plan`, `doctor`).

@@ -73,11 +73,11 @@ pub(crate) async fn download(
 /// How the script ended.
 pub(crate) struct Ran {
     /// Its own exit code (128 + N when a signal N ended it).
-    pub code: i32,
-    pub seconds: f64,
+    pub(crate) code: i32,
+    pub(crate) seconds: f64,
     /// Whether what it left in its process group was killed after a
     /// signal's grace.
-    pub killed: bool,
+    pub(crate) killed: bool,
     interrupted: Option<Interrupted>,
 }
 

@@ -8,11 +8,12 @@
 
 mod no_proxy;
 mod script_env;
-pub mod url;
+pub(crate) mod url;
 
-pub use self::no_proxy::{Client, ListOrigin, NoProxy, Warning, DEFAULT_ENTRIES};
+pub(crate) use self::no_proxy::Warning;
+pub use self::no_proxy::{ListOrigin, NoProxy, DEFAULT_ENTRIES};
 pub(crate) use self::script_env::{ScriptEnv, ScriptEnvRule};
-pub use self::url::{ProxyScheme, ProxyUrl};
+pub use self::url::ProxyUrl;
 
 use secrecy::SecretString;
 
@@ -20,15 +21,16 @@ use crate::error::{Class, Error, Result};
 use crate::tags::Origin;
 
 /// The variables the script's tools read, all four set to the same URL.
-pub const PROXY_VARS: [&str; 4] = ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"];
-pub const NO_PROXY_VARS: [&str; 2] = ["no_proxy", "NO_PROXY"];
+pub(crate) const PROXY_VARS: [&str; 4] = ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"];
+pub(crate) const NO_PROXY_VARS: [&str; 2] = ["no_proxy", "NO_PROXY"];
 /// The system proxy variables, in the order SPEC §3 consults them when no tag
 /// names a proxy.
-pub const SYSTEM_PROXY_VARS: [&str; 4] = ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"];
+pub(crate) const SYSTEM_PROXY_VARS: [&str; 4] =
+    ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"];
 
 /// Where the proxy came from.
 #[derive(Debug, Clone)]
-pub enum ProxySource {
+pub(crate) enum ProxySource {
     Tag(Origin),
     Environment(&'static str),
 }
@@ -45,23 +47,23 @@ impl std::fmt::Display for ProxySource {
 /// How the user and password were given, for messages: the names of the
 /// credentials (never their values), or that they sat in the URL.
 #[derive(Debug, Clone, Default)]
-pub struct CredentialNames {
-    pub user: Option<String>,
-    pub password: Option<String>,
+pub(crate) struct CredentialNames {
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Proxy {
     /// With the resolved user and password filled in.
-    pub url: ProxyUrl,
-    pub source: ProxySource,
-    pub credentials: CredentialNames,
+    pub(crate) url: ProxyUrl,
+    pub(crate) source: ProxySource,
+    pub(crate) credentials: CredentialNames,
 }
 
 impl Proxy {
     /// What to check when the proxy answers 407, e.g. "the credential
     /// cred:PROXY_PASS (and user svc)".
-    pub fn what_to_check(&self) -> String {
+    pub(crate) fn what_to_check(&self) -> String {
         match (&self.credentials.password, &self.url.user) {
             (Some(password), _) => format!(
                 "check the credential {password} and the user {}",
@@ -125,7 +127,7 @@ impl ProxyEnvironment {
     /// What the script's clients will not read as tagstrap does, one line
     /// each (`run` and `plan`; `doctor` shows them as steps). Only a proxy
     /// makes the list mean anything.
-    pub fn no_proxy_warnings(&self) -> &[Warning] {
+    pub(crate) fn no_proxy_warnings(&self) -> &[Warning] {
         match self.proxy {
             Some(_) => self.no_proxy.warnings(),
             None => &[],
@@ -134,7 +136,7 @@ impl ProxyEnvironment {
 
     /// Logs [`Self::no_proxy_warnings`], with the entry and the client ids
     /// as fields for `--log-format json`.
-    pub fn log_no_proxy_warnings(&self) {
+    pub(crate) fn log_no_proxy_warnings(&self) {
         for warning in self.no_proxy_warnings() {
             tracing::warn!(
                 no_proxy_entry = %crate::util::text::shown(&warning.entry),
@@ -146,7 +148,7 @@ impl ProxyEnvironment {
     }
 
     /// The `cred:` references the proxy's user and password came from.
-    pub fn credential_refs(&self) -> Vec<String> {
+    pub(crate) fn credential_refs(&self) -> Vec<String> {
         self.proxy
             .iter()
             .flat_map(|p| [p.credentials.user.clone(), p.credentials.password.clone()])
@@ -156,14 +158,14 @@ impl ProxyEnvironment {
     }
 
     /// The proxy for a request to `host`, or `None` to go direct.
-    pub fn route(&self, host: &str) -> Option<&Proxy> {
+    pub(crate) fn route(&self, host: &str) -> Option<&Proxy> {
         self.proxy.as_ref().filter(|_| !self.no_proxy.matches(host))
     }
 
     /// The variables for the script: the proxy URL with credentials under all
     /// four names, and the no-proxy list under both. Values are secrets until
     /// they are put into the child's environment.
-    pub fn child_env(&self) -> Vec<(&'static str, SecretString)> {
+    pub(crate) fn child_env(&self) -> Vec<(&'static str, SecretString)> {
         let Some(proxy) = &self.proxy else {
             return Vec::new();
         };
@@ -185,7 +187,7 @@ impl ProxyEnvironment {
     /// mean the same to both; a value holding one (or a backslash, which
     /// systemd could read as an escape) is refused rather than guessed at.
     /// Without a proxy the file says so and sets nothing.
-    pub fn env_file(&self) -> Result<SecretString> {
+    pub(crate) fn env_file(&self) -> Result<SecretString> {
         use secrecy::ExposeSecret;
         let mut text = String::from(
             "# Written by tagstrap run --write-env: the proxy environment of this instance.\n\
@@ -208,7 +210,7 @@ impl ProxyEnvironment {
     }
 
     /// The same variables with the password shown as `***`, for `plan`.
-    pub fn shown_env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn shown_env(&self) -> Vec<(&'static str, String)> {
         let Some(proxy) = &self.proxy else {
             return Vec::new();
         };

@@ -50,7 +50,7 @@ pub enum Client {
 }
 
 impl Client {
-    pub fn id(self) -> &'static str {
+    pub(crate) fn id(self) -> &'static str {
         match self {
             Client::CurlBefore7_86 => "curl<7.86",
             Client::CurlBefore8_18 => "curl<8.18",
@@ -75,7 +75,7 @@ pub struct Warning {
 
 impl Warning {
     /// The `clients` field of the log line: ids, comma-separated.
-    pub fn client_ids(&self) -> String {
+    pub(crate) fn client_ids(&self) -> String {
         let ids: Vec<&str> = self.clients.iter().map(|c| c.id()).collect();
         ids.join(",")
     }

@@ -18,7 +18,7 @@ pub enum ProxyScheme {
 }
 
 impl ProxyScheme {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ProxyScheme::Http => "http",
             ProxyScheme::Https => "https",

@@ -27,16 +27,15 @@ use url::Url;
 
 use crate::cli::{CommonArgs, LogFormat, SourceChoice};
 use crate::credentials::config::{store_settings, StoreFiles};
-pub use crate::credentials::config::{StoreChoice, StoreSettings, StoreVar};
-pub use crate::credentials::vault::config::{AppRoleSettings, VaultSettings};
+pub(crate) use crate::credentials::config::{StoreSettings, StoreVar};
 use crate::error::{Class, Result};
 use crate::tags::{Origin, Tag};
 use crate::util::setting::{pick, Found, Setting};
-pub use parse::{parse_bytes, parse_seconds};
+pub(crate) use parse::{parse_bytes, parse_seconds};
 
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
-pub const DEFAULT_MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// tagstrap's own settings, each defined once (the stores' are in their
 /// folders). The key of one with a flag is also the clap id of that flag.
@@ -118,7 +117,7 @@ pub(crate) mod defs {
 
 /// The built-in locations: under /etc and /var/lib on Unix, under
 /// %ProgramData%\tagstrap on Windows.
-pub fn default_dir(kind: &str) -> PathBuf {
+pub(crate) fn default_dir(kind: &str) -> PathBuf {
     if cfg!(windows) {
         let base = std::env::var_os("ProgramData").unwrap_or_else(|| r"C:\ProgramData".into());
         let base = PathBuf::from(base).join("tagstrap");

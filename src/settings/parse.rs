@@ -10,7 +10,7 @@ use crate::cli::SourceChoice;
 use crate::tags::instance::Cloud;
 
 /// Seconds, possibly fractional: "600", "2.5".
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     text.trim()
         .parse::<f64>()
         .ok()
@@ -20,7 +20,7 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
 }
 
 /// Bytes, with an optional binary suffix: "16777216", "16M", "16MiB", "512k".
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, suffix) = t.split_at(digits);

@@ -3,6 +3,7 @@
 //! config file and docs/configuration.md.
 
 use super::*;
+use crate::credentials::config::StoreChoice;
 use crate::test_support::env_of;
 use std::cell::RefCell;
 

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-use secrecy::ExposeSecret;
 use url::Url;
 
 use super::{Origin, Tag, TagSet};
@@ -14,16 +13,16 @@ use crate::error::{Error, Result};
 use crate::proxy::url::ProxyUrl;
 
 pub const HTTP_PROXY: &str = "rs_agent:http_proxy";
-pub const HTTP_PROXY_USER: &str = "rs_agent:http_proxy_user";
+pub(crate) const HTTP_PROXY_USER: &str = "rs_agent:http_proxy_user";
 pub const HTTP_PROXY_PASSWORD: &str = "rs_agent:http_proxy_password";
-pub const HTTP_NO_PROXY: &str = "rs_agent:http_no_proxy";
+pub(crate) const HTTP_NO_PROXY: &str = "rs_agent:http_no_proxy";
 pub const MIME_SHELLSCRIPT: &str = "rs_agent:mime_shellscript";
-pub const HASHBANG_SHELLSCRIPT: &str = "rs_agent:hashbang_shellscript";
-pub const MIME_INCLUDE_URL: &str = "rs_agent:mime_include_url";
-pub const POWERSHELL_URL: &str = "rs_agent:powershell_url";
-pub const MIME_SHELLSCRIPT_SHA256: &str = "rs_agent:mime_shellscript_sha256";
-pub const POWERSHELL_SHA256: &str = "rs_agent:powershell_sha256";
-pub const TYPE: &str = "rs_agent:type";
+pub(crate) const HASHBANG_SHELLSCRIPT: &str = "rs_agent:hashbang_shellscript";
+pub(crate) const MIME_INCLUDE_URL: &str = "rs_agent:mime_include_url";
+pub(crate) const POWERSHELL_URL: &str = "rs_agent:powershell_url";
+pub(crate) const MIME_SHELLSCRIPT_SHA256: &str = "rs_agent:mime_shellscript_sha256";
+pub(crate) const POWERSHELL_SHA256: &str = "rs_agent:powershell_sha256";
+pub(crate) const TYPE: &str = "rs_agent:type";
 
 const KNOWN: [&str; 11] = [
     HTTP_PROXY,
@@ -47,7 +46,7 @@ pub enum Platform {
 }
 
 impl Platform {
-    pub fn current() -> Platform {
+    pub(crate) fn current() -> Platform {
         if cfg!(windows) {
             Platform::Windows
         } else {
@@ -286,7 +285,7 @@ fn script_location(tag: &Tag, pinned: bool, pin_key: &str) -> Result<ScriptLocat
 
 /// Exactly 64 hexadecimal digits, either case: nothing else, not even a sign
 /// (`u8::from_str_radix` alone takes `+f` as a digit pair).
-pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_sha256(text: &str) -> Option<[u8; 32]> {
     let text = text.as_bytes();
     if text.len() != 64 || !text.iter().all(u8::is_ascii_hexdigit) {
         return None;
@@ -301,7 +300,7 @@ pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
 
 /// A URL fit for logs, plans and reports: no user information, and query
 /// values hidden, since a pre-signed URL's query is a bearer credential.
-pub fn redact_url(url: &Url) -> String {
+pub(crate) fn redact_url(url: &Url) -> String {
     let mut shown = url.clone();
     let _ = shown.set_username("");
     let _ = shown.set_password(None);
@@ -334,7 +333,9 @@ impl ScriptTag {
 
 impl ProxyTags {
     /// Whether the proxy URL carries a password (given in the URL itself).
-    pub fn url_has_password(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn url_has_password(&self) -> bool {
+        use secrecy::ExposeSecret;
         self.url
             .password
             .as_ref()

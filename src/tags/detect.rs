@@ -9,21 +9,21 @@ use std::path::Path;
 use super::instance::Cloud;
 
 /// The default DMI directory on Linux.
-pub const DMI_DIR: &str = "/sys/class/dmi/id";
+pub(crate) const DMI_DIR: &str = "/sys/class/dmi/id";
 
 /// The DMI strings detection looks at, trimmed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Dmi {
-    pub sys_vendor: String,
-    pub product_name: String,
-    pub product_version: String,
-    pub product_uuid: String,
-    pub bios_vendor: String,
-    pub chassis_asset_tag: String,
+pub(crate) struct Dmi {
+    pub(crate) sys_vendor: String,
+    pub(crate) product_name: String,
+    pub(crate) product_version: String,
+    pub(crate) product_uuid: String,
+    pub(crate) bios_vendor: String,
+    pub(crate) chassis_asset_tag: String,
 }
 
 impl Dmi {
-    pub fn read(dir: &Path) -> Dmi {
+    pub(crate) fn read(dir: &Path) -> Dmi {
         let field = |name: &str| {
             std::fs::read_to_string(dir.join(name))
                 .map(|s| s.trim().to_string())
@@ -44,7 +44,7 @@ impl Dmi {
 /// cloud whose rule, in its own folder (`instance/<cloud>/mod.rs`,
 /// `recognise`), knows these strings. The rules are disjoint: each looks for
 /// its own vendor's names.
-pub fn detect(dmi: &Dmi) -> Option<(Cloud, String)> {
+pub(crate) fn detect(dmi: &Dmi) -> Option<(Cloud, String)> {
     Cloud::ALL
         .iter()
         .find_map(|cloud| cloud.recognise(dmi).map(|evidence| (*cloud, evidence)))

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// Largest tags file read: a tags file is a handful of lines, and a boot-time
 /// program should not read an arbitrary file into memory by mistake.
-pub const MAX_TAGS_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_TAGS_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Parses tags-file text. `origin_of(line)` names where each line came from.
 /// Lines may end in CRLF (a file edited on Windows); any other control
@@ -37,7 +37,7 @@ pub fn parse(text: &str, origin_of: impl Fn(usize) -> Origin) -> Result<Vec<Tag>
 }
 
 /// Reads and parses one tags file.
-pub fn read(path: &Path) -> Result<Vec<Tag>> {
+pub(crate) fn read(path: &Path) -> Result<Vec<Tag>> {
     let text = crate::util::fs::read_small_text(path, MAX_TAGS_FILE_BYTES, "tags file")?;
     parse(&text, |line| Origin::File {
         path: path.to_path_buf(),

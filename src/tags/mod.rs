@@ -10,7 +10,7 @@
 //! `credentials::reference`), the state directory, `stop` and the toolkit.
 
 pub mod agent;
-pub mod detect;
+pub(crate) mod detect;
 pub mod file;
 pub mod instance;
 
@@ -84,7 +84,7 @@ impl Tag {
     /// after trimming surrounding blanks, and no control character may reach an
     /// environment variable or a log line. Values are trimmed too: a blank
     /// around a URL in a hand-edited file is never meant.
-    pub fn new(key: &str, value: &str, origin: Origin) -> Result<Tag> {
+    pub(crate) fn new(key: &str, value: &str, origin: Origin) -> Result<Tag> {
         let key = key.trim_matches(is_blank);
         let value = value.trim_matches(is_blank);
         if key.is_empty() {
@@ -155,7 +155,7 @@ impl Tag {
     }
 
     /// Parses `KEY=VALUE` as given to `--tag` or `TAGSTRAP_TAG`.
-    pub fn parse_assignment(text: &str, origin: Origin) -> Result<Tag> {
+    pub(crate) fn parse_assignment(text: &str, origin: Origin) -> Result<Tag> {
         match text.split_once('=') {
             Some((key, value)) => Tag::new(key, value, origin),
             None => Err(Error::Usage(format!(
@@ -226,7 +226,7 @@ impl TagSet {
 
     /// The value of `key`, where an empty value counts as unset: a later layer
     /// clears an earlier one by giving the key an empty value.
-    pub fn get(&self, key: &str) -> Option<&Tag> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Tag> {
         self.entries
             .get(key)
             .map(|e| &e.tag)
@@ -237,7 +237,7 @@ impl TagSet {
         self.entries.values()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }

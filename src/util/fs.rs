@@ -42,7 +42,7 @@ use crate::util::text::shown_path;
 
 /// What a path names when it is not what was expected, for messages: "a
 /// FIFO (named pipe)", "a directory", …
-pub fn kind_of(file_type: &fs::FileType) -> &'static str {
+pub(crate) fn kind_of(file_type: &fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
@@ -72,7 +72,7 @@ pub fn kind_of(file_type: &fs::FileType) -> &'static str {
 
 /// Why an input file could not be opened.
 #[derive(Debug)]
-pub enum InputError {
+pub(crate) enum InputError {
     /// `open` (or `fstat`) failed: missing, permission denied, …
     Io(io::Error),
     /// The path names something other than a regular file: what it is.
@@ -82,22 +82,23 @@ pub enum InputError {
 impl InputError {
     /// For a path that is not a regular file: what it is, as [`kind_of`]
     /// names it.
-    pub fn not_regular(&self) -> Option<&'static str> {
+    #[cfg(test)]
+    pub(crate) fn not_regular(&self) -> Option<&'static str> {
         match self {
             InputError::NotRegular(file_type) => Some(kind_of(file_type)),
             InputError::Io(_) => None,
         }
     }
 
-    pub fn is_directory(&self) -> bool {
+    pub(crate) fn is_directory(&self) -> bool {
         matches!(self, InputError::NotRegular(t) if t.is_dir())
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, InputError::Io(e) if e.kind() == io::ErrorKind::NotFound)
     }
 
-    pub fn is_permission_denied(&self) -> bool {
+    pub(crate) fn is_permission_denied(&self) -> bool {
         matches!(self, InputError::Io(e) if e.kind() == io::ErrorKind::PermissionDenied)
     }
 }
@@ -119,7 +120,7 @@ impl fmt::Display for InputError {
 /// Opens a file tagstrap reads, refusing anything but a regular file (see
 /// the module's text). Symbolic links are followed: what counts is what the
 /// open descriptor is.
-pub fn open_input(path: &Path) -> std::result::Result<File, InputError> {
+pub(crate) fn open_input(path: &Path) -> std::result::Result<File, InputError> {
     // Refused before the open when the path already shows it: opening some
     // devices has effects of its own (a tape rewinds, a tty becomes ours).
     if let Ok(meta) = fs::metadata(path) {
@@ -168,7 +169,7 @@ fn clear_nonblocking(file: &File) -> io::Result<()> {
 
 /// Reads at most `max + 1` bytes of `file`: a result longer than `max` means
 /// the file is too large, without reading all of it.
-pub fn read_bounded(file: File, max: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_bounded(file: File, max: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
     Ok(bytes)
@@ -179,7 +180,7 @@ pub fn read_bounded(file: File, max: u64) -> io::Result<Vec<u8>> {
 /// A missing file is "not found" (66: a typo in a path is not malformed
 /// input); anything else is bad input (65). `what` names the file in
 /// messages ("tags file").
-pub fn read_small_text(path: &Path, max: u64, what: &str) -> Result<String> {
+pub(crate) fn read_small_text(path: &Path, max: u64, what: &str) -> Result<String> {
     let shown = shown_path(path);
     let file = open_input(path).map_err(|e| match e {
         e if e.is_not_found() => {
@@ -206,7 +207,7 @@ pub fn read_small_text(path: &Path, max: u64, what: &str) -> Result<String> {
 /// dangling symbolic link), with `mode` (0600, or 0700 for a script) from
 /// the first instant. Nothing is ever written through a link, and a file
 /// someone else prepared at the name is never reused.
-pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+pub(crate) fn create_new(path: &Path, mode: u32) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -227,7 +228,7 @@ pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
 /// that failed), never following it, and creates the file new as
 /// [`create_new`] does. A name someone else re-creates in between makes the
 /// create fail; it is never written through.
-pub fn recreate(path: &Path, mode: u32) -> io::Result<File> {
+pub(crate) fn recreate(path: &Path, mode: u32) -> io::Result<File> {
     match fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -237,13 +238,17 @@ pub fn recreate(path: &Path, mode: u32) -> io::Result<File> {
 }
 
 /// A name in `dir` that nobody can predict: `.{stem}.{16 hex digits}{suffix}`.
-pub fn unpredictable_name(dir: &Path, stem: &str, suffix: &str) -> PathBuf {
+pub(crate) fn unpredictable_name(dir: &Path, stem: &str, suffix: &str) -> PathBuf {
     dir.join(format!(".{stem}.{:016x}{suffix}", rand::random::<u64>()))
 }
 
 /// Creates a new file of an unpredictable name in `dir` (see
 /// [`create_new`]), and returns it with its path.
-pub fn create_unpredictable(dir: &Path, stem: &str, mode: u32) -> io::Result<(File, PathBuf)> {
+pub(crate) fn create_unpredictable(
+    dir: &Path,
+    stem: &str,
+    mode: u32,
+) -> io::Result<(File, PathBuf)> {
     // Another file at a random 64-bit name is someone guessing, or a bug;
     // a few tries are plenty.
     let mut last = None;
@@ -263,7 +268,7 @@ pub fn create_unpredictable(dir: &Path, stem: &str, mode: u32) -> io::Result<(Fi
 /// over `path` (a symbolic link there is replaced, never followed), and the
 /// directory synced, so that after a crash the file holds the old content
 /// or the new.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = parent_dir(path);
     let (mut file, temporary) = create_unpredictable(&dir, "tagstrap", mode)?;
     let written = file
@@ -286,7 +291,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 /// tagstrap's user with one link (a hard link to another file is refused, as
 /// it would make this one that one), and gets `mode` again if it had another.
 #[cfg_attr(not(unix), allow(unused_variables))]
-pub fn open_or_create_private(path: &Path, mode: u32) -> io::Result<File> {
+pub(crate) fn open_or_create_private(path: &Path, mode: u32) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true);
     #[cfg(unix)]
@@ -338,14 +343,14 @@ pub fn open_or_create_private(path: &Path, mode: u32) -> io::Result<File> {
 
 /// Creates the directory `path` with mode 0700; it must not exist yet (a
 /// directory someone else made at the name is never taken for ours).
-pub fn create_dir_new(path: &Path) -> io::Result<()> {
+pub(crate) fn create_dir_new(path: &Path) -> io::Result<()> {
     dir_builder(false).create(path)
 }
 
 /// Creates `path` and its missing parents, each with mode 0700. Existing
 /// ones are left as they are, for [`check_private_dir`] and
 /// [`check_ancestors`] to judge.
-pub fn create_dir_all_private(path: &Path) -> io::Result<()> {
+pub(crate) fn create_dir_all_private(path: &Path) -> io::Result<()> {
     dir_builder(true).create(path)
 }
 
@@ -362,7 +367,7 @@ fn dir_builder(recursive: bool) -> fs::DirBuilder {
 
 /// Makes a rename or a new file in `dir` survive a crash (Unix; Windows has
 /// no directory handles to sync).
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     File::open(dir)?.sync_all()?;
     #[cfg(not(unix))]
@@ -371,7 +376,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// The directory a file is created in: its parent, or `.` for a bare name.
-pub fn parent_dir(path: &Path) -> PathBuf {
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -390,14 +395,14 @@ fn set_mode(file: &File, mode: u32) -> io::Result<()> {
 
 /// The user tagstrap acts as.
 #[cfg(unix)]
-pub fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail and touches no memory.
     unsafe { libc::geteuid() }
 }
 
 /// How `chown` names a user: `root`, else the number (which `chown`
 /// accepts, and which needs no user database).
-pub fn user_name(uid: u32) -> String {
+pub(crate) fn user_name(uid: u32) -> String {
     if uid == 0 {
         "root".to_string()
     } else {
@@ -415,16 +420,18 @@ fn chown_name(uid: u32) -> String {
 
 /// A directory that is not safe to hold what tagstrap writes, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unsafe {
-    pub path: PathBuf,
-    pub problem: Problem,
+pub(crate) struct Unsafe {
+    pub(crate) path: PathBuf,
+    pub(crate) problem: Problem,
     /// Found above the directory itself (an ancestor), where the rule is
     /// the looser one of [`check_ancestors`].
-    pub ancestor: bool,
+    pub(crate) ancestor: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
+// Found by the Unix checks (owner, mode bits) only.
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) enum Problem {
     SymbolicLink,
     /// It is something else: [`kind_of`]'s name.
     NotADirectory(&'static str),
@@ -444,7 +451,7 @@ pub enum Problem {
 impl Unsafe {
     /// What is wrong, as the end of a sentence about [`Unsafe::path`]: "is
     /// writable by group and others (mode 1777)".
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         match &self.problem {
             Problem::SymbolicLink => "is a symbolic link".to_string(),
             Problem::NotADirectory(kind) => format!("is {kind}, not a directory"),
@@ -473,7 +480,7 @@ impl Unsafe {
     }
 
     /// The command that makes it safe: `chmod 700 /path`, `chown root /path`…
-    pub fn fix(&self) -> String {
+    pub(crate) fn fix(&self) -> String {
         let path = shown_path(&self.path);
         match &self.problem {
             Problem::SymbolicLink | Problem::NotADirectory(_) => {
@@ -491,7 +498,8 @@ impl Unsafe {
 
 /// Why a directory check did not pass.
 #[derive(Debug)]
-pub enum DirError {
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) enum DirError {
     /// It could not be examined (missing, permission denied, …).
     Io(PathBuf, io::Error),
     Unsafe(Unsafe),
@@ -500,7 +508,7 @@ pub enum DirError {
 /// Checks that `path` is a directory of tagstrap's alone: not a symbolic
 /// link (examined with `lstat`, never followed), owned by tagstrap's
 /// effective user, not writable by group or others.
-pub fn check_private_dir(path: &Path) -> std::result::Result<(), DirError> {
+pub(crate) fn check_private_dir(path: &Path) -> std::result::Result<(), DirError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -540,7 +548,7 @@ pub fn check_private_dir(path: &Path) -> std::result::Result<(), DirError> {
 /// Otherwise another user could rename `path` away and put a directory of
 /// their own in its place, whatever `path`'s own mode. `path` should be
 /// absolute.
-pub fn check_ancestors(path: &Path) -> std::result::Result<(), DirError> {
+pub(crate) fn check_ancestors(path: &Path) -> std::result::Result<(), DirError> {
     #[cfg(unix)]
     {
         // As it really is (links resolved): the directories a link leads

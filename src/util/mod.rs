@@ -5,10 +5,11 @@
 //!
 //! Layer: the toolkit (docs/design.md, Layers). It may import only `error`.
 
-pub mod fs;
-pub mod process;
-pub mod setting;
+pub(crate) mod fs;
+pub(crate) mod process;
+pub(crate) mod setting;
 pub mod text;
 
 /// A boxed future, for the object-safe traits of sources and stores.
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -13,7 +13,7 @@
 /// Marks this process non-dumpable (Linux). A failure is returned for the
 /// caller to log, not to stop on: the hardening is a second line of defence.
 #[cfg(target_os = "linux")]
-pub fn make_undumpable() -> std::io::Result<()> {
+pub(crate) fn make_undumpable() -> std::io::Result<()> {
     // SAFETY: PR_SET_DUMPABLE takes an integer and touches no memory of ours.
     let done = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if done == 0 {
@@ -27,7 +27,7 @@ pub fn make_undumpable() -> std::io::Result<()> {
 /// the process's own user may read its memory, and no core files are
 /// written by default): nothing to do.
 #[cfg(not(target_os = "linux"))]
-pub fn make_undumpable() -> std::io::Result<()> {
+pub(crate) fn make_undumpable() -> std::io::Result<()> {
     Ok(())
 }
 

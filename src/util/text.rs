@@ -41,7 +41,7 @@ impl Hidden {
 }
 
 /// Whether `c` must not be shown raw, and why.
-pub fn hidden(c: char) -> Option<Hidden> {
+pub(crate) fn hidden(c: char) -> Option<Hidden> {
     match c.general_category() {
         GeneralCategory::Control => Some(Hidden::Control),
         GeneralCategory::Format => Some(Hidden::Format),
@@ -60,12 +60,12 @@ pub fn forbidden_char(text: &str) -> Option<(char, Hidden)> {
 /// The first character of `text` that a value must not hold, named for a
 /// message without showing it: "Unicode format character U+202E". The one
 /// wording of every refusal of such a value.
-pub fn named_forbidden_char(text: &str) -> Option<String> {
+pub(crate) fn named_forbidden_char(text: &str) -> Option<String> {
     forbidden_char(text).map(|(c, kind)| format!("{} {}", kind.name(), code_point(c)))
 }
 
 /// A character named for a message without showing it: `U+202E`.
-pub fn code_point(c: char) -> String {
+pub(crate) fn code_point(c: char) -> String {
     format!("U+{:04X}", c as u32)
 }
 
@@ -78,21 +78,21 @@ pub fn shown(text: &str) -> String {
 
 /// A path, shown as [`shown`] shows text (lossy for a path that is not
 /// UTF-8).
-pub fn shown_path(path: &Path) -> String {
+pub(crate) fn shown_path(path: &Path) -> String {
     shown(&path.to_string_lossy())
 }
 
 /// Prints one line on stdout with every hidden character escaped: `plan`,
 /// `tags` and `doctor` print through this only, so no value they quote can
 /// start a line of its own or rewrite the terminal.
-pub fn print_line(line: fmt::Arguments<'_>) {
+pub(crate) fn print_line(line: fmt::Arguments<'_>) {
     println!("{}", Shown(&line.to_string()));
 }
 
 /// [`shown`] as a `Display` value, for `format!` arguments without an
 /// intermediate `String`.
 #[derive(Debug, Clone, Copy)]
-pub struct Shown<'a>(pub &'a str);
+pub(crate) struct Shown<'a>(pub &'a str);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

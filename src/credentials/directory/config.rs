@@ -16,7 +16,7 @@ pub(crate) const SYSTEMD: Setting =
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DirectoryFile {
+pub(crate) struct DirectoryFile {
     path: Option<PathBuf>,
 }
 

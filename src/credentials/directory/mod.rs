@@ -4,7 +4,7 @@
 //! must be private to its owner (see [`super::secret_file`]); one trailing
 //! newline is dropped.
 
-pub mod config;
+pub(crate) mod config;
 
 use std::path::PathBuf;
 
@@ -15,14 +15,14 @@ use crate::error::Result;
 use crate::util::BoxFuture;
 
 #[derive(Debug, Clone)]
-pub struct DirectoryStore {
+pub(crate) struct DirectoryStore {
     dir: PathBuf,
     /// Where the directory was named, e.g. `$CREDENTIALS_DIRECTORY`.
     from: String,
 }
 
 impl DirectoryStore {
-    pub fn new(dir: PathBuf, from: String) -> DirectoryStore {
+    pub(crate) fn new(dir: PathBuf, from: String) -> DirectoryStore {
         DirectoryStore { dir, from }
     }
 }

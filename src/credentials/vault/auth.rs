@@ -42,7 +42,7 @@ pub struct AppRole {
 
 impl VaultAuth {
     /// For messages: where the token came from.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             VaultAuth::Token { from, .. } => format!("the token in {from}"),
             VaultAuth::TokenFile(path) => format!("the token in {}", path.display()),
@@ -55,7 +55,11 @@ impl VaultAuth {
     }
 
     /// The token to send: read, or obtained by logging in (with retries).
-    pub async fn token(&self, client: &VaultClient, budget: Duration) -> Result<SecretString> {
+    pub(crate) async fn token(
+        &self,
+        client: &VaultClient,
+        budget: Duration,
+    ) -> Result<SecretString> {
         match self {
             VaultAuth::Token { token, .. } => Ok(token.clone()),
             VaultAuth::TokenFile(path) => secret_file::read(

@@ -31,27 +31,27 @@ use crate::util::text;
 
 /// Redirects followed within one address: a standby points at the active node,
 /// which answers; more than that is a loop.
-pub const MAX_REDIRECTS: usize = 3;
+pub(crate) const MAX_REDIRECTS: usize = 3;
 /// Vault's answers are small JSON documents; a larger answer is not one.
-pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// A non-transient answer, and the address it came from.
 #[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
     /// The URL that answered (after redirects), for messages.
-    pub from: Url,
+    pub(crate) from: Url,
 }
 
 impl Answer {
-    pub fn json(&self) -> Option<serde_json::Value> {
+    pub(crate) fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
 
     /// Vault's own explanation (`{"errors": [...]}`), when it gave one and it
     /// does not contain any of `secrets`.
-    pub fn errors(&self, secrets: &[&str]) -> Option<String> {
+    pub(crate) fn errors(&self, secrets: &[&str]) -> Option<String> {
         let json = self.json()?;
         let errors: Vec<&str> = json
             .get("errors")?
@@ -69,17 +69,17 @@ impl Answer {
 }
 
 /// One request, as sent to every address.
-pub struct Request<'a> {
-    pub method: Method,
+pub(crate) struct Request<'a> {
+    pub(crate) method: Method,
     /// The API path after `v1/`, e.g. `secret/data/PROXY_PASS`.
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub token: Option<&'a SecretString>,
-    pub body: Option<&'a serde_json::Value>,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) token: Option<&'a SecretString>,
+    pub(crate) body: Option<&'a serde_json::Value>,
 }
 
 impl<'a> Request<'a> {
-    pub fn get(path: &'a str, token: &'a SecretString) -> Request<'a> {
+    pub(crate) fn get(path: &'a str, token: &'a SecretString) -> Request<'a> {
         Request {
             method: Method::GET,
             path,
@@ -91,7 +91,7 @@ impl<'a> Request<'a> {
 }
 
 /// The store's addresses and the client that reaches them, directly.
-pub struct VaultClient {
+pub(crate) struct VaultClient {
     addresses: Vec<Url>,
     http: HttpClient,
     namespace: Option<String>,
@@ -102,7 +102,7 @@ pub struct VaultClient {
 }
 
 impl VaultClient {
-    pub fn new(
+    pub(crate) fn new(
         addresses: Vec<Url>,
         namespace: Option<String>,
         insecure_http: bool,
@@ -125,13 +125,13 @@ impl VaultClient {
     }
 
     /// "the Vault/OpenBao store at https://a:8200" (or "at a, b, c").
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let shown: Vec<&str> = self.addresses.iter().map(shown_address).collect();
         format!("the Vault/OpenBao store at {}", shown.join(", "))
     }
 
     /// One try of `request` over every address (see the module doc).
-    pub async fn send(&self, request: &Request<'_>) -> std::result::Result<Answer, Failure> {
+    pub(crate) async fn send(&self, request: &Request<'_>) -> std::result::Result<Answer, Failure> {
         let count = self.addresses.len();
         let first = self.preferred.load(Ordering::Relaxed) % count;
         let mut failed: Vec<Transient> = Vec::new();
@@ -329,7 +329,7 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
 }
 
 /// An address as shown in messages: scheme, host and port, no path or query.
-pub fn shown_address(url: &Url) -> &str {
+pub(crate) fn shown_address(url: &Url) -> &str {
     let end = url[..url::Position::AfterPort].len();
     &url.as_str()[..end]
 }

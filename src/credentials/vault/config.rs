@@ -74,15 +74,15 @@ pub struct VaultSettings {
 
 #[derive(Debug, Clone, Default)]
 pub struct AppRoleSettings {
-    pub mount: String,
-    pub role_id: Option<String>,
-    pub role_id_file: Option<PathBuf>,
-    pub secret_id_file: Option<PathBuf>,
+    pub(crate) mount: String,
+    pub(crate) role_id: Option<String>,
+    pub(crate) role_id_file: Option<PathBuf>,
+    pub(crate) secret_id_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VaultFile {
+pub(crate) struct VaultFile {
     address: Option<OneOrMany>,
     namespace: Option<String>,
     mount: Option<String>,

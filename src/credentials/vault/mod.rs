@@ -8,8 +8,8 @@
 //! - [`auth`]: the token, from `VAULT_TOKEN`, a token file or an AppRole login.
 
 pub mod auth;
-pub mod client;
-pub mod config;
+pub(crate) mod client;
+pub(crate) mod config;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,7 +41,7 @@ pub struct VaultConfig {
     pub insecure_http: bool,
 }
 
-pub struct VaultStore {
+pub(crate) struct VaultStore {
     config: VaultConfig,
     client: VaultClient,
     budget: Duration,
@@ -51,7 +51,7 @@ pub struct VaultStore {
 }
 
 impl VaultStore {
-    pub fn new(
+    pub(crate) fn new(
         config: VaultConfig,
         tls: &Arc<rustls::ClientConfig>,
         budget: Duration,
@@ -84,7 +84,7 @@ impl VaultStore {
     }
 
     /// The API path of a secret, e.g. `secret/data/PROXY_PASS`.
-    pub fn secret_path(&self, name: &CredRef) -> String {
+    pub(crate) fn secret_path(&self, name: &CredRef) -> String {
         let (mount, prefix) = (self.mount(), self.prefix());
         match self.config.kv_version {
             1 => format!("{mount}/{prefix}{}", name.name()),

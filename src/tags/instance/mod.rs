@@ -42,6 +42,8 @@ use crate::util::BoxFuture;
 /// here, and the arms of [`Cloud::recognise`] and [`Cloud::build`] are all
 /// that ties one in. Its `--source` name is its clap value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+// `CloudStack` is the product's name, not `Cloud` repeated.
+#[allow(clippy::enum_variant_names)]
 pub enum Cloud {
     Aws,
     Gce,
@@ -53,7 +55,7 @@ pub enum Cloud {
 }
 
 impl Cloud {
-    pub const ALL: [Cloud; 5] = [
+    pub(crate) const ALL: [Cloud; 5] = [
         Cloud::Aws,
         Cloud::Gce,
         Cloud::Azure,
@@ -62,7 +64,7 @@ impl Cloud {
     ];
 
     /// The `--source` name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Cloud::Aws => "aws",
             Cloud::Gce => "gce",
@@ -74,7 +76,7 @@ impl Cloud {
 
     /// Whether DMI says this cloud, and what said it: each cloud's rule is
     /// in its folder.
-    pub fn recognise(self, dmi: &Dmi) -> Option<String> {
+    pub(crate) fn recognise(self, dmi: &Dmi) -> Option<String> {
         match self {
             Cloud::Aws => aws::recognise(dmi),
             Cloud::Gce => gce::recognise(dmi),
@@ -85,7 +87,7 @@ impl Cloud {
     }
 
     /// The source that reads this cloud.
-    pub fn build(self, config: SourceConfig) -> Result<Box<dyn InstanceSource>> {
+    pub(crate) fn build(self, config: SourceConfig) -> Result<Box<dyn InstanceSource>> {
         Ok(match self {
             Cloud::Aws => Box::new(aws::Aws::new(&config)?),
             Cloud::Gce => Box::new(gce::Gce::new(&config)?),
@@ -113,7 +115,7 @@ pub enum SourceChoice {
 }
 
 impl SourceChoice {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             SourceChoice::Auto => "auto",
             SourceChoice::None => "none",
@@ -147,7 +149,7 @@ impl clap::ValueEnum for SourceChoice {
     }
 }
 
-pub use crate::net::metadata::MetadataClient;
+pub(crate) use crate::net::metadata::MetadataClient;
 use crate::net::metadata::{describe, LINK_LOCAL_ENDPOINT};
 
 /// What a metadata service says about this instance.
@@ -165,7 +167,7 @@ pub struct InstanceData {
 }
 
 /// One cloud's metadata service.
-pub trait InstanceSource: Send + Sync {
+pub(crate) trait InstanceSource: Send + Sync {
     /// "aws", "gce", …: shown in tag origins and the report.
     fn name(&self) -> &'static str;
 
@@ -175,21 +177,21 @@ pub trait InstanceSource: Send + Sync {
 
 /// What every source needs besides its own endpoint rules.
 #[derive(Clone)]
-pub struct SourceConfig {
+pub(crate) struct SourceConfig {
     /// `--metadata-endpoint`: another base URL (or, for OpenStack, a
     /// `file://` config drive root).
-    pub endpoint: Option<Url>,
-    pub tls: Arc<rustls::ClientConfig>,
-    pub deadline: Duration,
+    pub(crate) endpoint: Option<Url>,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) deadline: Duration,
     /// The source was named (`--source aws`) rather than detected: a cloud
     /// setting that hides the tags is then an error, not a warning.
-    pub named: bool,
+    pub(crate) named: bool,
     /// `TAGSTRAP_CONFIG_DRIVE`: the OpenStack config drive device or image.
-    pub config_drive: Option<PathBuf>,
+    pub(crate) config_drive: Option<PathBuf>,
 }
 
 /// The source `--source` asks for, or `None` when only files and flags apply.
-pub fn select(
+pub(crate) fn select(
     choice: SourceChoice,
     dmi_dir: &std::path::Path,
     config: SourceConfig,
@@ -279,7 +281,7 @@ fn is_ours(key: &str) -> bool {
 pub(crate) mod test_support {
     use super::*;
 
-    pub fn config(endpoint: &str, named: bool, deadline: Duration) -> SourceConfig {
+    pub(crate) fn config(endpoint: &str, named: bool, deadline: Duration) -> SourceConfig {
         let _ = rustls::crypto::ring::default_provider().install_default();
         SourceConfig {
             endpoint: Some(Url::parse(endpoint).expect("a test endpoint")),
@@ -291,7 +293,7 @@ pub(crate) mod test_support {
     }
 
     /// `(key, value)` of every tag, sorted, for comparisons.
-    pub fn pairs(data: &InstanceData) -> Vec<(String, String)> {
+    pub(crate) fn pairs(data: &InstanceData) -> Vec<(String, String)> {
         let mut pairs: Vec<(String, String)> = data
             .tags
             .iter()

@@ -37,7 +37,7 @@ pub(crate) fn recognise(dmi: &crate::tags::detect::Dmi) -> Option<String> {
 const NAME: &str = "aws";
 /// Lifetime asked for each session token. A try needs it for a few requests;
 /// every try asks for a new one.
-pub const TOKEN_TTL_SECONDS: u32 = 300;
+pub(crate) const TOKEN_TTL_SECONDS: u32 = 300;
 const TOKEN_PATH: &str = "latest/api/token";
 const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
@@ -53,13 +53,13 @@ enum Session {
     EndpointOff,
 }
 
-pub struct Aws {
+pub(crate) struct Aws {
     client: MetadataClient,
     named: bool,
 }
 
 impl Aws {
-    pub fn new(config: &SourceConfig) -> Result<Aws> {
+    pub(crate) fn new(config: &SourceConfig) -> Result<Aws> {
         Ok(Aws {
             client: super::client_for(NAME, config)?,
             named: config.named,
@@ -260,7 +260,7 @@ pub fn listed_keys(listing: &str) -> ListedKeys<'_> {
 
 /// The `meta-data/instance-id` answer (`None`: 404), trimmed. A service
 /// without one is no EC2 metadata service (exit 69).
-pub fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
+pub(crate) fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
     super::instance_id(text).ok_or_else(|| {
         Error::Unavailable(format!(
             "{} has no instance ID at {INSTANCE_ID_PATH}: is it an EC2 metadata service?",

@@ -31,17 +31,17 @@ pub(crate) fn recognise(dmi: &crate::tags::detect::Dmi) -> Option<String> {
 const NAME: &str = "azure";
 /// The IMDS version whose `compute` shape this reads; `tagsList` exists
 /// since 2019-06-04, and 2021-02-01 is served in every Azure region.
-pub const API_VERSION: &str = "2021-02-01";
+pub(crate) const API_VERSION: &str = "2021-02-01";
 const HEADER: (&str, &str) = ("Metadata", "true");
 const VM_ID_PATH: &str = "metadata/instance/compute/vmId";
 const TAGS_PATH: &str = "metadata/instance/compute/tagsList";
 
-pub struct Azure {
+pub(crate) struct Azure {
     client: MetadataClient,
 }
 
 impl Azure {
-    pub fn new(config: &SourceConfig) -> Result<Azure> {
+    pub(crate) fn new(config: &SourceConfig) -> Result<Azure> {
         Ok(Azure {
             client: super::client_for(NAME, config)?,
         })

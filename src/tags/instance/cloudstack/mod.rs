@@ -46,7 +46,7 @@ const NAME: &str = "cloudstack";
 pub(crate) const INSTANCE_ID_PATH: &str = "latest/meta-data/instance-id";
 pub(crate) const USER_DATA_PATH: &str = "latest/user-data";
 
-pub struct CloudStack {
+pub(crate) struct CloudStack {
     place: Place,
     config: SourceConfig,
 }
@@ -59,7 +59,7 @@ enum Place {
 }
 
 impl CloudStack {
-    pub fn new(config: &SourceConfig) -> Result<CloudStack> {
+    pub(crate) fn new(config: &SourceConfig) -> Result<CloudStack> {
         CloudStack::with_search(config, RouterSearch::default())
     }
 

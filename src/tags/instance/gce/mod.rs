@@ -25,15 +25,15 @@ const FLAVOR: (&str, &str) = ("Metadata-Flavor", "Google");
 const INSTANCE_ID_PATH: &str = "computeMetadata/v1/instance/id";
 /// The attribute that holds the tags: `gcloud compute instances add-metadata
 /// NAME --metadata-from-file rs_agent-tags=tags.txt`.
-pub const TAGS_ATTRIBUTE: &str = "rs_agent-tags";
+pub(crate) const TAGS_ATTRIBUTE: &str = "rs_agent-tags";
 const ATTRIBUTES_PATH: &str = "computeMetadata/v1/instance/attributes/";
 
-pub struct Gce {
+pub(crate) struct Gce {
     client: MetadataClient,
 }
 
 impl Gce {
-    pub fn new(config: &SourceConfig) -> Result<Gce> {
+    pub(crate) fn new(config: &SourceConfig) -> Result<Gce> {
         Ok(Gce {
             client: super::client_for(NAME, config)?,
         })
@@ -99,7 +99,7 @@ pub struct GceAnswer {
 
 /// The `instance/id` answer (`None`: 404), trimmed. A server without one is
 /// not GCE's metadata server (exit 69).
-pub fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
+pub(crate) fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
     super::instance_id(text).ok_or_else(|| {
         Error::Unavailable(format!(
             "{} has no instance ID at {INSTANCE_ID_PATH}: is it GCE's metadata server?",

@@ -11,12 +11,12 @@ use crate::error::{Error, Result};
 use crate::util::text::{shown, shown_path};
 
 /// The labels Nova gives a config drive (vfat labels read back upper case).
-pub const LABELS: [&str; 2] = ["config-2", "CONFIG-2"];
+pub(crate) const LABELS: [&str; 2] = ["config-2", "CONFIG-2"];
 const BY_LABEL: &str = "/dev/disk/by-label";
 
 /// The config drive's device, if this instance has one: udev's by-label
 /// link, else what `blkid` finds (early at boot, before udev made links).
-pub fn find() -> Option<PathBuf> {
+pub(crate) fn find() -> Option<PathBuf> {
     for label in LABELS {
         let link = Path::new(BY_LABEL).join(label);
         if link.exists() {
@@ -47,7 +47,10 @@ fn first_device(output: &str) -> Option<PathBuf> {
 
 /// Mounts `device` read-only on a fresh private directory, gives its root to
 /// `read`, and unmounts it again whatever `read` returned.
-pub async fn read<T>(device: &Path, read: impl FnOnce(&Path, &str) -> Result<T>) -> Result<T> {
+pub(crate) async fn read<T>(
+    device: &Path,
+    read: impl FnOnce(&Path, &str) -> Result<T>,
+) -> Result<T> {
     let shown = format!("the config drive {}", shown_path(device));
     let mount_point = std::env::temp_dir().join(format!(
         "tagstrap-config-drive-{}-{:016x}",

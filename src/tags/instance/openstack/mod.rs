@@ -9,7 +9,7 @@
 //! filesystem labelled `config-2` ([`config_drive`]); the metadata service
 //! at 169.254.169.254.
 
-pub mod config_drive;
+pub(crate) mod config_drive;
 #[cfg(test)]
 mod mock_tests;
 
@@ -55,9 +55,9 @@ pub(crate) fn recognise(dmi: &crate::tags::detect::Dmi) -> Option<String> {
 
 const NAME: &str = "openstack";
 /// The same path on the metadata service and on a config drive.
-pub const META_DATA_PATH: &str = "openstack/latest/meta_data.json";
+pub(crate) const META_DATA_PATH: &str = "openstack/latest/meta_data.json";
 
-pub struct OpenStack {
+pub(crate) struct OpenStack {
     place: Place,
 }
 
@@ -75,7 +75,7 @@ enum Place {
 }
 
 impl OpenStack {
-    pub fn new(config: &SourceConfig) -> Result<OpenStack> {
+    pub(crate) fn new(config: &SourceConfig) -> Result<OpenStack> {
         let service = |search| {
             Ok::<_, Error>(Place::Service {
                 client: super::client_for(NAME, config)?,
