@@ -48,11 +48,22 @@ fn aws_get(md: &FakeMetadata, token: &str, path: &str) -> HttpResponse {
 
 #[test]
 fn cloud_names_match_fixture_dirs() {
-    let names: Vec<&str> = Cloud::ALL.iter().map(|c| c.name()).collect();
-    assert_eq!(names, ["aws", "gce", "azure", "openstack"]);
+    let mut names: Vec<&str> = Cloud::ALL.iter().map(|c| c.name()).collect();
     for c in Cloud::ALL {
         assert!(c.fixture_dir().is_dir(), "{:?}", c.fixture_dir());
     }
+    // And every cloud's fixture folder has its fake: the folders under
+    // fixtures/ are exactly the clouds.
+    let root = Cloud::Aws.fixture_dir().parent().unwrap().to_path_buf();
+    let mut dirs: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort_unstable();
+    dirs.sort_unstable();
+    assert_eq!(names, dirs, "the clouds and the folders of {root:?}");
 }
 
 #[test]
