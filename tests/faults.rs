@@ -418,7 +418,13 @@ fn a_host_that_never_answers_costs_one_read_timeout_then_the_retry_succeeds() {
         gap.as_secs_f64(),
         run.elapsed.as_secs_f64()
     );
-    assert!(gap >= Duration::from_secs(5), "{gap:?}");
+    // The read timeout starts when tagstrap has sent the request, a moment
+    // before the origin stamps it as read; the retry reconnects at once. So
+    // the origin's gap is the 5 s give or take those moments (4.99 s was
+    // seen under CI load): what matters is that the hang cost the read
+    // timeout, not an early failure and not the deadline.
+    assert!(gap >= Duration::from_millis(4900), "{gap:?}");
+    assert!(gap < Duration::from_secs(10), "{gap:?}");
     assert!(
         run.stderr.contains("stayed silent for 5 s"),
         "{}",
