@@ -84,10 +84,9 @@ pub(crate) mod defs {
         .in_file(InFile::No)
         .var_form("a filter, e.g. debug");
     /// Where `--source auto` reads DMI strings: for tests.
-    pub(crate) const DMI_DIR: Setting =
-        Setting::var_and_key("dmi_dir", "TAGSTRAP_DMI_DIR").in_file(InFile::No);
+    pub(crate) const DMI_DIR: Setting = Setting::var_only("dmi_dir", "TAGSTRAP_DMI_DIR");
     pub(crate) const CONFIG_DRIVE: Setting =
-        Setting::var_and_key("config_drive", "TAGSTRAP_CONFIG_DRIVE").in_file(InFile::No);
+        Setting::var_only("config_drive", "TAGSTRAP_CONFIG_DRIVE");
     /// Only in the file, never from the environment (or a flag): what the
     /// downloaded script may see is a decision written down, and a
     /// `TAGSTRAP_*` variable would itself be removed from it.

@@ -74,6 +74,18 @@ impl Setting {
         }
     }
 
+    /// A setting of the environment only; `key` only names it.
+    pub(crate) const fn var_only(key: &'static str, var: &'static str) -> Setting {
+        Setting {
+            key,
+            flag: None,
+            var: Some(var),
+            in_file: InFile::No,
+            default: None,
+            var_form: None,
+        }
+    }
+
     /// A setting of the config file only.
     pub(crate) const fn file_only(key: &'static str) -> Setting {
         Setting {

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::credentials::config::StoreEnv;
-use crate::util::setting::{pick, InFile, Setting};
+use crate::util::setting::{pick, Setting};
 
 pub(crate) const PATH: Setting =
     Setting::var_and_key("[directory] path", "TAGSTRAP_CREDENTIALS_DIR");
 /// systemd's, read last: a unit's `LoadCredential=` directory.
 pub(crate) const SYSTEMD: Setting =
-    Setting::var_and_key("credentials_directory", "CREDENTIALS_DIRECTORY").in_file(InFile::No);
+    Setting::var_only("credentials_directory", "CREDENTIALS_DIRECTORY");
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,18 +10,17 @@ use serde::Deserialize;
 
 use crate::credentials::config::StoreEnv;
 use crate::error::{Class, Error, Result};
-use crate::util::setting::{split_list, InFile, Setting};
+use crate::util::setting::{split_list, Setting};
 
 /// The store's settings with a variable, each defined once: the docs'
 /// table and the script environment's rule are checked against these.
 pub(crate) mod defs {
-    use super::{InFile, Setting};
+    use super::Setting;
 
     pub(crate) const ADDRESS: Setting =
         Setting::var_and_key("[vault] address", "VAULT_ADDR").var_form("a comma-separated list");
     /// Tokens do not belong in a config file.
-    pub(crate) const TOKEN: Setting =
-        Setting::var_and_key("token", "VAULT_TOKEN").in_file(InFile::No);
+    pub(crate) const TOKEN: Setting = Setting::var_only("token", "VAULT_TOKEN");
     pub(crate) const TOKEN_FILE: Setting =
         Setting::var_and_key("[vault] token_file", "TAGSTRAP_VAULT_TOKEN_FILE");
     pub(crate) const ROLE_ID: Setting =

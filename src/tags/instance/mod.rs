@@ -292,6 +292,11 @@ pub(crate) mod test_support {
         }
     }
 
+    /// One expected `(key, value)`, as [`pairs`] gives them.
+    pub(crate) fn pair(k: &str, v: &str) -> (String, String) {
+        (k.to_string(), v.to_string())
+    }
+
     /// `(key, value)` of every tag, sorted, for comparisons.
     pub(crate) fn pairs(data: &InstanceData) -> Vec<(String, String)> {
         let mut pairs: Vec<(String, String)> = data

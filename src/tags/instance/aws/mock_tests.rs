@@ -7,17 +7,13 @@ use std::time::Duration;
 use testkit::metadata::{Cloud, FakeMetadata};
 
 use super::Aws;
-use crate::tags::instance::test_support::{config, pairs};
+use crate::tags::instance::test_support::{config, pair, pairs};
 use crate::tags::instance::InstanceSource;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn source(fake: &FakeMetadata, named: bool, deadline: Duration) -> Aws {
     Aws::new(&config(&fake.url(), named, deadline)).unwrap()
-}
-
-fn pair(k: &str, v: &str) -> (String, String) {
-    (k.to_string(), v.to_string())
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use testkit::metadata::{Cloud, FakeMetadata};
 use super::router::{dhclient_server_identifier, networkd_server_address, RouterSearch};
 use super::user_data::{tags_part, TagsPart, MAX_TAGS_PART_BYTES};
 use super::CloudStack;
-use crate::tags::instance::test_support::{config, pairs};
+use crate::tags::instance::test_support::{config, pair, pairs};
 use crate::tags::instance::{InstanceSource, SourceConfig};
 use crate::util::text::forbidden_char;
 
@@ -24,10 +24,6 @@ const TAGS: &str = "text/x-tagstrap-tags";
 
 fn source(url: &str) -> CloudStack {
     CloudStack::new(&config(url, true, MINUTE)).unwrap()
-}
-
-fn pair(k: &str, v: &str) -> (String, String) {
-    (k.to_string(), v.to_string())
 }
 
 #[tokio::test]

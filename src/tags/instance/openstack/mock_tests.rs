@@ -8,7 +8,7 @@ use serde_json::json;
 use testkit::metadata::{Cloud, FakeMetadata};
 
 use super::{parse, OpenStack};
-use crate::tags::instance::test_support::{config, pairs};
+use crate::tags::instance::test_support::{config, pair, pairs};
 use crate::tags::instance::InstanceSource;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -16,10 +16,6 @@ const UUID: &str = "83679162-1378-4288-a2d4-70e13ec132aa";
 
 fn source(url: &str) -> OpenStack {
     OpenStack::new(&config(url, true, MINUTE)).unwrap()
-}
-
-fn pair(k: &str, v: &str) -> (String, String) {
-    (k.to_string(), v.to_string())
 }
 
 #[tokio::test]
