@@ -243,6 +243,24 @@ where
     Ok(data)
 }
 
+/// The instance ID a service must answer at `path` (`text` is `None` on a
+/// 404), trimmed. Without one, `from` is not the service it was taken for
+/// (exit 69): `is_it` says what that service is ("an EC2 metadata service").
+fn required_instance_id(
+    cloud: &str,
+    text: Option<&str>,
+    from: &str,
+    path: &str,
+    is_it: &str,
+) -> Result<String> {
+    instance_id(text).ok_or_else(|| {
+        crate::error::Error::Unavailable(format!(
+            "{} has no instance ID at {path}: is it {is_it}?",
+            describe(cloud, from)
+        ))
+    })
+}
+
 /// The instance ID as a service wrote it: trimmed, `None` when empty.
 fn instance_id(text: Option<&str>) -> Option<String> {
     text.map(str::trim)

@@ -14,7 +14,7 @@ mod mock_tests;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{describe, instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
+use super::{instance_tag, is_ours, InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Class, Error, Result};
 use crate::net::metadata::{Answer, MetadataClient, NO_ANSWER};
 use crate::net::retry::Failure;
@@ -261,12 +261,13 @@ pub fn listed_keys(listing: &str) -> ListedKeys<'_> {
 /// The `meta-data/instance-id` answer (`None`: 404), trimmed. A service
 /// without one is no EC2 metadata service (exit 69).
 pub(crate) fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
-    super::instance_id(text).ok_or_else(|| {
-        Error::Unavailable(format!(
-            "{} has no instance ID at {INSTANCE_ID_PATH}: is it an EC2 metadata service?",
-            describe(NAME, from)
-        ))
-    })
+    super::required_instance_id(
+        NAME,
+        text,
+        from,
+        INSTANCE_ID_PATH,
+        "an EC2 metadata service",
+    )
 }
 
 /// IMDS's answers → the instance ID and the `rs_agent:` tags, or the error

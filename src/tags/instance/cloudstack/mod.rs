@@ -24,8 +24,8 @@ use std::time::Instant;
 
 use url::Url;
 
-use super::{describe, InstanceData, InstanceSource, SourceConfig};
-use crate::error::{Error, Result};
+use super::{InstanceData, InstanceSource, SourceConfig};
+use crate::error::Result;
 use crate::net::metadata::{Answer, MetadataClient, LINK_LOCAL_ENDPOINT};
 use crate::net::retry::{self, Failure, Tries};
 use crate::util::text::shown;
@@ -154,12 +154,13 @@ pub struct CloudStackAnswer {
 /// The `instance-id` answer (`None`: 404), trimmed. A router without one is
 /// no CloudStack metadata service (exit 69).
 pub(crate) fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
-    super::instance_id(text).ok_or_else(|| {
-        Error::Unavailable(format!(
-            "{} has no instance ID at {INSTANCE_ID_PATH}: is it a CloudStack virtual router?",
-            describe(NAME, from)
-        ))
-    })
+    super::required_instance_id(
+        NAME,
+        text,
+        from,
+        INSTANCE_ID_PATH,
+        "a CloudStack virtual router",
+    )
 }
 
 /// The router's answers → the instance ID and the `rs_agent:` tags of the

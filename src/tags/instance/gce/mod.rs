@@ -6,7 +6,7 @@
 #[cfg(test)]
 mod mock_tests;
 
-use super::{describe, InstanceData, InstanceSource, SourceConfig};
+use super::{InstanceData, InstanceSource, SourceConfig};
 use crate::error::{Error, Result};
 use crate::net::metadata::{Answer, MetadataClient};
 use crate::net::retry::Failure;
@@ -100,12 +100,7 @@ pub struct GceAnswer {
 /// The `instance/id` answer (`None`: 404), trimmed. A server without one is
 /// not GCE's metadata server (exit 69).
 pub(crate) fn parse_instance_id(text: Option<&str>, from: &str) -> Result<String> {
-    super::instance_id(text).ok_or_else(|| {
-        Error::Unavailable(format!(
-            "{} has no instance ID at {INSTANCE_ID_PATH}: is it GCE's metadata server?",
-            describe(NAME, from)
-        ))
-    })
+    super::required_instance_id(NAME, text, from, INSTANCE_ID_PATH, "GCE's metadata server")
 }
 
 /// The metadata server's answers → the instance ID and the `rs_agent:` tags
