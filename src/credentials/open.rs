@@ -28,12 +28,25 @@ use crate::error::{Class, Error, Result};
 use crate::net::tls;
 use crate::util::text::shown;
 
-/// The store, ready to read. `extra` are the `--ca-file` certificates.
+/// What opening a store needs besides its settings.
+pub(crate) struct OpenContext<'a> {
+    /// The `--ca-file` certificates, trusted besides the system's roots.
+    pub(crate) extra: &'a [rustls::pki_types::CertificateDer<'static>],
+    /// How long the store may keep failing before the run gives up (the
+    /// deadline).
+    pub(crate) budget: Duration,
+    /// `--metadata-endpoint`: where a store that opens with the instance's
+    /// own cloud identity asks the metadata service for it (the cloud's
+    /// default address otherwise).
+    pub(crate) metadata_endpoint: Option<&'a Url>,
+}
+
+/// The store, ready to read.
 pub(crate) fn open(
     settings: &StoreSettings,
-    extra: &[rustls::pki_types::CertificateDer<'static>],
-    budget: Duration,
+    context: &OpenContext<'_>,
 ) -> Result<Box<dyn CredentialStore>> {
+    let (extra, budget) = (context.extra, context.budget);
     if chooses_vault(settings) {
         return open_vault(&settings.vault, extra, budget);
     }
@@ -322,7 +335,12 @@ mod tests {
     }
 
     fn opened(settings: &StoreSettings) -> Result<String> {
-        open(settings, &[], Duration::from_secs(1)).map(|s| s.describe())
+        let context = OpenContext {
+            extra: &[],
+            budget: Duration::from_secs(1),
+            metadata_endpoint: None,
+        };
+        open(settings, &context).map(|s| s.describe())
     }
 
     #[test]

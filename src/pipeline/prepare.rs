@@ -87,8 +87,12 @@ async fn tagged_proxy(
     let Some((user, password)) = &tags.credentials else {
         return Ok((proxy, None));
     };
-    let store = credentials::open::open(&settings.store, extra, settings.deadline)?;
-    let described = store.describe();
+    let context = credentials::open::OpenContext {
+        extra,
+        budget: settings.deadline,
+        metadata_endpoint: settings.metadata_endpoint.as_ref(),
+    };
+    let store = credentials::open::open(&settings.store, &context)?;
     let resolved = stop
         .unless(
             Stage::Credentials,
@@ -102,6 +106,9 @@ async fn tagged_proxy(
         store.close().await;
     }
     let login = resolved?;
+    // After the reads: a store that opens with the instance's identity
+    // names the identity it used (`doctor` shows it).
+    let described = store.describe();
     proxy.url.user = Some(login.user);
     proxy.url.password = Some(login.password);
     proxy.credentials = CredentialNames {
