@@ -5,7 +5,11 @@
 //!
 //! - [`vault`]: HashiCorp Vault / OpenBao KV (v1, v2), token or AppRole, HA.
 //! - [`directory`]: one file per secret, e.g. systemd's `$CREDENTIALS_DIRECTORY`.
+//! - [`identity`]: the instance's own cloud identity, which opens the cloud
+//!   stores and the Vault logins that need no stored secret.
 //! - [`secret_file`]: reading one private file, shared by both.
+//! - [`address`]: the rule every store address follows (https://, or loopback,
+//!   or `insecure_http`).
 //! - [`config`]: which store, and each store's settings (its section parsed
 //!   in its own folder).
 //! - [`open`]: the store the settings choose.
@@ -16,8 +20,10 @@
 //! Layer: credentials. It may import `tags`, the state directory, the pure
 //! parsers and the toolkit; `reference` imports nothing of tagstrap's.
 
+pub(crate) mod address;
 pub(crate) mod config;
 pub(crate) mod directory;
+pub(crate) mod identity;
 pub(crate) mod login;
 pub(crate) mod open;
 pub(crate) mod reference;

@@ -22,6 +22,7 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+pub(crate) use crate::credentials::address::{is_loopback, shown_address};
 use crate::error::{Error, Result};
 use crate::net::classify::{retry_after_header, status_class, StatusClass};
 use crate::net::direct;
@@ -314,24 +315,6 @@ fn combine(mut failed: Vec<Transient>) -> Transient {
         class,
         retry_after,
     }
-}
-
-/// Whether a URL's host is a loopback address: 127.0.0.0/8, ::1, or
-/// `localhost`. Plain http:// to it never leaves the machine, so SPEC §2
-/// allows it without `insecure_http`.
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// An address as shown in messages: scheme, host and port, no path or query.
-pub(crate) fn shown_address(url: &Url) -> &str {
-    let end = url[..url::Position::AfterPort].len();
-    &url.as_str()[..end]
 }
 
 #[cfg(test)]

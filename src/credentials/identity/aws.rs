@@ -1,0 +1,1 @@
+//! The aws identity: to be written (issue 14).

@@ -1,0 +1,1 @@
+//! The azure identity: to be written (issue 14).

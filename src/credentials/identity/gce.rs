@@ -1,0 +1,1 @@
+//! The gce identity: to be written (issue 14).

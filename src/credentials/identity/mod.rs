@@ -1,0 +1,20 @@
+//! The instance's own cloud identity, asked of the cloud's metadata service
+//! (`net::metadata`, at `--metadata-endpoint` or the cloud's default): what
+//! lets a store open with no secret on the image (SPEC §2).
+//!
+//! - [`aws`]: the instance role's temporary credentials (IMDSv2), the region,
+//!   and SigV4 signing with them.
+//! - [`gce`]: the service account's access token and identity token, and the
+//!   project.
+//! - [`azure`]: the managed identity's token for a resource.
+//!
+//! Everything these hand out (keys, session tokens, access tokens, identity
+//! JWTs) is a `SecretString` from the moment it is read. The metadata service
+//! is reached directly, never through the proxy.
+//!
+//! Layer: credentials. It may import the toolkit (`net`, `util`) and
+//! `error`; the stores and the Vault logins use it.
+
+pub(crate) mod aws;
+pub(crate) mod azure;
+pub(crate) mod gce;
