@@ -9,6 +9,9 @@
 #
 # (--force: make-mime refuses a part type cloud-init has no handler for;
 # cloud-init then skips that part with a warning and runs this one.)
+# The store opens with what /etc/tagstrap/config.toml on the image names; a
+# Vault token, if the image holds one, is read from /etc/tagstrap/vault.env
+# (0600) when present, never from user-data (user-data.sh says more).
 # POSIX sh: no bashisms.
 set -eu
 

@@ -37,6 +37,9 @@ fi
 chmod 0755 "$partial"
 mv "$partial" "$bin"
 
+# The store: what /etc/tagstrap/config.toml names (best, a store that opens
+# with the instance's own identity: no secret anywhere), or a Vault token in
+# /etc/tagstrap/vault.env (0600) on the image, never in this user-data.
 if [ -r /etc/tagstrap/vault.env ]; then
   set -a
   . /etc/tagstrap/vault.env

@@ -13,11 +13,18 @@
 # leaves the proxy environment (0600) for later services and boot stages,
 # which do not read proxies on their own.
 #
-# The store's address and token come from the image, never from user-data
-# (anyone who can read the instance's user-data could read them there):
-# /etc/tagstrap/vault.env, mode 0600, holding VAULT_ADDR=... and
-# VAULT_TOKEN=... lines (or VAULT_ADDR alone with the token in a file; see
-# docs/credential-stores.md). POSIX sh: no bashisms.
+# Nothing secret is in this part or on the image: /etc/tagstrap/config.toml
+# (baked, no secret in it) names a store that opens with the instance's own
+# cloud identity, e.g.
+#     store = "aws-secrets-manager"
+#     [aws_secrets_manager]
+#     prefix = "tagstrap/"
+# (dist/config/ has one for each cloud and for Vault's jwt and aws logins;
+# docs/credential-stores.md#no-secret-on-the-image). An image that does hold a
+# Vault token keeps it in /etc/tagstrap/vault.env, mode 0600, with VAULT_ADDR=
+# and VAULT_TOKEN= lines, read below when present; never in user-data, which
+# any process on the instance can read through the metadata service. POSIX sh:
+# no bashisms.
 set -eu
 
 if [ -r /etc/tagstrap/vault.env ]; then
