@@ -80,14 +80,18 @@ pub(crate) async fn token(
     resource: &str,
     client_id: Option<&str>,
 ) -> Result<AzureToken> {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    query
-        .append_pair("api-version", API_VERSION)
-        .append_pair("resource", resource);
-    if let Some(id) = client_id {
-        query.append_pair("client_id", id);
-    }
-    let query = query.finish();
+    // In a block: the serializer is not `Send`, and the future must be
+    // (a Vault jwt login awaits it inside the store's `get`).
+    let query = {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("api-version", API_VERSION)
+            .append_pair("resource", resource);
+        if let Some(id) = client_id {
+            query.append_pair("client_id", id);
+        }
+        query.finish()
+    };
     let (answer, _) = client
         .read(|| async {
             let url = client.url(TOKEN_PATH, &[], Some(&query));
