@@ -69,6 +69,7 @@ impl CertLogin {
         }
         let role = login_word(&s.role, &defs::CERT_ROLE, &s.config)?;
         let chain = read_chain(&cert_file)?;
+        check_validity(&chain[0], &cert_file)?;
         Ok(CertLogin {
             mount: mount_or_default(&s.mount, &defs::CERT_MOUNT),
             role,
@@ -147,6 +148,38 @@ impl CertLogin {
 /// The client certificate chain in `path` (leaf first).
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     crate::net::tls::read_pem_certificates(path, "[vault.cert] cert_file")
+}
+
+/// A certificate outside its validity is refused here, before it is sent:
+/// OpenBao answers 500 to an expired client certificate, which would be
+/// retried until the deadline.
+fn check_validity(der: &CertificateDer<'_>, path: &Path) -> Result<()> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Err(Error::Input(format!(
+            "[vault.cert] cert_file {}: its first certificate is not a valid X.509 certificate",
+            shown_path(path)
+        )));
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let validity = cert.validity();
+    let shown = shown_path(path);
+    if validity.not_after.timestamp() < now {
+        return Err(Error::Refused(format!(
+            "the client certificate in {shown} expired on {}: renew it (the store refuses an \
+             expired certificate)",
+            validity.not_after
+        )));
+    }
+    if validity.not_before.timestamp() > now {
+        return Err(Error::Refused(format!(
+            "the client certificate in {shown} is valid only from {}: is the clock right?",
+            validity.not_before
+        )));
+    }
+    Ok(())
 }
 
 /// The subject's common name, when the certificate has one.

@@ -1,0 +1,467 @@
+//! The Vault/OpenBao logins that need no stored secret (issue 14), against a
+//! real OpenBao dev server: `jwt` with a JWT in a file (signed here, ES256,
+//! the public key in the method's `jwt_validation_pubkeys`) and `cert` over
+//! OpenBao's TLS listener with client certificates from a test CA. Each
+//! login reads the proxy password, revokes its token after, and names
+//! itself in `plan`; each refusal is 77, each bad setting 78, with one error
+//! line, nothing run and nothing leaked. The GCE/Azure JWT sources and the
+//! aws login are tested in the store's mock tests (`vault/mock_tests.rs`).
+
+mod common;
+
+use common::{write_file, write_secret, Run, Tagstrap, Witness};
+use serde_json::{json, Value};
+use testkit::{Bao, JwtKey, TestCa};
+
+const USER: &str = "svc-agent";
+const PASSWORD: &str = "p@ss:/%w0rd-l0gin";
+const PROXY: &str = "proxy.test:3128";
+const AUDIENCE: &str = "https://vault.tagstrap.test";
+const SUBJECT: &str = "projects/p-1/zones/z/instances/instance-1";
+const CN: &str = "instance-1.tagstrap.test";
+
+fn run_with(config: &std::path::Path, subcommand: &str) -> (Tagstrap, Witness) {
+    let witness = Witness::expecting_proxy(PROXY, USER, PASSWORD);
+    let t = Tagstrap::new(subcommand)
+        .arg("--config")
+        .arg(config)
+        .tag("rs_agent:http_proxy", PROXY)
+        .tag("rs_agent:http_proxy_user", USER)
+        .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+        .tag("rs_agent:mime_shellscript", &witness.url());
+    (t, witness)
+}
+
+fn api_ok(bao: &Bao, method: &str, path: &str, body: Value) {
+    let r = bao.api(method, path, Some(&bao.root_token()), Some(&body));
+    assert!(
+        (200..300).contains(&r.status),
+        "{method} {path}: {}",
+        r.text()
+    );
+}
+
+/// A policy reading `secret/data/*`.
+fn read_policy(bao: &Bao) -> &'static str {
+    api_ok(
+        bao,
+        "PUT",
+        "/v1/sys/policies/acl/boot-read",
+        json!({ "policy": "path \"secret/data/*\" { capabilities = [\"read\"] }" }),
+    );
+    "boot-read"
+}
+
+/// The store's live tokens, counted through their accessors (as root).
+fn live_tokens(bao: &Bao) -> usize {
+    let answer = bao.api(
+        "LIST",
+        "/v1/auth/token/accessors",
+        Some(&bao.root_token()),
+        None,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let body: Value = serde_json::from_slice(&answer.body).unwrap();
+    body["data"]["keys"].as_array().unwrap().len()
+}
+
+fn assert_refused(run: &Run, witness: &Witness, code: i32, needle: &str, secrets: &[&str]) {
+    run.assert_error(code, needle);
+    assert!(!witness.ran(), "the script must not run");
+    for secret in [PASSWORD].iter().chain(secrets) {
+        run.assert_no_leak(secret);
+    }
+}
+
+// ---- jwt ----
+
+/// OpenBao with the jwt method trusting `key`, and role `boot` bound to
+/// AUDIENCE and SUBJECT.
+fn bao_with_jwt(key: &JwtKey) -> Bao {
+    let bao = Bao::start();
+    bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
+    let policy = read_policy(&bao);
+    api_ok(&bao, "POST", "/v1/sys/auth/jwt", json!({ "type": "jwt" }));
+    api_ok(
+        &bao,
+        "POST",
+        "/v1/auth/jwt/config",
+        json!({ "jwt_validation_pubkeys": [key.public_pem()] }),
+    );
+    api_ok(
+        &bao,
+        "POST",
+        "/v1/auth/jwt/role/boot",
+        json!({
+            "role_type": "jwt",
+            "bound_audiences": [AUDIENCE],
+            "bound_subject": SUBJECT,
+            "user_claim": "sub",
+            "token_policies": [policy],
+            "token_ttl": "10m",
+        }),
+    );
+    bao
+}
+
+fn claims(audience: &str, expires_in: i64) -> Value {
+    let now = testkit::jwt::now() as i64;
+    json!({
+        "iss": "https://issuer.tagstrap.test",
+        "sub": SUBJECT,
+        "aud": audience,
+        "iat": now - 60,
+        "nbf": now - 60,
+        "exp": now + expires_in,
+    })
+}
+
+fn jwt_config(dir: &std::path::Path, bao: &Bao, jwt_file: &std::path::Path) -> std::path::PathBuf {
+    write_file(
+        dir,
+        "config.toml",
+        &format!(
+            "[vault]\naddress = {:?}\n\n[vault.jwt]\nrole = \"boot\"\ntoken = \"file\"\nfile = {:?}\n",
+            bao.addr(),
+            jwt_file.display().to_string()
+        ),
+    )
+}
+
+#[test]
+fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
+    let key = JwtKey::generate();
+    let bao = bao_with_jwt(&key);
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = key.sign(&claims(AUDIENCE, 600));
+    let file = write_secret(dir.path(), "jwt", &format!("{jwt}\n"), 0o600);
+    let config = jwt_config(dir.path(), &bao, &file);
+    let before = live_tokens(&bao);
+
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("-v").run();
+    run.assert_success();
+    assert!(witness.ran(), "{}", run.stderr);
+    run.assert_no_leak(PASSWORD).assert_no_leak(&jwt);
+    assert!(
+        run.stderr
+            .contains("logged in to the store with the jwt login (auth/jwt/login)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(live_tokens(&bao), before, "the login's token was revoked");
+
+    // `plan` names the login the store was read with.
+    let (t, _) = run_with(&config, "plan");
+    let run = t.run();
+    run.assert_success().assert_no_leak(&jwt);
+    assert!(
+        run.stdout.contains(&format!(
+            "logged in with the jwt login at auth/jwt as role boot with the JWT in {}",
+            file.display()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(live_tokens(&bao), before, "plan revokes its token too");
+}
+
+#[test]
+fn a_jwt_for_another_audience_expired_or_signed_by_another_key_is_refused() {
+    let key = JwtKey::generate();
+    let bao = bao_with_jwt(&key);
+    let dir = tempfile::tempdir().unwrap();
+    let other_key = JwtKey::generate();
+    for (what, jwt) in [
+        (
+            "another audience",
+            key.sign(&claims("https://other.test", 600)),
+        ),
+        ("expired", key.sign(&claims(AUDIENCE, -3600))),
+        ("another key", other_key.sign(&claims(AUDIENCE, 600))),
+    ] {
+        let file = write_secret(dir.path(), "jwt", &jwt, 0o600);
+        let config = jwt_config(dir.path(), &bao, &file);
+        let (t, witness) = run_with(&config, "run");
+        let run = t.run();
+        assert_refused(
+            &run,
+            &witness,
+            77,
+            "the jwt login at auth/jwt/login on http://127.0.0.1",
+            &[&jwt],
+        );
+        assert!(run.error_lines()[0].contains("bound_audiences"), "{what}");
+        assert_eq!(run.failed_tries(), 0, "{what}: not retried: {}", run.stderr);
+    }
+}
+
+#[test]
+fn bad_jwt_settings_are_78_and_an_exposed_jwt_file_is_77_before_anything_is_sent() {
+    let key = JwtKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = key.sign(&claims(AUDIENCE, 600));
+    let good = write_secret(dir.path(), "jwt", &jwt, 0o600);
+    let exposed = write_secret(dir.path(), "exposed-jwt", &jwt, 0o644);
+    let not_a_jwt = write_secret(dir.path(), "not-a-jwt", "just-a-word", 0o600);
+    // Nothing listens here: a request would be retried until the deadline
+    // (69), so each code below shows nothing was sent.
+    let address = format!("http://127.0.0.1:{}", testkit::free_port());
+    let vault = format!("[vault]\naddress = {address:?}\n");
+    let path = |p: &std::path::Path| format!("{:?}", p.display().to_string());
+    for (section, code, needle) in [
+        (
+            "[vault.jwt]\ntoken = \"gcp\"\n".to_string(),
+            78,
+            "[vault.jwt] token in",
+        ),
+        (
+            "[vault.jwt]\nrole = \"boot\"\n".into(),
+            78,
+            "set token = \"gce\", \"azure\" or \"file\"",
+        ),
+        (
+            "[vault.jwt]\ntoken = \"gce\"\n".into(),
+            78,
+            "token = \"gce\" needs the audience",
+        ),
+        (
+            format!("[vault.jwt]\ntoken = \"gce\"\naudience = \"a\"\nfile = {}\n", path(&good)),
+            78,
+            "[vault.jwt] file in",
+        ),
+        (
+            "[vault.jwt]\ntoken = \"file\"\n".into(),
+            78,
+            "token = \"file\" needs the file",
+        ),
+        (
+            "[vault.jwt]\ntoken = \"file\"\nfile = \"x\"\naudienc = \"a\"\n".into(),
+            78,
+            "audienc",
+        ),
+        (
+            format!("[vault.jwt]\nrole = \"bo\u{202e}ot\"\nfile = {}\n", path(&good)),
+            78,
+            "[vault.jwt] role in",
+        ),
+        (
+            format!(
+                "[vault.jwt]\nfile = {}\n\n[vault.approle]\nrole_id = \"r\"\nsecret_id_file = \"/x\"\n",
+                path(&good)
+            ),
+            78,
+            "keep one way to log in",
+        ),
+        (
+            format!("[vault.jwt]\nfile = {}\n", path(&exposed)),
+            77,
+            "has mode 0644",
+        ),
+        (
+            format!("[vault.jwt]\nfile = {}\n", path(&not_a_jwt)),
+            65,
+            "does not hold a JWT",
+        ),
+        (
+            format!("[vault.jwt]\nfile = {}\n", path(&dir.path().join("missing"))),
+            66,
+            "the JWT file ([vault.jwt] file)",
+        ),
+    ] {
+        let config = write_file(dir.path(), "config.toml", &format!("{vault}\n{section}"));
+        let (t, witness) = run_with(&config, "run");
+        let run = t.arg("--deadline").arg("2").run();
+        assert_refused(&run, &witness, code, needle, &[&jwt, "just-a-word"]);
+        assert_eq!(run.failed_tries(), 0, "{section}: nothing sent: {}", run.stderr);
+    }
+}
+
+// ---- cert ----
+
+/// OpenBao on TLS with the cert method, role `boot` trusting `client_ca`
+/// for CN.
+fn bao_with_cert(client_ca: &TestCa) -> Bao {
+    let bao = Bao::start_tls();
+    bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
+    let policy = read_policy(&bao);
+    api_ok(&bao, "POST", "/v1/sys/auth/cert", json!({ "type": "cert" }));
+    api_ok(
+        &bao,
+        "POST",
+        "/v1/auth/cert/certs/boot",
+        json!({
+            "certificate": client_ca.ca_pem(),
+            "allowed_common_names": [CN],
+            "token_policies": [policy],
+            "token_ttl": "10m",
+        }),
+    );
+    bao
+}
+
+struct ClientFiles {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    key_pem: String,
+}
+
+fn client_files(dir: &std::path::Path, cert: &testkit::IssuedCert, key_mode: u32) -> ClientFiles {
+    ClientFiles {
+        cert: write_file(dir, "client.pem", &cert.cert_pem),
+        key: write_secret(dir, "client.key", &cert.key_pem, key_mode),
+        key_pem: cert.key_pem.clone(),
+    }
+}
+
+/// A line of the key's base64: what would show if the key leaked.
+fn key_line(files: &ClientFiles) -> String {
+    files.key_pem.lines().nth(1).unwrap().to_string()
+}
+
+fn cert_config(dir: &std::path::Path, address: &str, files: &ClientFiles) -> std::path::PathBuf {
+    write_file(
+        dir,
+        "config.toml",
+        &format!(
+            "[vault]\naddress = {address:?}\n\n[vault.cert]\nrole = \"boot\"\ncert_file = \
+             {:?}\nkey_file = {:?}\n",
+            files.cert.display().to_string(),
+            files.key.display().to_string()
+        ),
+    )
+}
+
+#[test]
+fn the_cert_login_presents_the_client_certificate_and_revokes_its_token() {
+    let client_ca = TestCa::new();
+    let bao = bao_with_cert(&client_ca);
+    let ca = bao.ca_pem_path().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = client_files(dir.path(), &client_ca.issue_client(CN, false), 0o600);
+    let config = cert_config(dir.path(), &bao.addr(), &files);
+    let before = live_tokens(&bao);
+
+    let (t, witness) = run_with(&config, "run");
+    let run = t.env("VAULT_CACERT", &ca).run();
+    run.assert_success();
+    assert!(witness.ran(), "{}", run.stderr);
+    run.assert_no_leak(PASSWORD)
+        .assert_no_leak(&key_line(&files));
+    assert_eq!(live_tokens(&bao), before, "the login's token was revoked");
+
+    let (t, _) = run_with(&config, "plan");
+    let run = t.env("VAULT_CACERT", &ca).run();
+    run.assert_success();
+    assert!(
+        run.stdout.contains(&format!(
+            "logged in with the cert login at auth/cert as role boot with the certificate in {} \
+             (CN {CN})",
+            files.cert.display()
+        )),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_client_certificate_of_another_ca_or_for_another_name_is_refused() {
+    let client_ca = TestCa::new();
+    let bao = bao_with_cert(&client_ca);
+    let ca = bao.ca_pem_path().unwrap();
+    let other_ca = TestCa::new();
+    for (what, cert) in [
+        ("another CA", other_ca.issue_client(CN, false)),
+        ("another CN", client_ca.issue_client("intruder.test", false)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let files = client_files(dir.path(), &cert, 0o600);
+        let config = cert_config(dir.path(), &bao.addr(), &files);
+        let (t, witness) = run_with(&config, "run");
+        let run = t.env("VAULT_CACERT", &ca).run();
+        assert_refused(
+            &run,
+            &witness,
+            77,
+            "the cert login at auth/cert/login on https://127.0.0.1",
+            &[&key_line(&files)],
+        );
+        assert!(
+            run.error_lines()[0].contains("allowed_common_names"),
+            "{what}"
+        );
+        assert_eq!(run.failed_tries(), 0, "{what}: not retried: {}", run.stderr);
+    }
+}
+
+#[test]
+fn an_exposed_key_file_plain_http_or_missing_files_send_nothing() {
+    let client_ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = client_ca.issue_client(CN, false);
+    let address = format!("https://127.0.0.1:{}", testkit::free_port());
+
+    let exposed = client_files(dir.path(), &cert, 0o644);
+    let config = cert_config(dir.path(), &address, &exposed);
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--deadline").arg("2").run();
+    assert_refused(&run, &witness, 77, "has mode 0644", &[&key_line(&exposed)]);
+    assert!(run.error_lines()[0].contains("chmod 600"));
+
+    let files = client_files(dir.path(), &cert, 0o600);
+    let plain = format!("http://127.0.0.1:{}", testkit::free_port());
+    let config = cert_config(dir.path(), &plain, &files);
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--deadline").arg("2").run();
+    assert_refused(&run, &witness, 78, "must be https://", &[&key_line(&files)]);
+
+    for (section, code, needle) in [
+        (
+            "[vault.cert]\nrole = \"boot\"\n",
+            78,
+            "[vault.cert] cert_file in",
+        ),
+        (
+            "[vault.cert]\ncert_file = \"/nonexistent/client.pem\"\nkey_file = \"/x\"\n",
+            66,
+            "/nonexistent/client.pem does not exist",
+        ),
+    ] {
+        let config = write_file(
+            dir.path(),
+            "config.toml",
+            &format!("[vault]\naddress = {address:?}\n\n{section}"),
+        );
+        let (t, witness) = run_with(&config, "run");
+        let run = t.arg("--deadline").arg("2").run();
+        assert_refused(&run, &witness, code, needle, &[]);
+    }
+
+    // An expired certificate is refused before it is sent (OpenBao answers
+    // 500 to one, which would be retried until the deadline).
+    let expired_dir = tempfile::tempdir().unwrap();
+    let expired = client_files(expired_dir.path(), &client_ca.issue_client(CN, true), 0o600);
+    let config = cert_config(expired_dir.path(), &address, &expired);
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--deadline").arg("2").run();
+    assert_refused(&run, &witness, 77, "expired on", &[&key_line(&expired)]);
+    assert!(run.error_lines()[0].contains("renew it"));
+
+    // A key that is not the certificate's.
+    let other = client_ca.issue_client(CN, false);
+    let wrong = ClientFiles {
+        cert: files.cert.clone(),
+        key: write_secret(dir.path(), "other.key", &other.key_pem, 0o600),
+        key_pem: other.key_pem.clone(),
+    };
+    let config = cert_config(dir.path(), &address, &wrong);
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--deadline").arg("2").run();
+    assert_refused(
+        &run,
+        &witness,
+        78,
+        "cannot be used together",
+        &[&key_line(&wrong)],
+    );
+}
