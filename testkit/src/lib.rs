@@ -21,8 +21,6 @@
 //!   (debootstrap, cached under `target/testkit-rootfs/`), one private
 //!   overlay per test, commands run in it under `unshare ... chroot`; and
 //!   [`static_tagstrap`], the musl build of tagstrap to put in it.
-//! * [`JwtKey`] — an ES256 key that signs JWTs, and its public key in PEM
-//!   (Vault's `jwt_validation_pubkeys`), for the `jwt` login tests.
 //! * [`netns`] — the boot-time network race for real: an "instance" and a
 //!   "cloud" network namespace joined by a veth pair whose link comes up on
 //!   demand ([`NetnsPair`]), a real dnsmasq ([`Dnsmasq`]), and [`BootRace`]:
@@ -38,7 +36,6 @@
 pub mod bao;
 pub mod bao_cluster;
 pub mod ca;
-pub mod jwt;
 pub mod metadata;
 pub mod netns;
 pub mod origin;
@@ -50,7 +47,6 @@ mod util;
 pub use bao::Bao;
 pub use bao_cluster::{BaoCluster, BaoClusterBuilder};
 pub use ca::{IssuedCert, TestCa};
-pub use jwt::JwtKey;
 pub use metadata::{Cloud, FakeMetadata, FakeMetadataBuilder, ReservedFakeMetadata};
 pub use netns::{BootRace, Dnsmasq, Forward, LinkUp, Netns, NetnsPair, Outage};
 pub use origin::{
