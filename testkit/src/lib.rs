@@ -15,6 +15,8 @@
 //!   metadata services serving `fixtures/<cloud>/`, enforcing the real
 //!   services' header/token rules (and recording what they refuse), plus an
 //!   OpenStack config-drive image builder.
+//! * [`jwt::SigningKey`] — an RSA key made for the test, RS256 tokens signed
+//!   and checked with it, its public key as PEM.
 //! * [`Relay`] — a TCP relay in front of a server that can run a hook when
 //!   the first client connects or inject HTTP request headers.
 //! * [`Rootfs`] — a Debian bookworm tree with the real `cloud-init`
@@ -36,6 +38,7 @@
 pub mod bao;
 pub mod bao_cluster;
 pub mod ca;
+pub mod jwt;
 pub mod metadata;
 pub mod netns;
 pub mod origin;
