@@ -80,14 +80,18 @@ pub(crate) async fn token(
     resource: &str,
     client_id: Option<&str>,
 ) -> Result<AzureToken> {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    query
-        .append_pair("api-version", API_VERSION)
-        .append_pair("resource", resource);
-    if let Some(id) = client_id {
-        query.append_pair("client_id", id);
-    }
-    let query = query.finish();
+    // Built in a block: the serializer is not `Send`, and must be gone
+    // before the first await.
+    let query = {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("api-version", API_VERSION)
+            .append_pair("resource", resource);
+        if let Some(id) = client_id {
+            query.append_pair("client_id", id);
+        }
+        query.finish()
+    };
     let (answer, _) = client
         .read(|| async {
             let url = client.url(TOKEN_PATH, &[], Some(&query));
