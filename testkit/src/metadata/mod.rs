@@ -35,6 +35,8 @@ mod azure;
 pub mod cloudstack;
 mod gce;
 mod identity;
+
+pub use azure::{SYSTEM_CLIENT_ID as AZURE_SYSTEM_CLIENT_ID, TENANT as AZURE_TENANT};
 mod openstack;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
