@@ -120,7 +120,7 @@ impl Service for Azure {
     }
 
     fn handle(&mut self, req: &RecordedRequest) -> Reply {
-        azure(&self.doc, &self.identity, req)
+        azure(&self.doc, &mut self.identity, req)
     }
 
     fn identity(&mut self) -> Option<&mut Identity> {
@@ -143,7 +143,7 @@ fn azure_bad_version() -> Reply {
     )
 }
 
-fn azure(doc: &Value, identity: &Identity, req: &RecordedRequest) -> Reply {
+fn azure(doc: &Value, identity: &mut Identity, req: &RecordedRequest) -> Reply {
     let not_found = || azure_json(404, &json!({ "error": "Not found" }));
     if !(req.path == "/metadata" || req.path.starts_with("/metadata/")) {
         return not_found();
@@ -236,12 +236,31 @@ fn identity_error(description: &str) -> Reply {
 }
 
 /// A managed identity token for `resource`, as IMDS answers it (every
-/// number a decimal string), the token signed in Entra ID's shape.
-fn token(doc: &Value, identity: &Identity, q: &[(String, String)]) -> Reply {
+/// number a decimal string), the token signed in Entra ID's shape; the same
+/// answer again for the same resource and identity, as IMDS caches it.
+fn token(doc: &Value, identity: &mut Identity, q: &[(String, String)]) -> Reply {
     let Some(resource) = query_param(q, "resource").filter(|r| !r.is_empty()) else {
         return identity_error("Required audience parameter not specified");
     };
-    let client_id = match query_param(q, "client_id") {
+    match issue(doc, identity, resource, query_param(q, "client_id")) {
+        Ok(answer) => azure_json(200, &answer),
+        Err(reply) => reply,
+    }
+}
+
+/// The token answer for `resource` and `client_id` (cached), or IMDS's
+/// error.
+fn issue(
+    doc: &Value,
+    identity: &mut Identity,
+    resource: &str,
+    client_id: Option<&str>,
+) -> Result<Value, Reply> {
+    let key = (resource.to_string(), client_id.unwrap_or("").to_string());
+    if let Some(answer) = identity.issued.get(&key) {
+        return Ok(answer.clone());
+    }
+    let client_id = match client_id {
         Some(id) if identity.user_assigned.iter().any(|u| u == id) => id.to_string(),
         None if identity.attached => SYSTEM_CLIENT_ID.to_string(),
         // With no system-assigned identity and one user-assigned, IMDS
@@ -249,7 +268,7 @@ fn token(doc: &Value, identity: &Identity, q: &[(String, String)]) -> Reply {
         None if identity.user_assigned.len() == 1 && !identity.attached => {
             identity.user_assigned[0].clone()
         }
-        _ => return identity_error("Identity not found"),
+        _ => return Err(identity_error("Identity not found")),
     };
     let (iat, exp) = identity.times(86_399);
     // The identity's object (principal) ID, distinct per client ID.
@@ -266,19 +285,38 @@ fn token(doc: &Value, identity: &Identity, q: &[(String, String)]) -> Reply {
         "exp": exp,
         "xms_mirid": doc["compute"]["resourceId"],
     });
-    azure_json(
-        200,
-        &json!({
-            "access_token": identity.sign(&claims),
-            "client_id": client_id,
-            "expires_in": exp.saturating_sub(crate::jwt::now()).to_string(),
-            "expires_on": exp.to_string(),
-            "ext_expires_in": "86399",
-            "not_before": iat.to_string(),
-            "resource": resource,
-            "token_type": "Bearer",
-        }),
-    )
+    let answer = json!({
+        "access_token": identity.sign(&claims),
+        "client_id": client_id,
+        "expires_in": exp.saturating_sub(crate::jwt::now()).to_string(),
+        "expires_on": exp.to_string(),
+        "ext_expires_in": "86399",
+        "not_before": iat.to_string(),
+        "resource": resource,
+        "token_type": "Bearer",
+    });
+    identity.issued.insert(key, answer.clone());
+    Ok(answer)
+}
+
+impl crate::metadata::FakeMetadata {
+    /// Azure: the access token IMDS hands out for `resource` (and the
+    /// user-assigned `client_id`), issued now if it was not yet: what a
+    /// test looks for in a leak scan. Panics if there is no such identity.
+    pub fn managed_identity_token(&self, resource: &str, client_id: Option<&str>) -> String {
+        let mut state = super::lock(&self.state);
+        let azure = state
+            .data
+            .as_any_mut()
+            .downcast_mut::<Azure>()
+            .expect("managed_identity_token is Azure only");
+        let answer = issue(&azure.doc, &mut azure.identity, resource, client_id)
+            .unwrap_or_else(|_| panic!("no managed identity for {client_id:?}"));
+        answer["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
 }
 
 #[cfg(test)]

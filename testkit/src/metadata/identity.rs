@@ -24,6 +24,9 @@ pub(super) struct Identity {
     pub(super) audience: Option<String>,
     /// Azure: the client IDs of the user-assigned identities.
     pub(super) user_assigned: Vec<String>,
+    /// Azure: the answers already given, by resource and client ID: IMDS
+    /// caches a token and hands out the same one until it nears expiry.
+    pub(super) issued: std::collections::BTreeMap<(String, String), Value>,
 }
 
 impl Identity {
@@ -35,6 +38,7 @@ impl Identity {
             expired: false,
             audience: None,
             user_assigned: Vec::new(),
+            issued: std::collections::BTreeMap::new(),
         }
     }
 
