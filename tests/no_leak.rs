@@ -59,6 +59,8 @@ struct World {
     aws: FakeMetadata,
     /// Azure instance tags holding the password in plain text (refused).
     azure_plain: FakeMetadata,
+    /// GCP Secret Manager and Azure Key Vault with their metadata fakes.
+    cloud: CloudStores,
     /// Inputs: secret files, private or deliberately exposed. Not scanned.
     inputs: tempfile::TempDir,
     /// Outputs of the scripts: scanned.
@@ -148,7 +150,9 @@ impl World {
             .tag("rs_agent:http_proxy_password", PASSWORD)
             .tag("rs_agent:mime_shellscript", &origin.url("/install.sh"))
             .start();
+        let cloud = CloudStores::new(&ca, dir);
         World {
+            cloud,
             _ca: ca,
             ca_path,
             squid,
@@ -178,6 +182,8 @@ impl World {
             &self.read_token,
             &self.denied_token,
             &self.secret_id,
+            &self.cloud.gce_token,
+            &self.cloud.azure_token,
         ] {
             forms.extend(common::secret_forms(secret));
         }
@@ -201,6 +207,98 @@ impl World {
     fn script(&self, path: &str) -> String {
         self.origin.url(path)
     }
+}
+
+// The cloud stores (issue 14): the instance identity's access tokens from
+// the GCE and Azure metadata fakes open GCP Secret Manager and Azure Key
+// Vault (both over HTTPS with the test CA); the tokens are secrets scanned
+// for on every path, and each store has a good path and a refused one.
+struct CloudStores {
+    gce: FakeMetadata,
+    _secret_manager: testkit::FakeSecretManager,
+    azure: FakeMetadata,
+    _key_vault: testkit::FakeKeyVault,
+    gce_token: String,
+    azure_token: String,
+}
+
+impl CloudStores {
+    fn new(ca: &TestCa, inputs: &Path) -> CloudStores {
+        let gce = FakeMetadata::builder(Cloud::Gce).start();
+        let gce_token = gce.access_token();
+        let secret_manager = testkit::FakeSecretManager::builder(&gce_token)
+            .secret("PROXY_PASS", PASSWORD)
+            .secret("DENIED", PASSWORD)
+            .deny("DENIED")
+            .start_with(ca);
+        let azure = FakeMetadata::builder(Cloud::Azure).start();
+        let azure_token = azure.managed_identity_token("https://vault.azure.net", None);
+        let key_vault = testkit::FakeKeyVault::builder("kv-leak")
+            .reader(testkit::metadata::AZURE_SYSTEM_CLIENT_ID)
+            .secret("proxy-pass", PASSWORD)
+            .start_with(ca);
+        let gcp = format!(
+            "store = \"gcp-secret-manager\"\n[gcp_secret_manager]\nendpoint = \"{}\"\n",
+            secret_manager.url()
+        );
+        write_secret(inputs, "gcp.toml", &gcp, 0o600);
+        let kv = format!(
+            "store = \"azure-key-vault\"\n[azure_key_vault]\nvault = \"kv-leak\"\nendpoint = \"{}\"\n",
+            key_vault.url()
+        );
+        write_secret(inputs, "azure.toml", &kv, 0o600);
+        CloudStores {
+            gce,
+            _secret_manager: secret_manager,
+            azure,
+            _key_vault: key_vault,
+            gce_token,
+            azure_token,
+        }
+    }
+}
+
+fn with_gcp(w: &World, t: Tagstrap, password: &str) -> Tagstrap {
+    let t = proxy_tags(w, t, USER, password)
+        .arg("--config")
+        .arg(w.input("gcp.toml"))
+        .arg("--metadata-endpoint")
+        .arg(w.cloud.gce.url());
+    with_script(w, t, "/install.sh")
+}
+
+fn with_azure(w: &World, t: Tagstrap, password: &str) -> Tagstrap {
+    let t = proxy_tags(w, t, USER, password)
+        .arg("--config")
+        .arg(w.input("azure.toml"))
+        .arg("--metadata-endpoint")
+        .arg(w.cloud.azure.url());
+    with_script(w, t, "/install.sh")
+}
+
+fn cloud_store_paths() -> Vec<Path_> {
+    vec![
+        Path_ {
+            name: "GCP Secret Manager with the service account's token",
+            run_exit: 0,
+            set_up: |w, t| with_gcp(w, t, "cred:PROXY_PASS"),
+        },
+        Path_ {
+            name: "GCP Secret Manager denies the service account",
+            run_exit: 77,
+            set_up: |w, t| with_gcp(w, t, "cred:DENIED"),
+        },
+        Path_ {
+            name: "Azure Key Vault with the managed identity's token",
+            run_exit: 0,
+            set_up: |w, t| with_azure(w, t, "cred:proxy-pass"),
+        },
+        Path_ {
+            name: "Azure Key Vault has no such secret",
+            run_exit: 66,
+            set_up: |w, t| with_azure(w, t, "cred:missing"),
+        },
+    ]
 }
 
 /// How a path's invocation is set up, after the common part.
@@ -648,7 +746,8 @@ fn check_paths(world: &World, paths: &[Path_]) {
 #[test]
 fn no_secret_leaks_on_any_path_of_any_command_in_either_log_format() {
     let world = World::new();
-    let all = paths();
+    let mut all = paths();
+    all.extend(cloud_store_paths());
     check_paths(&world, &all);
     // The scripts that ran saw the proxy variables, and each one's snapshot
     // of every command line was scanned above (it is not a private file).

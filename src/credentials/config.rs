@@ -7,7 +7,9 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
+use super::azure_key_vault::config::{azure_settings, AzureFile, AzureSettings};
 use super::directory::config::{directory_settings, DirectoryFile};
+use super::gcp_secret_manager::config::{gcp_settings, GcpFile, GcpSettings};
 use super::vault::config::{vault_settings, VaultFile, VaultSettings};
 use crate::error::Result;
 use crate::util::setting::{pick, Setting};
@@ -22,6 +24,8 @@ pub(crate) fn definitions() -> impl Iterator<Item = &'static Setting> {
     [&STORE, &directory::PATH, &directory::SYSTEMD]
         .into_iter()
         .chain(super::vault::config::defs::ALL.iter().copied())
+        .chain(super::gcp_secret_manager::config::defs::ALL.iter().copied())
+        .chain(super::azure_key_vault::config::defs::ALL.iter().copied())
 }
 
 /// Which credential store `cred:NAME` reads.
@@ -32,6 +36,10 @@ pub enum StoreChoice {
     Auto,
     Vault,
     Directory,
+    /// `gcp-secret-manager`: the service account reads Secret Manager.
+    GcpSecretManager,
+    /// `azure-key-vault`: the managed identity reads a Key Vault.
+    AzureKeyVault,
 }
 
 /// The credential store settings, before the store is opened (and before
@@ -43,6 +51,10 @@ pub struct StoreSettings {
     pub vault: VaultSettings,
     /// The credentials directory, and where it was named.
     pub directory: Option<(PathBuf, String)>,
+    /// `[gcp_secret_manager]`.
+    pub gcp: GcpSettings,
+    /// `[azure_key_vault]`.
+    pub azure: AzureSettings,
     /// Every environment variable these settings consulted, set or not: the
     /// script's environment never holds one (SPEC §4), and `pass_env` may
     /// not name one that is a secret. Recorded as they are read, so a store
@@ -94,6 +106,8 @@ pub(crate) struct StoreFiles {
     pub(crate) store: Option<String>,
     pub(crate) vault: VaultFile,
     pub(crate) directory: DirectoryFile,
+    pub(crate) gcp_secret_manager: GcpFile,
+    pub(crate) azure_key_vault: AzureFile,
 }
 
 /// The credential store settings: each variable over its config key.
@@ -120,7 +134,13 @@ pub(crate) fn store_settings(
             "auto" => StoreChoice::Auto,
             "vault" | "openbao" => StoreChoice::Vault,
             "directory" => StoreChoice::Directory,
-            _ => return Err(found.error("expected auto, vault or directory")),
+            "gcp-secret-manager" => StoreChoice::GcpSecretManager,
+            "azure-key-vault" => StoreChoice::AzureKeyVault,
+            _ => {
+                return Err(found.error(
+                    "expected auto, vault, directory, gcp-secret-manager or azure-key-vault",
+                ))
+            }
         },
     };
     let systemd_dir = env
@@ -132,6 +152,8 @@ pub(crate) fn store_settings(
         choice,
         vault,
         directory,
+        gcp: gcp_settings(file.gcp_secret_manager, config),
+        azure: azure_settings(file.azure_key_vault, config),
         variables: env.asked.into_inner(),
     })
 }

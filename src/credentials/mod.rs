@@ -5,6 +5,9 @@
 //!
 //! - [`vault`]: HashiCorp Vault / OpenBao KV (v1, v2), token or AppRole, HA.
 //! - [`directory`]: one file per secret, e.g. systemd's `$CREDENTIALS_DIRECTORY`.
+//! - [`gcp_secret_manager`], [`azure_key_vault`]: the GCP and Azure secret
+//!   stores, opened with the instance's identity; [`bearer`] is their one
+//!   API request.
 //! - [`identity`]: the instance's own cloud identity, which opens the cloud
 //!   stores and the Vault logins that need no stored secret.
 //! - [`secret_file`]: reading one private file, shared by both.
@@ -21,8 +24,11 @@
 //! parsers and the toolkit; `reference` imports nothing of tagstrap's.
 
 pub(crate) mod address;
+pub(crate) mod azure_key_vault;
+pub(crate) mod bearer;
 pub(crate) mod config;
 pub(crate) mod directory;
+pub(crate) mod gcp_secret_manager;
 pub(crate) mod identity;
 pub(crate) mod login;
 pub(crate) mod open;

@@ -48,6 +48,15 @@ pub(crate) fn open(
     settings: &StoreSettings,
     context: &OpenContext<'_>,
 ) -> Result<Box<dyn CredentialStore>> {
+    match settings.choice {
+        StoreChoice::GcpSecretManager => {
+            return super::gcp_secret_manager::open(&settings.gcp, context)
+        }
+        StoreChoice::AzureKeyVault => {
+            return super::azure_key_vault::open(&settings.azure, context)
+        }
+        _ => {}
+    }
     if chooses_vault(settings) {
         return open_vault(&settings.vault, context);
     }
@@ -73,7 +82,9 @@ fn chooses_vault(settings: &StoreSettings) -> bool {
     match settings.choice {
         StoreChoice::Vault => true,
         StoreChoice::Auto => !settings.vault.addresses.is_empty(),
-        StoreChoice::Directory => false,
+        StoreChoice::Directory | StoreChoice::GcpSecretManager | StoreChoice::AzureKeyVault => {
+            false
+        }
     }
 }
 
@@ -81,6 +92,11 @@ fn chooses_vault(settings: &StoreSettings) -> bool {
 /// that is not loopback (allowed by `[vault] insecure_http = true`), what to
 /// tell the operator: logged as a warning by every run, shown by `doctor`.
 pub(crate) fn in_clear(settings: &StoreSettings) -> Option<String> {
+    match settings.choice {
+        StoreChoice::GcpSecretManager => return super::gcp_secret_manager::in_clear(&settings.gcp),
+        StoreChoice::AzureKeyVault => return super::azure_key_vault::in_clear(&settings.azure),
+        _ => {}
+    }
     chooses_vault(settings)
         .then(|| vault_in_clear(&settings.vault))
         .flatten()
@@ -300,6 +316,8 @@ mod tests {
             choice,
             vault: v,
             directory: dir.map(|d| (d.to_path_buf(), "$CREDENTIALS_DIRECTORY".into())),
+            gcp: Default::default(),
+            azure: Default::default(),
             variables: Vec::new(),
         }
     }

@@ -258,6 +258,8 @@ impl Settings {
                 store: file.store,
                 vault: file.vault.unwrap_or_default(),
                 directory: file.directory.unwrap_or_default(),
+                gcp_secret_manager: file.gcp_secret_manager.unwrap_or_default(),
+                azure_key_vault: file.azure_key_vault.unwrap_or_default(),
             },
             env,
             &|p| at.relative(p),

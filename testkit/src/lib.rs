@@ -15,6 +15,11 @@
 //!   metadata services serving `fixtures/<cloud>/`, enforcing the real
 //!   services' header/token rules (and recording what they refuse), plus an
 //!   OpenStack config-drive image builder.
+//! * [`jwt::SigningKey`] — an RSA key made for the test, RS256 tokens signed
+//!   and checked with it, its public key as PEM.
+//! * [`FakeSecretManager`], [`FakeKeyVault`] — GCP Secret Manager and Azure
+//!   Key Vault as their REST APIs answer, checking the tokens the metadata
+//!   fakes issue.
 //! * [`Relay`] — a TCP relay in front of a server that can run a hook when
 //!   the first client connects or inject HTTP request headers.
 //! * [`Rootfs`] — a Debian bookworm tree with the real `cloud-init`
@@ -33,9 +38,12 @@
 //! never by a fixed sleep. Nothing listens anywhere but 127.0.0.1, except
 //! inside the private network namespaces of [`netns`].
 
+pub mod azure_key_vault;
 pub mod bao;
 pub mod bao_cluster;
 pub mod ca;
+pub mod gcp_secret_manager;
+pub mod jwt;
 pub mod metadata;
 pub mod netns;
 pub mod origin;
@@ -44,9 +52,11 @@ pub mod rootfs;
 pub mod squid;
 mod util;
 
+pub use azure_key_vault::FakeKeyVault;
 pub use bao::Bao;
 pub use bao_cluster::{BaoCluster, BaoClusterBuilder};
 pub use ca::{IssuedCert, TestCa};
+pub use gcp_secret_manager::FakeSecretManager;
 pub use metadata::{Cloud, FakeMetadata, FakeMetadataBuilder, ReservedFakeMetadata};
 pub use netns::{BootRace, Dnsmasq, Forward, LinkUp, Netns, NetnsPair, Outage};
 pub use origin::{

@@ -80,8 +80,8 @@ pub(crate) async fn token(
     resource: &str,
     client_id: Option<&str>,
 ) -> Result<AzureToken> {
-    // In a block: the serializer is not `Send`, and the future must be
-    // (a Vault jwt login awaits it inside the store's `get`).
+    // Built in a block: the serializer is not `Send`, and must be gone
+    // before the first await.
     let query = {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         query
