@@ -1,6 +1,6 @@
 //! The Vault/OpenBao logins that need no stored secret (issue 14), against a
-//! real OpenBao dev server: `jwt` with a JWT in a file (signed here, ES256,
-//! the public key in the method's `jwt_validation_pubkeys`) and `cert` over
+//! real OpenBao dev server: `jwt` with a JWT in a file (signed RS256 by
+//! `testkit::jwt::SigningKey`, the public key in the method's `jwt_validation_pubkeys`) and `cert` over
 //! OpenBao's TLS listener with client certificates from a test CA. Each
 //! login reads the proxy password, revokes its token after, and names
 //! itself in `plan`; each refusal is 77, each bad setting 78, with one error
@@ -11,7 +11,8 @@ mod common;
 
 use common::{write_file, write_secret, Run, Tagstrap, Witness};
 use serde_json::{json, Value};
-use testkit::{Bao, JwtKey, TestCa};
+use testkit::jwt::SigningKey;
+use testkit::{Bao, Cloud, FakeMetadata, TestCa};
 
 const USER: &str = "svc-agent";
 const PASSWORD: &str = "p@ss:/%w0rd-l0gin";
@@ -77,7 +78,7 @@ fn assert_refused(run: &Run, witness: &Witness, code: i32, needle: &str, secrets
 
 /// OpenBao with the jwt method trusting `key`, and role `boot` bound to
 /// AUDIENCE and SUBJECT.
-fn bao_with_jwt(key: &JwtKey) -> Bao {
+fn bao_with_jwt(key: &SigningKey) -> Bao {
     let bao = Bao::start();
     bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
     let policy = read_policy(&bao);
@@ -130,7 +131,7 @@ fn jwt_config(dir: &std::path::Path, bao: &Bao, jwt_file: &std::path::Path) -> s
 
 #[test]
 fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
-    let key = JwtKey::generate();
+    let key = SigningKey::generate();
     let bao = bao_with_jwt(&key);
     let dir = tempfile::tempdir().unwrap();
     let jwt = key.sign(&claims(AUDIENCE, 600));
@@ -168,10 +169,10 @@ fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
 
 #[test]
 fn a_jwt_for_another_audience_expired_or_signed_by_another_key_is_refused() {
-    let key = JwtKey::generate();
+    let key = SigningKey::generate();
     let bao = bao_with_jwt(&key);
     let dir = tempfile::tempdir().unwrap();
-    let other_key = JwtKey::generate();
+    let other_key = SigningKey::generate();
     for (what, jwt) in [
         (
             "another audience",
@@ -198,7 +199,7 @@ fn a_jwt_for_another_audience_expired_or_signed_by_another_key_is_refused() {
 
 #[test]
 fn bad_jwt_settings_are_78_and_an_exposed_jwt_file_is_77_before_anything_is_sent() {
-    let key = JwtKey::generate();
+    let key = SigningKey::generate();
     let dir = tempfile::tempdir().unwrap();
     let jwt = key.sign(&claims(AUDIENCE, 600));
     let good = write_secret(dir.path(), "jwt", &jwt, 0o600);
@@ -463,5 +464,177 @@ fn an_exposed_key_file_plain_http_or_missing_files_send_nothing() {
         78,
         "cannot be used together",
         &[&key_line(&wrong)],
+    );
+}
+
+// ---- jwt with the cloud's identity token ----
+
+/// OpenBao's jwt method trusting the fake's key, role `boot` bound to
+/// `audience` and to `claims` (JSON pointers, as Vault's `bound_claims`).
+fn bao_trusting(fake: &FakeMetadata, audience: &str, claims: Value) -> Bao {
+    let bao = Bao::start();
+    bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
+    let policy = read_policy(&bao);
+    api_ok(&bao, "POST", "/v1/sys/auth/jwt", json!({ "type": "jwt" }));
+    api_ok(
+        &bao,
+        "POST",
+        "/v1/auth/jwt/config",
+        json!({ "jwt_validation_pubkeys": [fake.signing_key().public_pem()] }),
+    );
+    api_ok(
+        &bao,
+        "POST",
+        "/v1/auth/jwt/role/boot",
+        json!({
+            "role_type": "jwt",
+            "bound_audiences": [audience],
+            "bound_claims": claims,
+            "user_claim": "sub",
+            "token_policies": [policy],
+            "token_ttl": "10m",
+        }),
+    );
+    bao
+}
+
+fn cloud_config(dir: &std::path::Path, bao: &Bao, jwt: &str) -> std::path::PathBuf {
+    write_file(
+        dir,
+        "config.toml",
+        &format!(
+            "[vault]\naddress = {:?}\n\n[vault.jwt]\nrole = \"boot\"\n{jwt}",
+            bao.addr()
+        ),
+    )
+}
+
+#[test]
+fn the_jwt_login_with_the_gce_identity_token_is_bound_to_the_project() {
+    let fake = FakeMetadata::builder(Cloud::Gce).start();
+    let project = std::fs::read_to_string(
+        Cloud::Gce
+            .fixture_dir()
+            .join("computeMetadata/v1/project/project-id"),
+    )
+    .unwrap();
+    let project = project.trim();
+    let bao = bao_trusting(
+        &fake,
+        AUDIENCE,
+        json!({ "/google/compute_engine/project_id": project }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = cloud_config(
+        dir.path(),
+        &bao,
+        &format!("token = \"gce\"\naudience = {AUDIENCE:?}\n"),
+    );
+    let before = live_tokens(&bao);
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--metadata-endpoint").arg(fake.url()).run();
+    run.assert_success();
+    assert!(witness.ran(), "{}", run.stderr);
+    run.assert_no_leak(PASSWORD);
+    assert_eq!(live_tokens(&bao), before, "the login's token was revoked");
+    let asked: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .filter(|p| p.contains("identity"))
+        .collect();
+    assert!(
+        asked.iter().any(|p| p.contains("format=full")),
+        "asked with format=full: {asked:?}"
+    );
+
+    let (t, _) = run_with(&config, "plan");
+    let run = t.arg("--metadata-endpoint").arg(fake.url()).run();
+    run.assert_success();
+    assert!(
+        run.stdout.contains(&format!(
+            "logged in with the jwt login at auth/jwt as role boot with the GCE identity token \
+             (audience {AUDIENCE})"
+        )),
+        "{}",
+        run.stdout
+    );
+
+    // A token for another audience, expired, or signed by another key:
+    // refused, 77.
+    for fake in [
+        FakeMetadata::builder(Cloud::Gce)
+            .token_audience("https://other.test")
+            .start(),
+        FakeMetadata::builder(Cloud::Gce).expired_tokens().start(),
+        FakeMetadata::builder(Cloud::Gce)
+            .signing_key(SigningKey::generate())
+            .start(),
+    ] {
+        let (t, witness) = run_with(&config, "run");
+        let run = t.arg("--metadata-endpoint").arg(fake.url()).run();
+        assert_refused(&run, &witness, 77, "the jwt login at auth/jwt/login", &[]);
+    }
+    // A role bound to another project.
+    api_ok(
+        &bao,
+        "POST",
+        "/v1/auth/jwt/role/other",
+        json!({
+            "role_type": "jwt",
+            "bound_audiences": [AUDIENCE],
+            "bound_claims": { "/google/compute_engine/project_id": "another-project" },
+            "user_claim": "sub",
+        }),
+    );
+    let other = cloud_config(
+        dir.path(),
+        &bao,
+        &format!("token = \"gce\"\naudience = {AUDIENCE:?}\n"),
+    );
+    let other_text = std::fs::read_to_string(&other)
+        .unwrap()
+        .replace("\"boot\"", "\"other\"");
+    std::fs::write(&other, other_text).unwrap();
+    let (t, witness) = run_with(&other, "run");
+    let run = t.arg("--metadata-endpoint").arg(fake.url()).run();
+    assert_refused(&run, &witness, 77, "the role other", &[]);
+
+    // No service account: 77 with the gcloud fix, nothing sent to the store.
+    let none = FakeMetadata::builder(Cloud::Gce).no_identity().start();
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--metadata-endpoint").arg(none.url()).run();
+    assert_refused(&run, &witness, 77, "gcloud compute instances", &[]);
+}
+
+#[test]
+fn the_jwt_login_with_the_azure_managed_identity_token_is_bound_to_the_identity() {
+    let fake = FakeMetadata::builder(Cloud::Azure).start();
+    let resource = "https://management.azure.com/";
+    let token = fake.managed_identity_token(resource, None);
+    let claims = testkit::jwt::claims(&token).unwrap();
+    let bao = bao_trusting(&fake, resource, json!({ "oid": claims["oid"] }));
+    let dir = tempfile::tempdir().unwrap();
+    let config = cloud_config(dir.path(), &bao, "token = \"azure\"\n");
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--metadata-endpoint").arg(fake.url()).run();
+    run.assert_success();
+    assert!(witness.ran(), "{}", run.stderr);
+    run.assert_no_leak(PASSWORD).assert_no_leak(&token);
+
+    // A token for another resource than the role's audience: 77.
+    let config = cloud_config(
+        dir.path(),
+        &bao,
+        "token = \"azure\"\naudience = \"https://vault.azure.net\"\n",
+    );
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--metadata-endpoint").arg(fake.url()).run();
+    assert_refused(
+        &run,
+        &witness,
+        77,
+        "the jwt login at auth/jwt/login",
+        &[&token],
     );
 }
