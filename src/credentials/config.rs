@@ -7,6 +7,10 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
+use super::aws_secrets_manager::config::{
+    aws_secrets_manager_settings, AwsSecretsManagerFile, AwsSecretsManagerSettings,
+};
+use super::aws_ssm::config::{aws_ssm_settings, AwsSsmFile, AwsSsmSettings};
 use super::directory::config::{directory_settings, DirectoryFile};
 use super::vault::config::{vault_settings, VaultFile, VaultSettings};
 use crate::error::Result;
@@ -22,6 +26,12 @@ pub(crate) fn definitions() -> impl Iterator<Item = &'static Setting> {
     [&STORE, &directory::PATH, &directory::SYSTEMD]
         .into_iter()
         .chain(super::vault::config::defs::ALL.iter().copied())
+        .chain(
+            super::aws_secrets_manager::config::defs::ALL
+                .iter()
+                .copied(),
+        )
+        .chain(super::aws_ssm::config::defs::ALL.iter().copied())
 }
 
 /// Which credential store `cred:NAME` reads.
@@ -32,6 +42,10 @@ pub enum StoreChoice {
     Auto,
     Vault,
     Directory,
+    /// `aws-secrets-manager`: with the instance role.
+    AwsSecretsManager,
+    /// `aws-ssm`: SecureString parameters, with the instance role.
+    AwsSsm,
 }
 
 /// The credential store settings, before the store is opened (and before
@@ -43,6 +57,8 @@ pub struct StoreSettings {
     pub vault: VaultSettings,
     /// The credentials directory, and where it was named.
     pub directory: Option<(PathBuf, String)>,
+    pub aws_secrets_manager: AwsSecretsManagerSettings,
+    pub aws_ssm: AwsSsmSettings,
     /// Every environment variable these settings consulted, set or not: the
     /// script's environment never holds one (SPEC §4), and `pass_env` may
     /// not name one that is a secret. Recorded as they are read, so a store
@@ -94,6 +110,8 @@ pub(crate) struct StoreFiles {
     pub(crate) store: Option<String>,
     pub(crate) vault: VaultFile,
     pub(crate) directory: DirectoryFile,
+    pub(crate) aws_secrets_manager: AwsSecretsManagerFile,
+    pub(crate) aws_ssm: AwsSsmFile,
 }
 
 /// The credential store settings: each variable over its config key.
@@ -120,7 +138,13 @@ pub(crate) fn store_settings(
             "auto" => StoreChoice::Auto,
             "vault" | "openbao" => StoreChoice::Vault,
             "directory" => StoreChoice::Directory,
-            _ => return Err(found.error("expected auto, vault or directory")),
+            "aws-secrets-manager" => StoreChoice::AwsSecretsManager,
+            "aws-ssm" => StoreChoice::AwsSsm,
+            _ => {
+                return Err(
+                    found.error("expected auto, vault, directory, aws-secrets-manager or aws-ssm")
+                )
+            }
         },
     };
     let systemd_dir = env
@@ -132,6 +156,8 @@ pub(crate) fn store_settings(
         choice,
         vault,
         directory,
+        aws_secrets_manager: aws_secrets_manager_settings(file.aws_secrets_manager, config),
+        aws_ssm: aws_ssm_settings(file.aws_ssm, config),
         variables: env.asked.into_inner(),
     })
 }

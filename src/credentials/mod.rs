@@ -4,6 +4,8 @@
 //! out.
 //!
 //! - [`vault`]: HashiCorp Vault / OpenBao KV (v1, v2), token or AppRole, HA.
+//! - [`aws_secrets_manager`], [`aws_ssm`]: AWS Secrets Manager and SSM
+//!   Parameter Store, opened with the instance role.
 //! - [`directory`]: one file per secret, e.g. systemd's `$CREDENTIALS_DIRECTORY`.
 //! - [`identity`]: the instance's own cloud identity, which opens the cloud
 //!   stores and the Vault logins that need no stored secret.
@@ -21,6 +23,8 @@
 //! parsers and the toolkit; `reference` imports nothing of tagstrap's.
 
 pub(crate) mod address;
+pub(crate) mod aws_secrets_manager;
+pub(crate) mod aws_ssm;
 pub(crate) mod config;
 pub(crate) mod directory;
 pub(crate) mod identity;

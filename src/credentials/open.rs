@@ -38,7 +38,6 @@ pub(crate) struct OpenContext<'a> {
     /// `--metadata-endpoint`: where a store that opens with the instance's
     /// own cloud identity asks the metadata service for it (the cloud's
     /// default address otherwise).
-    #[allow(dead_code)] // Until the cloud stores read it (issue 14).
     pub(crate) metadata_endpoint: Option<&'a Url>,
 }
 
@@ -48,6 +47,13 @@ pub(crate) fn open(
     context: &OpenContext<'_>,
 ) -> Result<Box<dyn CredentialStore>> {
     let (extra, budget) = (context.extra, context.budget);
+    match settings.choice {
+        StoreChoice::AwsSecretsManager => {
+            return super::aws_secrets_manager::open(&settings.aws_secrets_manager, context)
+        }
+        StoreChoice::AwsSsm => return super::aws_ssm::open(&settings.aws_ssm, context),
+        _ => {}
+    }
     if chooses_vault(settings) {
         return open_vault(&settings.vault, extra, budget);
     }
@@ -73,7 +79,7 @@ fn chooses_vault(settings: &StoreSettings) -> bool {
     match settings.choice {
         StoreChoice::Vault => true,
         StoreChoice::Auto => !settings.vault.addresses.is_empty(),
-        StoreChoice::Directory => false,
+        StoreChoice::Directory | StoreChoice::AwsSecretsManager | StoreChoice::AwsSsm => false,
     }
 }
 
@@ -271,6 +277,8 @@ mod tests {
             choice,
             vault: v,
             directory: dir.map(|d| (d.to_path_buf(), "$CREDENTIALS_DIRECTORY".into())),
+            aws_secrets_manager: Default::default(),
+            aws_ssm: Default::default(),
             variables: Vec::new(),
         }
     }

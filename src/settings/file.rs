@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{defs, MAX_CONFIG_BYTES};
+use crate::credentials::aws_secrets_manager::config::AwsSecretsManagerFile;
+use crate::credentials::aws_ssm::config::AwsSsmFile;
 use crate::credentials::directory::config::DirectoryFile;
 use crate::credentials::vault::config::VaultFile;
 use crate::error::{Error, Result};
@@ -35,6 +37,8 @@ pub(super) struct ConfigFile {
     pub(super) store: Option<String>,
     pub(super) vault: Option<VaultFile>,
     pub(super) directory: Option<DirectoryFile>,
+    pub(super) aws_secrets_manager: Option<AwsSecretsManagerFile>,
+    pub(super) aws_ssm: Option<AwsSsmFile>,
 }
 
 /// A value that is a number or a string, as text for the setting's parser.
@@ -59,7 +63,13 @@ impl TryFrom<toml::Value> for Scalar {
 
 /// The keys that are not tagstrap's own settings but the stores'.
 #[cfg(test)]
-pub(super) const STORE_KEYS: [&str; 3] = ["store", "vault", "directory"];
+pub(super) const STORE_KEYS: [&str; 5] = [
+    "store",
+    "vault",
+    "directory",
+    "aws_secrets_manager",
+    "aws_ssm",
+];
 
 /// Reads the config file: the one named by `--config` or `$TAGSTRAP_CONFIG`
 /// (which must exist), else the default one when present.

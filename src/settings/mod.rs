@@ -258,6 +258,8 @@ impl Settings {
                 store: file.store,
                 vault: file.vault.unwrap_or_default(),
                 directory: file.directory.unwrap_or_default(),
+                aws_secrets_manager: file.aws_secrets_manager.unwrap_or_default(),
+                aws_ssm: file.aws_ssm.unwrap_or_default(),
             },
             env,
             &|p| at.relative(p),
