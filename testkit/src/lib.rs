@@ -15,6 +15,11 @@
 //!   metadata services serving `fixtures/<cloud>/`, enforcing the real
 //!   services' header/token rules (and recording what they refuse), plus an
 //!   OpenStack config-drive image builder.
+//! * [`Moto`] — a real `moto_server` with request authentication on (SigV4,
+//!   keys, session tokens and IAM policies checked), set up with roles,
+//!   their temporary credentials, secrets and SSM parameters; and
+//!   [`MotoFront`], which stands in front of it to answer
+//!   `ExpiredTokenException` or `ThrottlingException` on demand.
 //! * [`Relay`] — a TCP relay in front of a server that can run a hook when
 //!   the first client connects or inject HTTP request headers.
 //! * [`Rootfs`] — a Debian bookworm tree with the real `cloud-init`
@@ -37,6 +42,7 @@ pub mod bao;
 pub mod bao_cluster;
 pub mod ca;
 pub mod metadata;
+pub mod moto;
 pub mod netns;
 pub mod origin;
 pub mod relay;
@@ -47,7 +53,10 @@ mod util;
 pub use bao::Bao;
 pub use bao_cluster::{BaoCluster, BaoClusterBuilder};
 pub use ca::{IssuedCert, TestCa};
-pub use metadata::{Cloud, FakeMetadata, FakeMetadataBuilder, ReservedFakeMetadata};
+pub use metadata::{
+    AwsCredentials, AwsRoleSet, Cloud, FakeMetadata, FakeMetadataBuilder, ReservedFakeMetadata,
+};
+pub use moto::{MadeRole, Moto, MotoBuilder, MotoFront};
 pub use netns::{BootRace, Dnsmasq, Forward, LinkUp, Netns, NetnsPair, Outage};
 pub use origin::{
     generated_body, generated_byte, Handler, Origin, OriginBuilder, RecordedRequest, Reply,
