@@ -418,3 +418,52 @@ mod tests {
         );
     }
 }
+
+/// What the AWS stores' mock tests share: moto with authentication on, an
+/// IMDS fake handing out a moto role's credentials, and the context that
+/// opens a store against them.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::time::Duration;
+
+    use testkit::metadata::{AwsRoleSet, Cloud, FakeMetadata};
+    use testkit::Moto;
+    use url::Url;
+
+    use crate::credentials::open::OpenContext;
+
+    /// The IMDS fake for `role` of `moto`, serving `sets` (by default the
+    /// role's first credentials, fresh).
+    pub(crate) fn imds(moto: &Moto, role: &str, sets: Option<Vec<AwsRoleSet>>) -> FakeMetadata {
+        let made = moto.role(role);
+        let sets = sets.unwrap_or_else(|| vec![AwsRoleSet::fresh(made.credentials[0].clone())]);
+        FakeMetadata::builder(Cloud::Aws)
+            .aws_role(role, &made.instance_profile_arn, sets)
+            .start()
+    }
+
+    /// Opens a store with `open` against `imds`, with a short deadline.
+    pub(crate) fn opened<S>(
+        imds: &FakeMetadata,
+        settings: &S,
+        open: fn(
+            &S,
+            &OpenContext<'_>,
+        ) -> crate::error::Result<Box<dyn crate::credentials::CredentialStore>>,
+    ) -> Box<dyn crate::credentials::CredentialStore> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = Url::parse(&imds.url()).unwrap();
+        let context = OpenContext {
+            extra: &[],
+            budget: Duration::from_secs(20),
+            metadata_endpoint: Some(&url),
+        };
+        open(settings, &context).unwrap()
+    }
+
+    pub(crate) fn cred(name: &str) -> crate::credentials::CredRef {
+        crate::credentials::CredRef::parse(&format!("cred:{name}"))
+            .unwrap()
+            .unwrap()
+    }
+}
