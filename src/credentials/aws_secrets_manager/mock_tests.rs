@@ -113,6 +113,11 @@ async fn missing_is_66_denied_is_77_naming_the_permission_and_a_wrong_key_is_77(
     let bad = store.get(&cred("PROXY_PASS")).await.unwrap_err();
     assert_eq!(bad.exit_code(), 77, "{bad}");
     assert!(bad.message().contains("SignatureDoesNotMatch"), "{bad}");
+    assert!(
+        bad.message()
+            .contains("refused the instance role's credentials"),
+        "{bad}"
+    );
     for e in [&missing, &denied, &bad] {
         for secret in [&good.secret_access_key, &good.session_token] {
             assert!(!e.message().contains(secret.as_str()), "{e}");

@@ -24,6 +24,7 @@ const SECTION: &str = "aws_secrets_manager";
 const SERVICE: Service = Service {
     name: "secretsmanager",
     target: "secretsmanager",
+    section: SECTION,
     title: "AWS Secrets Manager",
 };
 
@@ -124,10 +125,10 @@ impl SecretsManagerStore {
         let region = self.api.region().unwrap_or("REGION");
         let partition = partition(region);
         format!(
-            "grant the instance role ({}) secretsmanager:GetSecretValue on \
+            "grant {} secretsmanager:GetSecretValue on \
              arn:{partition}:secretsmanager:{region}:ACCOUNT:secret:{id}-* (and kms:Decrypt on \
              the secret's KMS key when it is a customer managed key)",
-            self.api.identity().describe()
+            self.api.role()
         )
     }
 }

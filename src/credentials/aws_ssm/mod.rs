@@ -26,6 +26,7 @@ const SECTION: &str = "aws_ssm";
 const SERVICE: Service = Service {
     name: "ssm",
     target: "AmazonSSM",
+    section: SECTION,
     title: "AWS SSM Parameter Store",
 };
 
@@ -100,10 +101,10 @@ impl SsmStore {
         let partition = partition(region);
         let path = id.split(':').next().unwrap_or(id).trim_start_matches('/');
         format!(
-            "grant the instance role ({}) ssm:GetParameter on \
+            "grant {} ssm:GetParameter on \
              arn:{partition}:ssm:{region}:ACCOUNT:parameter/{path} and kms:Decrypt on the key \
              that encrypts it (alias/aws/ssm unless another was chosen)",
-            self.api.identity().describe()
+            self.api.role()
         )
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Service {
     pub(crate) target: &'static str,
     /// For messages, e.g. "AWS Secrets Manager".
     pub(crate) title: &'static str,
+    /// The store's config section, e.g. `aws_ssm`.
+    pub(crate) section: &'static str,
 }
 
 /// An API reached directly with the instance's identity.
@@ -92,9 +94,10 @@ impl AwsApi {
             .or(self.region.as_deref())
     }
 
-    /// The role's name, once the credentials were read.
-    pub(crate) fn identity(&self) -> &AwsIdentity {
-        &self.identity
+    /// "the instance role R" once the credentials were read ("the
+    /// instance role" before).
+    pub(crate) fn role(&self) -> String {
+        self.identity.role_name()
     }
 
     async fn resolve(&self) -> Result<&(String, Url)> {
@@ -223,6 +226,12 @@ pub(crate) fn final_error(api: &AwsApi, error: &AwsError, asked: &str, grant: &s
     let store = api.describe();
     let said = error.said();
     match error.kind {
+        Kind::Denied if error.credentials_rejected() => Error::Refused(format!(
+            "{store} refused the instance role's credentials for {asked} ({said}): they are not \
+             what AWS issued, or the request was signed for another region or endpoint. Check \
+             --metadata-endpoint, [{}] region and endpoint, and the instance's clock",
+            api.service.section
+        )),
         Kind::Denied => Error::Refused(format!("{store} denied {asked} ({said}): {grant}")),
         Kind::Expired => Error::Refused(format!(
             "{store} refused the instance role's credentials as expired for {asked}, also after \

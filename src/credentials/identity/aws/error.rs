@@ -52,6 +52,17 @@ const DENIED: &[&str] = &[
     "AuthFailure",
     "UnauthorizedOperation",
 ];
+/// The [`DENIED`] types that refuse the credentials themselves, not a
+/// permission: granting one would not help.
+const REJECTED: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "InvalidClientTokenId",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "AuthFailure",
+];
 const EXPIRED: &[&str] = &["ExpiredTokenException", "ExpiredToken", "RequestExpired"];
 const NOT_FOUND: &[&str] = &[
     "ResourceNotFoundException",
@@ -74,6 +85,12 @@ const RETRY: &[&str] = &[
 ];
 
 impl AwsError {
+    /// Whether the credentials themselves were refused (a bad signature,
+    /// an unknown key), rather than a permission.
+    pub(crate) fn credentials_rejected(&self) -> bool {
+        self.kind == Kind::Denied && self.code.as_deref().is_some_and(|c| REJECTED.contains(&c))
+    }
+
     /// "AccessDeniedException: User … is not authorized …", or the status
     /// when the answer named nothing.
     pub(crate) fn said(&self) -> String {
@@ -233,6 +250,8 @@ mod tests {
             assert_eq!(xml(status, "ParameterNotFound").kind, Kind::NotFound);
         }
         let e = xml(403, "SignatureDoesNotMatch");
+        assert!(e.credentials_rejected());
+        assert!(!xml(403, "AccessDenied").credentials_rejected());
         assert_eq!(e.message.as_deref(), Some("it & said"));
         assert_eq!(e.said(), "SignatureDoesNotMatch: it & said");
     }

@@ -132,6 +132,14 @@ impl AwsIdentity {
         }
     }
 
+    /// "the instance role reader" once known, "the instance role" before.
+    pub(crate) fn role_name(&self) -> String {
+        match self.role.lock().expect("role lock").as_deref() {
+            Some(role) => format!("the instance role {}", shown(role)),
+            None => "the instance role".to_string(),
+        }
+    }
+
     /// The role's credentials: those already read unless they near their
     /// expiry, or `refresh` asks for new ones (after `ExpiredToken`).
     pub(crate) async fn credentials(&self, refresh: bool) -> Result<Arc<RoleCredentials>> {
