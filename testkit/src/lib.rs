@@ -20,6 +20,9 @@
 //!   their temporary credentials, secrets and SSM parameters; and
 //!   [`MotoFront`], which stands in front of it to answer
 //!   `ExpiredTokenException` or `ThrottlingException` on demand.
+//! * [`VaultAwsLogin`] — a stand-in for Vault's `aws` auth method (IAM
+//!   login), which replays the signed `sts:GetCallerIdentity` to a
+//!   [`Moto`]'s STS as Vault does and grants a token only to the bound role.
 //! * [`Relay`] — a TCP relay in front of a server that can run a hook when
 //!   the first client connects or inject HTTP request headers.
 //! * [`Rootfs`] — a Debian bookworm tree with the real `cloud-init`
@@ -49,6 +52,7 @@ pub mod relay;
 pub mod rootfs;
 pub mod squid;
 mod util;
+pub mod vault_aws;
 
 pub use bao::Bao;
 pub use bao_cluster::{BaoCluster, BaoClusterBuilder};
@@ -66,3 +70,4 @@ pub use relay::Relay;
 pub use rootfs::{static_tagstrap, Rootfs};
 pub use squid::{Squid, SquidBuilder};
 pub use util::{free_port, http_request, HttpResponse};
+pub use vault_aws::{VaultAwsBuilder, VaultAwsLogin};

@@ -421,7 +421,7 @@ fn serve(mut client: TcpStream, upstream: u16, rules: &Mutex<FrontRules>, answer
 
 /// One request's head (without the final blank line) and its
 /// `Content-Length` body.
-fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+pub(crate) fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     let end = loop {

@@ -98,3 +98,97 @@ async fn no_role_is_77_with_the_command_that_attaches_one() {
         "{message}"
     );
 }
+
+/// Vault's IAM login body, sent to testkit's stand-in for Vault's `aws`
+/// auth method, which replays it to moto's STS (authentication on) as
+/// Vault does: granted for the bound role only, with the server ID header
+/// signed in.
+#[test]
+fn vaults_iam_login_body_is_accepted_for_the_bound_role_only() {
+    use secrecy::SecretString;
+    use testkit::{http_request, VaultAwsLogin};
+
+    use super::sign::vault_iam_login_body;
+    use super::RoleCredentials;
+
+    let moto = testkit::Moto::builder("eu-west-1")
+        .role("reader", &["sts:GetCallerIdentity"], 1)
+        .role("other", &["sts:GetCallerIdentity"], 1)
+        .start();
+    let vault = VaultAwsLogin::builder(&moto, "web", &moto.role("reader").arn)
+        .server_id("vault.example.com")
+        .secret("PROXY_PASS", "pw-from-vault")
+        .start();
+    let credentials = |role: &str, secret: Option<&str>| {
+        let c = &moto.role(role).credentials[0];
+        RoleCredentials {
+            role: role.into(),
+            access_key_id: SecretString::from(c.access_key_id.clone()),
+            secret_access_key: SecretString::from(
+                secret.unwrap_or(&c.secret_access_key).to_string(),
+            ),
+            session_token: SecretString::from(c.session_token.clone()),
+            expiration: None,
+        }
+    };
+    let login = |c: &RoleCredentials, server_id: Option<&str>| {
+        let body =
+            vault_iam_login_body(c, Some("web"), None, server_id, SystemTime::now()).unwrap();
+        http_request(
+            vault.port(),
+            "POST",
+            "/v1/auth/aws/login",
+            &[("Content-Type", "application/json")],
+            Some(body.expose_secret().as_bytes()),
+        )
+        .unwrap()
+    };
+
+    let granted = login(&credentials("reader", None), Some("vault.example.com"));
+    assert_eq!(granted.status, 200, "{}", granted.text());
+    let json: serde_json::Value = serde_json::from_slice(&granted.body).unwrap();
+    let token = json["auth"]["client_token"].as_str().unwrap().to_string();
+    let secret = http_request(
+        vault.port(),
+        "GET",
+        "/v1/secret/data/PROXY_PASS",
+        &[("X-Vault-Token", &token)],
+        None,
+    )
+    .unwrap();
+    assert!(secret.text().contains("pw-from-vault"), "{}", secret.text());
+    let revoked = http_request(
+        vault.port(),
+        "POST",
+        "/v1/auth/token/revoke-self",
+        &[("X-Vault-Token", &token)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(revoked.status, 204);
+    assert_eq!((vault.granted(), vault.revoked()), (1, 1));
+
+    for (c, server_id, why) in [
+        (credentials("reader", None), None, "missing header"),
+        (
+            credentials("reader", None),
+            Some("other.example.com"),
+            "but got",
+        ),
+        (
+            credentials("other", None),
+            Some("vault.example.com"),
+            "does not belong to the role",
+        ),
+        (
+            credentials("reader", Some("wrong-secret-key")),
+            Some("vault.example.com"),
+            "SignatureDoesNotMatch",
+        ),
+    ] {
+        let refused = login(&c, server_id);
+        assert_eq!(refused.status, 400, "{why}: {}", refused.text());
+        assert!(refused.text().contains(why), "{why}: {}", refused.text());
+    }
+    assert_eq!(vault.granted(), 1);
+}
