@@ -108,6 +108,15 @@ fn run_expecting(config: &PathBuf, fake: &FakeMetadata, password: &str) -> (Tags
     (t, witness)
 }
 
+/// `run` with a config file choosing `store` with `section`, the IMDS fake
+/// and `password` as the proxy password's tag: the run and its witness.
+fn run_with(fake: &FakeMetadata, store: &str, section: &str, password: &str) -> (Run, Witness) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), store, section);
+    let (t, witness) = run_expecting(&config, fake, password);
+    (t.run(), witness)
+}
+
 /// The failure: `code`, one error line saying `needle`, nothing run,
 /// nothing leaked.
 fn assert_refused(run: &Run, witness: &Witness, moto: &Moto, code: i32, needle: &str) {
@@ -140,18 +149,21 @@ fn through_squid(store: &str, section: impl Fn(&Moto) -> String) {
         .start();
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), store, &section(&moto));
-    let run = Tagstrap::new("run")
-        .tag("rs_agent:http_proxy", &squid.proxy_addr())
-        .tag("rs_agent:http_proxy_user", USER)
-        .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
-        .tag("rs_agent:mime_shellscript", &origin.url("/install.sh"))
-        .arg("--ca-file")
-        .arg(ca.ca_pem_path())
-        .arg("--config")
-        .arg(&config)
-        .arg("--metadata-endpoint")
-        .arg(fake.url())
-        .run();
+    let tagstrap = |command: &str| {
+        Tagstrap::new(command)
+            .tag("rs_agent:http_proxy", &squid.proxy_addr())
+            .tag("rs_agent:http_proxy_user", USER)
+            .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+            .tag("rs_agent:mime_shellscript", &origin.url("/install.sh"))
+            .arg("--ca-file")
+            .arg(ca.ca_pem_path())
+            .arg("--config")
+            .arg(&config)
+            .arg("--metadata-endpoint")
+            .arg(fake.url())
+            .run()
+    };
+    let run = tagstrap("run");
     run.assert_success();
     assert!(ran.exists(), "the script ran:\n{}", run.stderr);
     let log = squid.access_log();
@@ -167,18 +179,7 @@ fn through_squid(store: &str, section: impl Fn(&Moto) -> String) {
         "moto went through the proxy:\n{log}"
     );
 
-    let doctor = Tagstrap::new("doctor")
-        .tag("rs_agent:http_proxy", &squid.proxy_addr())
-        .tag("rs_agent:http_proxy_user", USER)
-        .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
-        .tag("rs_agent:mime_shellscript", &origin.url("/install.sh"))
-        .arg("--ca-file")
-        .arg(ca.ca_pem_path())
-        .arg("--config")
-        .arg(&config)
-        .arg("--metadata-endpoint")
-        .arg(fake.url())
-        .run();
+    let doctor = tagstrap("doctor");
     let shown = format!("{}{}", doctor.stdout, doctor.stderr);
     assert!(
         shown.contains("role reader (instance profile arn:aws:iam::"),
@@ -201,14 +202,12 @@ fn ssm_happy_path_through_squid() {
 fn a_json_field_of_a_secret() {
     let moto = moto();
     let fake = imds(&moto, "reader", None);
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        dir.path(),
+    let (run, witness) = run_with(
+        &fake,
         "aws-secrets-manager",
         &secrets_manager(&moto.url(), "field = \"password\"\n"),
+        "cred:PROXY_JSON",
     );
-    let (t, witness) = run_expecting(&config, &fake, "cred:PROXY_JSON");
-    let run = t.run();
     run.assert_success();
     assert!(witness.ran(), "{}", run.stderr);
     assert_no_leaks(&run, &moto);
@@ -223,14 +222,12 @@ fn a_wrong_secret_key_is_77_signature_does_not_match() {
         ..good
     };
     let fake = imds(&moto, "reader", Some(vec![AwsRoleSet::fresh(wrong)]));
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        dir.path(),
+    let (run, witness) = run_with(
+        &fake,
         "aws-secrets-manager",
         &secrets_manager(&moto.url(), ""),
+        "cred:PROXY_PASS",
     );
-    let (t, witness) = run_expecting(&config, &fake, "cred:PROXY_PASS");
-    let run = t.run();
     assert_refused(&run, &witness, &moto, 77, "SignatureDoesNotMatch");
     run.assert_no_leak("wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGKEYXX");
 }
@@ -239,33 +236,28 @@ fn a_wrong_secret_key_is_77_signature_does_not_match() {
 fn a_role_without_the_permission_is_77_naming_it() {
     let moto = moto();
     let fake = imds(&moto, "no-secrets", None);
-    let dir = tempfile::tempdir().unwrap();
-    let sm = config(
-        dir.path(),
+    let (run, witness) = run_with(
+        &fake,
         "aws-secrets-manager",
         &secrets_manager(&moto.url(), ""),
+        "cred:PROXY_PASS",
     );
-    let (t, witness) = run_expecting(&sm, &fake, "cred:PROXY_PASS");
     assert_refused(
-        &t.run(),
+        &run,
         &witness,
         &moto,
         77,
         "grant the instance role no-secrets secretsmanager:GetSecretValue",
     );
-    let (t, witness) = run_expecting(&sm, &fake, "cred:PROXY_PASS");
-    assert_refused(
-        &t.run(),
-        &witness,
-        &moto,
-        77,
-        "secretsmanager:GetSecretValue on arn:aws:secretsmanager:eu-west-1:ACCOUNT:secret:tagstrap/PROXY_PASS-*",
+    assert!(
+        run.error_lines()[0]
+            .contains("on arn:aws:secretsmanager:eu-west-1:ACCOUNT:secret:tagstrap/PROXY_PASS-*"),
+        "{}",
+        run.stderr
     );
-    let dir = tempfile::tempdir().unwrap();
-    let ssm = config(dir.path(), "aws-ssm", &ssm(&moto.url()));
-    let (t, witness) = run_expecting(&ssm, &fake, "cred:PROXY_PASS");
+    let (run, witness) = run_with(&fake, "aws-ssm", &ssm(&moto.url()), "cred:PROXY_PASS");
     assert_refused(
-        &t.run(),
+        &run,
         &witness,
         &moto,
         77,
@@ -277,45 +269,35 @@ fn a_role_without_the_permission_is_77_naming_it() {
 fn a_missing_secret_is_66() {
     let moto = moto();
     let fake = imds(&moto, "reader", None);
-    let dir = tempfile::tempdir().unwrap();
-    let sm = config(
-        dir.path(),
+    let (run, witness) = run_with(
+        &fake,
         "aws-secrets-manager",
         &secrets_manager(&moto.url(), ""),
+        "cred:NO_SUCH",
     );
-    let (t, witness) = run_expecting(&sm, &fake, "cred:NO_SUCH");
     assert_refused(
-        &t.run(),
+        &run,
         &witness,
         &moto,
         66,
         "credential cred:NO_SUCH does not exist",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let ssm = config(dir.path(), "aws-ssm", &ssm(&moto.url()));
-    let (t, witness) = run_expecting(&ssm, &fake, "cred:NO_SUCH");
-    assert_refused(
-        &t.run(),
-        &witness,
-        &moto,
-        66,
-        "no parameter /tagstrap/NO_SUCH",
-    );
+    let (run, witness) = run_with(&fake, "aws-ssm", &ssm(&moto.url()), "cred:NO_SUCH");
+    assert_refused(&run, &witness, &moto, 66, "no parameter /tagstrap/NO_SUCH");
 }
 
 #[test]
 fn no_role_is_77_with_the_fix() {
     let moto = moto();
     let fake = FakeMetadata::builder(Cloud::Aws).start();
-    let dir = tempfile::tempdir().unwrap();
-    let sm = config(
-        dir.path(),
+    let (run, witness) = run_with(
+        &fake,
         "aws-secrets-manager",
         &secrets_manager(&moto.url(), ""),
+        "cred:PROXY_PASS",
     );
-    let (t, witness) = run_expecting(&sm, &fake, "cred:PROXY_PASS");
     assert_refused(
-        &t.run(),
+        &run,
         &witness,
         &moto,
         77,
@@ -339,14 +321,12 @@ fn expired_temporary_credentials_are_read_again_and_throttling_is_retried() {
             AwsRoleSet::fresh(new.clone()),
         ]),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let sm = config(
-        dir.path(),
+    let (run, witness) = run_with(
+        &fake,
         "aws-secrets-manager",
         &secrets_manager(&front.url(), ""),
+        "cred:PROXY_PASS",
     );
-    let (t, witness) = run_expecting(&sm, &fake, "cred:PROXY_PASS");
-    let run = t.run();
     run.assert_success();
     assert!(witness.ran(), "{}", run.stderr);
     assert_eq!(front.answered(), 2, "one throttled, one expired");
@@ -363,15 +343,14 @@ fn expired_temporary_credentials_are_read_again_and_throttling_is_retried() {
 fn a_plain_http_endpoint_elsewhere_is_78_before_any_request() {
     let moto = moto();
     let fake = imds(&moto, "reader", None);
-    let dir = tempfile::tempdir().unwrap();
-    let sm = config(
-        dir.path(),
+    let (run, witness) = run_with(
+        &fake,
         "aws-secrets-manager",
         &secrets_manager("http://secretsmanager.internal.example:80", ""),
+        "cred:PROXY_PASS",
     );
-    let (t, witness) = run_expecting(&sm, &fake, "cred:PROXY_PASS");
     assert_refused(
-        &t.run(),
+        &run,
         &witness,
         &moto,
         78,

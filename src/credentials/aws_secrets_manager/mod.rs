@@ -12,12 +12,11 @@ mod mock_tests;
 use secrecy::SecretString;
 
 use self::config::AwsSecretsManagerSettings;
-use super::identity::aws::api::{configured_place, final_error, AwsApi, Service};
+use super::identity::aws::api::{final_error, AwsApi, Service};
 use super::identity::aws::error::Kind;
 use super::open::OpenContext;
 use super::{CredRef, CredentialStore};
 use crate::error::{Error, Result};
-use crate::net::tls;
 use crate::util::BoxFuture;
 
 const SECTION: &str = "aws_secrets_manager";
@@ -40,20 +39,13 @@ pub(crate) fn open(
     settings: &AwsSecretsManagerSettings,
     context: &OpenContext<'_>,
 ) -> Result<Box<dyn CredentialStore>> {
-    let (region, endpoint) = configured_place(
-        SECTION,
+    let api = AwsApi::open(
+        SERVICE,
         settings.region.as_deref(),
         settings.endpoint.as_deref(),
         settings.insecure_http,
         &settings.config,
-    )?;
-    let api = AwsApi::new(
-        SERVICE,
-        region,
-        endpoint,
-        context.metadata_endpoint,
-        &tls::client_config(context.extra)?,
-        context.budget,
+        context,
     )?;
     Ok(Box::new(SecretsManagerStore {
         api,

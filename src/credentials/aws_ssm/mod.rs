@@ -14,12 +14,11 @@ use secrecy::SecretString;
 
 use self::config::AwsSsmSettings;
 use super::aws_secrets_manager::partition;
-use super::identity::aws::api::{configured_place, final_error, AwsApi, Service};
+use super::identity::aws::api::{final_error, AwsApi, Service};
 use super::identity::aws::error::Kind;
 use super::open::OpenContext;
 use super::{CredRef, CredentialStore};
 use crate::error::{Error, Result};
-use crate::net::tls;
 use crate::util::BoxFuture;
 
 const SECTION: &str = "aws_ssm";
@@ -41,20 +40,13 @@ pub(crate) fn open(
     settings: &AwsSsmSettings,
     context: &OpenContext<'_>,
 ) -> Result<Box<dyn CredentialStore>> {
-    let (region, endpoint) = configured_place(
-        SECTION,
+    let api = AwsApi::open(
+        SERVICE,
         settings.region.as_deref(),
         settings.endpoint.as_deref(),
         settings.insecure_http,
         &settings.config,
-    )?;
-    let api = AwsApi::new(
-        SERVICE,
-        region,
-        endpoint,
-        context.metadata_endpoint,
-        &tls::client_config(context.extra)?,
-        context.budget,
+        context,
     )?;
     Ok(Box::new(SsmStore {
         api,

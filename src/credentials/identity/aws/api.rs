@@ -54,7 +54,7 @@ impl AwsApi {
     /// `region` and `endpoint` as configured (checked by the store's
     /// settings); `None` asks IMDS for the region and uses its default
     /// endpoint.
-    pub(crate) fn new(
+    fn new(
         service: Service,
         region: Option<String>,
         endpoint: Option<Url>,
@@ -71,6 +71,30 @@ impl AwsApi {
             resolved: tokio::sync::OnceCell::new(),
             budget,
         })
+    }
+
+    /// The API of a store whose config section set `region`, `endpoint`
+    /// and `insecure_http` (checked here, [`configured_place`]), opened
+    /// with the store's context (`--ca-file`, the deadline,
+    /// `--metadata-endpoint`). No request is made until a call.
+    pub(crate) fn open(
+        service: Service,
+        region: Option<&str>,
+        endpoint: Option<&str>,
+        insecure_http: bool,
+        config: &std::path::Path,
+        context: &crate::credentials::open::OpenContext<'_>,
+    ) -> Result<AwsApi> {
+        let (region, endpoint) =
+            configured_place(service.section, region, endpoint, insecure_http, config)?;
+        AwsApi::new(
+            service,
+            region,
+            endpoint,
+            context.metadata_endpoint,
+            &crate::net::tls::client_config(context.extra)?,
+            context.budget,
+        )
     }
 
     /// "AWS SSM Parameter Store at https://ssm.eu-west-1.amazonaws.com
@@ -249,7 +273,7 @@ pub(crate) fn final_error(api: &AwsApi, error: &AwsError, asked: &str, grant: &s
 /// address rule (`credentials::address`: https://, loopback, or the
 /// section's `insecure_http`). `section` is the store's config section,
 /// `config` the config file's path, for messages.
-pub(crate) fn configured_place(
+fn configured_place(
     section: &str,
     region: Option<&str>,
     endpoint: Option<&str>,

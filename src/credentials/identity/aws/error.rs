@@ -40,20 +40,14 @@ pub(crate) struct AwsError {
 /// How much of AWS's message is quoted.
 const MESSAGE_CHARS: usize = 300;
 
+/// A permission the role lacks.
 const DENIED: &[&str] = &[
     "AccessDeniedException",
     "AccessDenied",
-    "UnrecognizedClientException",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-    "InvalidClientTokenId",
-    "IncompleteSignature",
-    "MissingAuthenticationToken",
-    "AuthFailure",
     "UnauthorizedOperation",
 ];
-/// The [`DENIED`] types that refuse the credentials themselves, not a
-/// permission: granting one would not help.
+/// The credentials themselves refused, not a permission: granting one
+/// would not help. Also [`Kind::Denied`].
 const REJECTED: &[&str] = &[
     "UnrecognizedClientException",
     "InvalidSignatureException",
@@ -130,7 +124,7 @@ pub(crate) fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> AwsErro
         .map(|m| shown(&m.chars().take(MESSAGE_CHARS).collect::<String>()))
         .filter(|m| !m.is_empty());
     let kind = match code.as_deref() {
-        Some(c) if DENIED.contains(&c) => Kind::Denied,
+        Some(c) if DENIED.contains(&c) || REJECTED.contains(&c) => Kind::Denied,
         Some(c) if EXPIRED.contains(&c) => Kind::Expired,
         Some(c) if NOT_FOUND.contains(&c) => Kind::NotFound,
         Some(c) if RETRY.contains(&c) => Kind::Retry,

@@ -35,6 +35,9 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::net::metadata::{Answer, MetadataClient, LINK_LOCAL_ENDPOINT};
 use crate::net::retry::Failure;
+use crate::tags::instance::aws::{
+    endpoint_off, issued_token, TOKEN_HEADER, TOKEN_PATH, TTL_HEADER,
+};
 use crate::util::text::{forbidden_char, shown};
 
 /// Credentials this close to their `Expiration` are read again before use:
@@ -42,9 +45,6 @@ use crate::util::text::{forbidden_char, shown};
 /// a request signed now may still be retried for a while.
 pub(crate) const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 
-const TOKEN_PATH: &str = "latest/api/token";
-const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
-const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
 /// A token is asked for each read; it needs to outlive a few requests.
 const TOKEN_TTL: &str = "300";
 pub(crate) const CREDENTIALS_PATH: &str = "latest/meta-data/iam/security-credentials/";
@@ -248,20 +248,8 @@ impl AwsIdentity {
             .send(Method::PUT, url, &[(TTL_HEADER, TOKEN_TTL)])
             .await?;
         match answer.status {
-            200 => {
-                let text = self.imds.text(&answer)?;
-                let token = text.trim();
-                if token.is_empty() || forbidden_char(token).is_some() {
-                    return Err(self.imds.unexpected(&answer));
-                }
-                Ok(Some(SecretString::from(token.to_string())))
-            }
-            403 => Err(Failure::Permanent(Error::Refused(format!(
-                "{} refused the session token request with 403 Forbidden: the instance's \
-                 metadata endpoint is turned off. Turn it on with `aws ec2 \
-                 modify-instance-metadata-options --instance-id ID --http-endpoint enabled`",
-                self.imds.describe()
-            )))),
+            200 => issued_token(&self.imds, &answer).map(Some),
+            403 => Err(Failure::Permanent(Error::Refused(endpoint_off(&self.imds)))),
             404 | 405 => Ok(None),
             _ => Err(self.imds.unexpected(&answer)),
         }
