@@ -87,6 +87,17 @@ fn chooses_vault(settings: &StoreSettings) -> bool {
 /// that is not loopback (allowed by `[vault] insecure_http = true`), what to
 /// tell the operator: logged as a warning by every run, shown by `doctor`.
 pub(crate) fn in_clear(settings: &StoreSettings) -> Option<String> {
+    use super::identity::aws::api::endpoint_in_clear;
+    let (sm, ssm) = (&settings.aws_secrets_manager, &settings.aws_ssm);
+    match settings.choice {
+        StoreChoice::AwsSecretsManager if sm.insecure_http => {
+            return endpoint_in_clear("aws_secrets_manager", sm.endpoint.as_deref())
+        }
+        StoreChoice::AwsSsm if ssm.insecure_http => {
+            return endpoint_in_clear("aws_ssm", ssm.endpoint.as_deref())
+        }
+        _ => {}
+    }
     chooses_vault(settings)
         .then(|| vault_in_clear(&settings.vault))
         .flatten()

@@ -268,6 +268,24 @@ pub(crate) fn final_error(api: &AwsApi, error: &AwsError, asked: &str, grant: &s
     }
 }
 
+/// When a configured endpoint is plain http:// to a host that is not
+/// loopback (allowed by `insecure_http = true`), what to tell the operator:
+/// logged by every run, shown by `doctor` (`credentials::open::in_clear`).
+pub(crate) fn endpoint_in_clear(section: &str, endpoint: Option<&str>) -> Option<String> {
+    in_clear(section, &Url::parse(endpoint?).ok()?)
+}
+
+fn in_clear(section: &str, url: &Url) -> Option<String> {
+    (url.scheme() == "http" && !crate::credentials::address::is_loopback(url)).then(|| {
+        format!(
+            "the credential store at {} is reached over plain http:// ([{section}] \
+             insecure_http = true): the signed requests and the proxy password cross the \
+             network in clear",
+            shown_url(url)
+        )
+    })
+}
+
 /// A configured region and endpoint, checked: a region is a region name
 /// (it goes into a host and the signature), an endpoint follows the store
 /// address rule (`credentials::address`: https://, loopback, or the
@@ -301,16 +319,53 @@ fn configured_place(
                 insecure_http,
             };
             let url = parse_address(text, &from, &rule)?;
-            if url.scheme() == "http" && !crate::credentials::address::is_loopback(&url) {
-                tracing::warn!(
-                    "the credential store at {} is reached over plain http:// ([{section}] \
-                     insecure_http = true): the signed requests and the proxy password cross \
-                     the network in clear",
-                    shown_url(&url)
-                );
+            if let Some(warning) = in_clear(section, &url) {
+                tracing::warn!("{warning}");
             }
             Some(url)
         }
     };
     Ok((region.map(str::to_string), endpoint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_regions_and_endpoints_are_checked_before_any_request() {
+        let config = std::path::Path::new("/etc/tagstrap/config.toml");
+        let place = |region, endpoint, insecure| {
+            configured_place("aws_ssm", region, endpoint, insecure, config)
+        };
+        let (region, endpoint) = place(Some("eu-west-1"), None, false).unwrap();
+        assert_eq!((region.as_deref(), endpoint), (Some("eu-west-1"), None));
+        let bad = place(Some("eu-west-1.evil.example/"), None, false).unwrap_err();
+        assert_eq!(bad.exit_code(), 78);
+        assert!(bad
+            .message()
+            .starts_with("[aws_ssm] region in /etc/tagstrap/config.toml"));
+        let remote = "http://ssm.corp.example";
+        let plain = place(None, Some(remote), false).unwrap_err();
+        assert_eq!(plain.exit_code(), 78);
+        assert!(plain
+            .message()
+            .contains("insecure_http = true in the [aws_ssm] section"));
+        assert!(place(None, Some(remote), true).is_ok());
+        assert!(place(None, Some("http://127.0.0.1:5000"), false).is_ok());
+        let with_key = place(None, Some("https://AKIA:secret@ssm.example"), false).unwrap_err();
+        assert!(!with_key.message().contains("secret@"), "{with_key}");
+
+        let warning = endpoint_in_clear("aws_ssm", Some(remote)).unwrap();
+        assert!(warning.contains("http://ssm.corp.example"), "{warning}");
+        assert_eq!(
+            endpoint_in_clear("aws_ssm", Some("http://127.0.0.1:1")),
+            None
+        );
+        assert_eq!(
+            endpoint_in_clear("aws_ssm", Some("https://ssm.corp.example")),
+            None
+        );
+        assert_eq!(endpoint_in_clear("aws_ssm", None), None);
+    }
 }
