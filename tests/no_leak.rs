@@ -61,6 +61,8 @@ struct World {
     azure_plain: FakeMetadata,
     /// GCP Secret Manager and Azure Key Vault with their metadata fakes.
     cloud: CloudStores,
+    /// The AWS stores (issue 14): moto and the instance role's IMDS.
+    aws_stores: AwsStores,
     /// Inputs: secret files, private or deliberately exposed. Not scanned.
     inputs: tempfile::TempDir,
     /// Outputs of the scripts: scanned.
@@ -151,8 +153,10 @@ impl World {
             .tag("rs_agent:mime_shellscript", &origin.url("/install.sh"))
             .start();
         let cloud = CloudStores::new(&ca, dir);
+        let aws_stores = AwsStores::new(dir);
         World {
             cloud,
+            aws_stores,
             _ca: ca,
             ca_path,
             squid,
@@ -187,6 +191,12 @@ impl World {
         ] {
             forms.extend(common::secret_forms(secret));
         }
+        forms.extend(
+            self.aws_stores
+                .secrets()
+                .iter()
+                .flat_map(|s| common::secret_forms(s)),
+        );
         for password in [PASSWORD, WRONG] {
             let basic = base64::engine::general_purpose::STANDARD;
             forms.insert(basic.encode(format!("{USER}:{password}")));
@@ -300,6 +310,130 @@ fn cloud_store_paths() -> Vec<Path_> {
         },
     ]
 }
+// --- The AWS stores (issue 14): the instance role's temporary keys and
+// session token, from the IMDS fake, signing requests to a moto server with
+// authentication on; a set with a wrong secret key (77), and an expired set
+// that is read again. Secrets: every set's secret key and session token.
+struct AwsStores {
+    moto: testkit::Moto,
+    /// IMDS handing out the reader role's credentials.
+    imds: FakeMetadata,
+    /// IMDS handing out a wrong secret key with the real key ID and token.
+    imds_wrong: FakeMetadata,
+    /// IMDS handing out an expired set first, which the front refuses.
+    imds_expired: FakeMetadata,
+    front: testkit::MotoFront,
+}
+
+impl AwsStores {
+    fn new(inputs: &Path) -> AwsStores {
+        use testkit::metadata::{AwsCredentials, AwsRoleSet};
+        let moto = testkit::Moto::builder("eu-west-1")
+            .role(
+                "reader",
+                &[
+                    "secretsmanager:GetSecretValue",
+                    "ssm:GetParameter",
+                    "kms:Decrypt",
+                ],
+                2,
+            )
+            .secret("PROXY_PASS", PASSWORD)
+            .parameter("PROXY_PASS", PASSWORD, "SecureString")
+            .start();
+        let made = moto.role("reader").clone();
+        let imds_for = |sets: Vec<AwsRoleSet>| {
+            FakeMetadata::builder(Cloud::Aws)
+                .aws_role("reader", &made.instance_profile_arn, sets)
+                .start()
+        };
+        let (old, new) = (&made.credentials[0], &made.credentials[1]);
+        let imds = imds_for(vec![AwsRoleSet::fresh(old.clone())]);
+        let wrong = AwsCredentials {
+            secret_access_key: "Aws-Wr0ng-L3ak-secret-key".into(),
+            ..old.clone()
+        };
+        let imds_wrong = imds_for(vec![AwsRoleSet::fresh(wrong)]);
+        let imds_expired = imds_for(vec![
+            AwsRoleSet::expired(old.clone()),
+            AwsRoleSet::fresh(new.clone()),
+        ]);
+        let front = testkit::MotoFront::start(&moto);
+        front.expire_key(&old.access_key_id);
+        for (file, store, section, endpoint) in [
+            (
+                "aws-sm.toml",
+                "aws-secrets-manager",
+                "aws_secrets_manager",
+                moto.url(),
+            ),
+            ("aws-ssm.toml", "aws-ssm", "aws_ssm", moto.url()),
+            (
+                "aws-sm-front.toml",
+                "aws-secrets-manager",
+                "aws_secrets_manager",
+                front.url(),
+            ),
+        ] {
+            let text = format!("store = \"{store}\"\n[{section}]\nendpoint = \"{endpoint}\"\n");
+            common::write_file(inputs, file, &text);
+        }
+        AwsStores {
+            moto,
+            imds,
+            imds_wrong,
+            imds_expired,
+            front,
+        }
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let mut all = vec!["Aws-Wr0ng-L3ak-secret-key".to_string()];
+        for c in &self.moto.role("reader").credentials {
+            all.extend([c.secret_access_key.clone(), c.session_token.clone()]);
+        }
+        all
+    }
+
+    fn paths() -> Vec<Path_> {
+        fn aws(w: &World, t: Tagstrap, config: &str, imds: &FakeMetadata) -> Tagstrap {
+            let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                .arg("--config")
+                .arg(w.input(config))
+                .arg("--metadata-endpoint")
+                .arg(imds.url());
+            with_script(w, t, "/install.sh")
+        }
+        vec![
+            Path_ {
+                name: "AWS Secrets Manager with the instance role",
+                run_exit: 0,
+                set_up: |w, t| aws(w, t, "aws-sm.toml", &w.aws_stores.imds),
+            },
+            Path_ {
+                name: "AWS SSM Parameter Store with the instance role",
+                run_exit: 0,
+                set_up: |w, t| aws(w, t, "aws-ssm.toml", &w.aws_stores.imds),
+            },
+            Path_ {
+                name: "AWS Secrets Manager with a wrong secret key",
+                run_exit: 77,
+                set_up: |w, t| aws(w, t, "aws-sm.toml", &w.aws_stores.imds_wrong),
+            },
+            Path_ {
+                name: "AWS Secrets Manager with expired credentials, read again",
+                run_exit: 0,
+                set_up: |w, t| {
+                    // The front refuses the old key every time; IMDS hands
+                    // out the new set after the first read.
+                    let _ = &w.aws_stores.front;
+                    aws(w, t, "aws-sm-front.toml", &w.aws_stores.imds_expired)
+                },
+            },
+        ]
+    }
+}
+// --- end of the AWS stores.
 
 /// How a path's invocation is set up, after the common part.
 type SetUp = fn(&World, Tagstrap) -> Tagstrap;
@@ -335,6 +469,7 @@ fn approle(w: &World, t: Tagstrap, secret_id_file: &str) -> Tagstrap {
 }
 
 fn paths() -> Vec<Path_> {
+    let aws_stores = AwsStores::paths();
     vec![
         Path_ {
             name: "token from VAULT_TOKEN, script through Squid",
@@ -576,6 +711,9 @@ fn paths() -> Vec<Path_> {
             },
         },
     ]
+    .into_iter()
+    .chain(aws_stores)
+    .collect()
 }
 
 /// What one invocation showed, and every command line seen while it ran.

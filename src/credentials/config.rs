@@ -7,6 +7,10 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
+use super::aws_secrets_manager::config::{
+    aws_secrets_manager_settings, AwsSecretsManagerFile, AwsSecretsManagerSettings,
+};
+use super::aws_ssm::config::{aws_ssm_settings, AwsSsmFile, AwsSsmSettings};
 use super::azure_key_vault::config::{azure_settings, AzureFile, AzureSettings};
 use super::directory::config::{directory_settings, DirectoryFile};
 use super::gcp_secret_manager::config::{gcp_settings, GcpFile, GcpSettings};
@@ -26,6 +30,12 @@ pub(crate) fn definitions() -> impl Iterator<Item = &'static Setting> {
         .chain(super::vault::config::defs::ALL.iter().copied())
         .chain(super::gcp_secret_manager::config::defs::ALL.iter().copied())
         .chain(super::azure_key_vault::config::defs::ALL.iter().copied())
+        .chain(
+            super::aws_secrets_manager::config::defs::ALL
+                .iter()
+                .copied(),
+        )
+        .chain(super::aws_ssm::config::defs::ALL.iter().copied())
 }
 
 /// Which credential store `cred:NAME` reads.
@@ -40,6 +50,10 @@ pub enum StoreChoice {
     GcpSecretManager,
     /// `azure-key-vault`: the managed identity reads a Key Vault.
     AzureKeyVault,
+    /// `aws-secrets-manager`: with the instance role.
+    AwsSecretsManager,
+    /// `aws-ssm`: SecureString parameters, with the instance role.
+    AwsSsm,
 }
 
 /// The credential store settings, before the store is opened (and before
@@ -55,6 +69,8 @@ pub struct StoreSettings {
     pub gcp: GcpSettings,
     /// `[azure_key_vault]`.
     pub azure: AzureSettings,
+    pub aws_secrets_manager: AwsSecretsManagerSettings,
+    pub aws_ssm: AwsSsmSettings,
     /// Every environment variable these settings consulted, set or not: the
     /// script's environment never holds one (SPEC §4), and `pass_env` may
     /// not name one that is a secret. Recorded as they are read, so a store
@@ -108,6 +124,8 @@ pub(crate) struct StoreFiles {
     pub(crate) directory: DirectoryFile,
     pub(crate) gcp_secret_manager: GcpFile,
     pub(crate) azure_key_vault: AzureFile,
+    pub(crate) aws_secrets_manager: AwsSecretsManagerFile,
+    pub(crate) aws_ssm: AwsSsmFile,
 }
 
 /// The credential store settings: each variable over its config key.
@@ -136,9 +154,12 @@ pub(crate) fn store_settings(
             "directory" => StoreChoice::Directory,
             "gcp-secret-manager" => StoreChoice::GcpSecretManager,
             "azure-key-vault" => StoreChoice::AzureKeyVault,
+            "aws-secrets-manager" => StoreChoice::AwsSecretsManager,
+            "aws-ssm" => StoreChoice::AwsSsm,
             _ => {
                 return Err(found.error(
-                    "expected auto, vault, directory, gcp-secret-manager or azure-key-vault",
+                    "expected auto, vault, directory, aws-secrets-manager, aws-ssm, \
+                     gcp-secret-manager or azure-key-vault",
                 ))
             }
         },
@@ -154,6 +175,8 @@ pub(crate) fn store_settings(
         directory,
         gcp: gcp_settings(file.gcp_secret_manager, config),
         azure: azure_settings(file.azure_key_vault, config),
+        aws_secrets_manager: aws_secrets_manager_settings(file.aws_secrets_manager, config),
+        aws_ssm: aws_ssm_settings(file.aws_ssm, config),
         variables: env.asked.into_inner(),
     })
 }

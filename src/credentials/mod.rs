@@ -4,6 +4,8 @@
 //! out.
 //!
 //! - [`vault`]: HashiCorp Vault / OpenBao KV (v1, v2), token or AppRole, HA.
+//! - [`aws_secrets_manager`], [`aws_ssm`]: AWS Secrets Manager and SSM
+//!   Parameter Store, opened with the instance role.
 //! - [`directory`]: one file per secret, e.g. systemd's `$CREDENTIALS_DIRECTORY`.
 //! - [`gcp_secret_manager`], [`azure_key_vault`]: the GCP and Azure secret
 //!   stores, opened with the instance's identity; [`bearer`] is their one
@@ -24,6 +26,8 @@
 //! parsers and the toolkit; `reference` imports nothing of tagstrap's.
 
 pub(crate) mod address;
+pub(crate) mod aws_secrets_manager;
+pub(crate) mod aws_ssm;
 pub(crate) mod azure_key_vault;
 pub(crate) mod bearer;
 pub(crate) mod config;

@@ -55,6 +55,10 @@ pub(crate) fn open(
         StoreChoice::AzureKeyVault => {
             return super::azure_key_vault::open(&settings.azure, context)
         }
+        StoreChoice::AwsSecretsManager => {
+            return super::aws_secrets_manager::open(&settings.aws_secrets_manager, context)
+        }
+        StoreChoice::AwsSsm => return super::aws_ssm::open(&settings.aws_ssm, context),
         _ => {}
     }
     if chooses_vault(settings) {
@@ -82,9 +86,11 @@ fn chooses_vault(settings: &StoreSettings) -> bool {
     match settings.choice {
         StoreChoice::Vault => true,
         StoreChoice::Auto => !settings.vault.addresses.is_empty(),
-        StoreChoice::Directory | StoreChoice::GcpSecretManager | StoreChoice::AzureKeyVault => {
-            false
-        }
+        StoreChoice::Directory
+        | StoreChoice::GcpSecretManager
+        | StoreChoice::AzureKeyVault
+        | StoreChoice::AwsSecretsManager
+        | StoreChoice::AwsSsm => false,
     }
 }
 
@@ -92,9 +98,17 @@ fn chooses_vault(settings: &StoreSettings) -> bool {
 /// that is not loopback (allowed by `[vault] insecure_http = true`), what to
 /// tell the operator: logged as a warning by every run, shown by `doctor`.
 pub(crate) fn in_clear(settings: &StoreSettings) -> Option<String> {
+    use super::identity::aws::api::endpoint_in_clear;
+    let (sm, ssm) = (&settings.aws_secrets_manager, &settings.aws_ssm);
     match settings.choice {
         StoreChoice::GcpSecretManager => return super::gcp_secret_manager::in_clear(&settings.gcp),
         StoreChoice::AzureKeyVault => return super::azure_key_vault::in_clear(&settings.azure),
+        StoreChoice::AwsSecretsManager if sm.insecure_http => {
+            return endpoint_in_clear("aws_secrets_manager", sm.endpoint.as_deref())
+        }
+        StoreChoice::AwsSsm if ssm.insecure_http => {
+            return endpoint_in_clear("aws_ssm", ssm.endpoint.as_deref())
+        }
         _ => {}
     }
     chooses_vault(settings)
@@ -318,6 +332,8 @@ mod tests {
             directory: dir.map(|d| (d.to_path_buf(), "$CREDENTIALS_DIRECTORY".into())),
             gcp: Default::default(),
             azure: Default::default(),
+            aws_secrets_manager: Default::default(),
+            aws_ssm: Default::default(),
             variables: Vec::new(),
         }
     }

@@ -260,6 +260,8 @@ impl Settings {
                 directory: file.directory.unwrap_or_default(),
                 gcp_secret_manager: file.gcp_secret_manager.unwrap_or_default(),
                 azure_key_vault: file.azure_key_vault.unwrap_or_default(),
+                aws_secrets_manager: file.aws_secrets_manager.unwrap_or_default(),
+                aws_ssm: file.aws_ssm.unwrap_or_default(),
             },
             env,
             &|p| at.relative(p),

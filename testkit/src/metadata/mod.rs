@@ -31,6 +31,7 @@ use serde_json::Value;
 use crate::origin::{Handler, Origin, RecordedRequest, Reply, ReservedOrigin};
 
 mod aws;
+pub use aws::{AwsCredentials, AwsRoleSet};
 mod azure;
 pub mod cloudstack;
 mod gce;
