@@ -4,8 +4,10 @@
 //! OpenBao's TLS listener with client certificates from a test CA. Each
 //! login reads the proxy password, revokes its token after, and names
 //! itself in `plan`; each refusal is 77, each bad setting 78, with one error
-//! line, nothing run and nothing leaked. The GCE/Azure JWT sources and the
-//! aws login are tested in the store's mock tests (`vault/mock_tests.rs`).
+//! line, nothing run and nothing leaked. Then the jwt login with the GCE and
+//! Azure tokens of the metadata fakes (signed with a key OpenBao is told to
+//! trust), and the aws login against testkit's stand-in for Vault's aws
+//! method (OpenBao has none), which replays the signed request to moto.
 
 mod common;
 
@@ -637,4 +639,124 @@ fn the_jwt_login_with_the_azure_managed_identity_token_is_bound_to_the_identity(
         "the jwt login at auth/jwt/login",
         &[&token],
     );
+}
+
+// ---- aws ----
+
+/// Moto (authentication on) with roles `reader` and `other`, the IMDS fake
+/// of `role`, and testkit's stand-in for Vault's aws method (OpenBao has
+/// none) with role `web` bound to `reader` and the server ID required.
+fn aws_world(role: &str) -> (testkit::Moto, FakeMetadata, testkit::VaultAwsLogin) {
+    let moto = testkit::Moto::builder("eu-west-1")
+        .role("reader", &["sts:GetCallerIdentity"], 1)
+        .role("other", &["sts:GetCallerIdentity"], 1)
+        .start();
+    let made = moto.role(role);
+    let imds = FakeMetadata::builder(Cloud::Aws)
+        .aws_role(
+            role,
+            &made.instance_profile_arn,
+            vec![testkit::AwsRoleSet::fresh(made.credentials[0].clone())],
+        )
+        .start();
+    let vault = testkit::VaultAwsLogin::builder(&moto, "web", &moto.role("reader").arn)
+        .server_id("vault.example.com")
+        .secret("PROXY_PASS", PASSWORD)
+        .start();
+    (moto, imds, vault)
+}
+
+fn aws_config(dir: &std::path::Path, address: &str, section: &str) -> std::path::PathBuf {
+    write_file(
+        dir,
+        "config.toml",
+        &format!("[vault]\naddress = {address:?}\n\n[vault.aws]\n{section}"),
+    )
+}
+
+#[test]
+fn the_aws_login_signs_get_caller_identity_with_the_instance_role() {
+    let (moto, imds, vault) = aws_world("reader");
+    let dir = tempfile::tempdir().unwrap();
+    let config = aws_config(
+        dir.path(),
+        &vault.addr(),
+        "role = \"web\"\nserver_id = \"vault.example.com\"\n",
+    );
+    let keys = &moto.role("reader").credentials[0];
+    let secrets = [
+        keys.secret_access_key.as_str(),
+        keys.session_token.as_str(),
+        keys.access_key_id.as_str(),
+    ];
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--metadata-endpoint").arg(imds.url()).run();
+    run.assert_success();
+    assert!(witness.ran(), "{}", run.stderr);
+    for secret in [PASSWORD].iter().chain(&secrets) {
+        run.assert_no_leak(secret);
+    }
+    assert_eq!((vault.granted(), vault.revoked()), (1, 1), "revoked after");
+
+    let (t, _) = run_with(&config, "plan");
+    let run = t.arg("--metadata-endpoint").arg(imds.url()).run();
+    run.assert_success();
+    assert!(
+        run.stdout.contains(
+            "logged in with the aws login at auth/aws as role web with the instance role's \
+             signed sts:GetCallerIdentity (role reader"
+        ),
+        "{}",
+        run.stdout
+    );
+
+    // Another server ID: the store refuses the signature, 77.
+    let wrong = aws_config(
+        dir.path(),
+        &vault.addr(),
+        "role = \"web\"\nserver_id = \"other.example.com\"\n",
+    );
+    let (t, witness) = run_with(&wrong, "run");
+    let run = t.arg("--metadata-endpoint").arg(imds.url()).run();
+    assert_refused(
+        &run,
+        &witness,
+        77,
+        "the aws login at auth/aws/login",
+        &secrets,
+    );
+    assert!(run.error_lines()[0].contains("iam_server_id_header_value"));
+
+    // A bad region: 78 before anything is sent.
+    let bad = aws_config(dir.path(), &vault.addr(), "region = \"Europe West\"\n");
+    let (t, witness) = run_with(&bad, "run");
+    let run = t.arg("--metadata-endpoint").arg(imds.url()).run();
+    assert_refused(&run, &witness, 78, "[vault.aws] region in", &secrets);
+}
+
+#[test]
+fn the_aws_login_of_an_instance_with_another_role_is_refused() {
+    let (moto, imds, vault) = aws_world("other");
+    let dir = tempfile::tempdir().unwrap();
+    let config = aws_config(
+        dir.path(),
+        &vault.addr(),
+        "role = \"web\"\nserver_id = \"vault.example.com\"\n",
+    );
+    let keys = &moto.role("other").credentials[0];
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--metadata-endpoint").arg(imds.url()).run();
+    assert_refused(
+        &run,
+        &witness,
+        77,
+        "the aws login at auth/aws/login",
+        &[keys.secret_access_key.as_str(), keys.session_token.as_str()],
+    );
+    assert!(
+        run.error_lines()[0].contains("role other"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(vault.granted(), 0);
 }

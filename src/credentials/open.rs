@@ -21,8 +21,7 @@ use url::Url;
 use super::address::{self, is_loopback, parse_address, shown_address};
 use super::config::{StoreChoice, StoreSettings};
 use super::directory::DirectoryStore;
-use super::vault::auth::jwt::Metadata;
-use super::vault::auth::{AppRole, AwsLogin, CertLogin, JwtLogin, VaultAuth};
+use super::vault::auth::{AppRole, AwsLogin, CertLogin, JwtLogin, Metadata, VaultAuth};
 use super::vault::config::{AppRoleSettings, VaultSettings};
 use super::vault::{VaultConfig, VaultStore};
 use super::{secret_file, CredentialStore};
@@ -247,7 +246,7 @@ fn choose_auth(v: &VaultSettings, addresses: &[Url], metadata: Metadata) -> Resu
         return CertLogin::from_settings(cert, addresses).map(VaultAuth::Cert);
     }
     if let Some(aws) = &v.aws {
-        return AwsLogin::from_settings(aws).map(VaultAuth::Aws);
+        return AwsLogin::from_settings(aws, metadata).map(VaultAuth::Aws);
     }
     if let Some(path) = v.default_token_file.as_ref().filter(|p| p.exists()) {
         return Ok(VaultAuth::TokenFile(path.clone()));

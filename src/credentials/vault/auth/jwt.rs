@@ -15,13 +15,11 @@
 //! does not hold it.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use url::Url;
 
-use super::{login, shown_mount, LoggedIn, Login};
+use super::{login, shown_mount, LoggedIn, Login, Metadata};
 use crate::credentials::identity::{azure, gce};
 use crate::credentials::secret_file;
 use crate::credentials::vault::client::VaultClient;
@@ -56,14 +54,6 @@ pub(crate) enum JwtSource {
         client_id: Option<String>,
         metadata: Metadata,
     },
-}
-
-/// How the metadata service is reached: `--metadata-endpoint` (or the
-/// cloud's address) with the run's TLS roots.
-#[derive(Debug, Clone)]
-pub(crate) struct Metadata {
-    pub(crate) endpoint: Option<Url>,
-    pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
 impl JwtLogin {

@@ -106,6 +106,15 @@ impl VaultAuth {
     }
 }
 
+/// How the metadata service is reached by the logins that ask it for the
+/// instance's identity: `--metadata-endpoint` (or the cloud's address) with
+/// the run's TLS roots, directly.
+#[derive(Debug, Clone)]
+pub(crate) struct Metadata {
+    pub(crate) endpoint: Option<url::Url>,
+    pub(crate) tls: std::sync::Arc<rustls::ClientConfig>,
+}
+
 /// A token, and for a login, the identity it was issued to as the store
 /// described it (e.g. the role ARN of an aws login), for `describe()`.
 pub(crate) struct LoggedIn {
