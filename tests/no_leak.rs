@@ -63,6 +63,8 @@ struct World {
     cloud: CloudStores,
     /// The AWS stores (issue 14): moto and the instance role's IMDS.
     aws_stores: AwsStores,
+    /// The Vault/OpenBao jwt and cert logins (issue 14).
+    vault_logins: VaultLogins,
     /// Inputs: secret files, private or deliberately exposed. Not scanned.
     inputs: tempfile::TempDir,
     /// Outputs of the scripts: scanned.
@@ -154,9 +156,11 @@ impl World {
             .start();
         let cloud = CloudStores::new(&ca, dir);
         let aws_stores = AwsStores::new(dir);
+        let vault_logins = VaultLogins::new(dir);
         World {
             cloud,
             aws_stores,
+            vault_logins,
             _ca: ca,
             ca_path,
             squid,
@@ -193,6 +197,12 @@ impl World {
         }
         forms.extend(
             self.aws_stores
+                .secrets()
+                .iter()
+                .flat_map(|s| common::secret_forms(s)),
+        );
+        forms.extend(
+            self.vault_logins
                 .secrets()
                 .iter()
                 .flat_map(|s| common::secret_forms(s)),
@@ -434,6 +444,168 @@ impl AwsStores {
     }
 }
 // --- end of the AWS stores.
+
+// --- The Vault/OpenBao logins that need no stored secret (issue 14): the
+// jwt login with a JWT in a file (signed by a key OpenBao trusts) and the
+// cert login with a client certificate, on OpenBao's TLS listener; each
+// good, refused, and with its secret file readable by others. Secrets: the
+// JWTs (the good one, another audience's) and the client key's base64.
+struct VaultLogins {
+    _bao: Bao,
+    _client_ca: TestCa,
+    jwts: Vec<String>,
+    key_pem: String,
+}
+
+impl VaultLogins {
+    fn new(inputs: &Path) -> VaultLogins {
+        use serde_json::json;
+        let bao = Bao::start_tls();
+        bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
+        let root = bao.root_token();
+        let ok = |method: &str, path: &str, body: serde_json::Value| {
+            let r = bao.api(method, path, Some(&root), Some(&body));
+            assert!((200..300).contains(&r.status), "{path}: {}", r.text());
+        };
+        let policy = "path \"secret/data/*\" { capabilities = [\"read\"] }";
+        ok(
+            "PUT",
+            "/v1/sys/policies/acl/login-read",
+            json!({ "policy": policy }),
+        );
+        let key = testkit::jwt::SigningKey::generate();
+        ok("POST", "/v1/sys/auth/jwt", json!({ "type": "jwt" }));
+        let pubkeys = json!({ "jwt_validation_pubkeys": [key.public_pem()] });
+        ok("POST", "/v1/auth/jwt/config", pubkeys);
+        let role = json!({
+            "role_type": "jwt", "bound_audiences": ["leak-test"], "user_claim": "sub",
+            "token_policies": ["login-read"],
+        });
+        ok("POST", "/v1/auth/jwt/role/boot", role);
+        let client_ca = TestCa::new();
+        ok("POST", "/v1/sys/auth/cert", json!({ "type": "cert" }));
+        let cert_role = json!({
+            "certificate": client_ca.ca_pem(), "token_policies": ["login-read"],
+        });
+        ok("POST", "/v1/auth/cert/certs/boot", cert_role);
+
+        let now = testkit::jwt::now();
+        let jwt = |aud: &str| {
+            key.sign(&json!({ "sub": "leak", "aud": aud, "iat": now, "exp": now + 3600 }))
+        };
+        let (good, other) = (jwt("leak-test"), jwt("another-audience"));
+        write_secret(inputs, "jwt-private", &good, 0o600);
+        write_secret(inputs, "jwt-other-audience", &other, 0o600);
+        write_secret(inputs, "jwt-exposed", &good, 0o644);
+        let client = client_ca.issue_client("leak.tagstrap.test", false);
+        common::write_file(inputs, "client.pem", &client.cert_pem);
+        write_secret(inputs, "client-key-private", &client.key_pem, 0o600);
+        write_secret(inputs, "client-key-exposed", &client.key_pem, 0o644);
+        let vault = format!(
+            "[vault]\naddress = {:?}\nca_cert = {:?}\n",
+            bao.addr(),
+            bao.ca_pem_path().unwrap().display().to_string()
+        );
+        let file = |name: &str| format!("{:?}", inputs.join(name).display().to_string());
+        for (config, section) in [
+            (
+                "jwt.toml",
+                format!(
+                    "[vault.jwt]\nrole = \"boot\"\nfile = {}\n",
+                    file("jwt-private")
+                ),
+            ),
+            (
+                "jwt-other.toml",
+                format!(
+                    "[vault.jwt]\nrole = \"boot\"\nfile = {}\n",
+                    file("jwt-other-audience")
+                ),
+            ),
+            (
+                "jwt-exposed.toml",
+                format!(
+                    "[vault.jwt]\nrole = \"boot\"\nfile = {}\n",
+                    file("jwt-exposed")
+                ),
+            ),
+            (
+                "cert.toml",
+                format!(
+                    "[vault.cert]\nrole = \"boot\"\ncert_file = {}\nkey_file = {}\n",
+                    file("client.pem"),
+                    file("client-key-private")
+                ),
+            ),
+            (
+                "cert-exposed.toml",
+                format!(
+                    "[vault.cert]\nrole = \"boot\"\ncert_file = {}\nkey_file = {}\n",
+                    file("client.pem"),
+                    file("client-key-exposed")
+                ),
+            ),
+        ] {
+            write_secret(inputs, config, &format!("{vault}\n{section}"), 0o600);
+        }
+        VaultLogins {
+            _bao: bao,
+            _client_ca: client_ca,
+            jwts: vec![good, other],
+            key_pem: client.key_pem,
+        }
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let mut all = self.jwts.clone();
+        // Each base64 line of the key, as it would show if the file leaked.
+        all.extend(
+            self.key_pem
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_string),
+        );
+        all
+    }
+
+    fn paths() -> Vec<Path_> {
+        fn login(w: &World, t: Tagstrap, config: &str) -> Tagstrap {
+            let _ = &w.vault_logins;
+            let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                .arg("--config")
+                .arg(w.input(config));
+            with_script(w, t, "/install.sh")
+        }
+        vec![
+            Path_ {
+                name: "Vault jwt login with a JWT file",
+                run_exit: 0,
+                set_up: |w, t| login(w, t, "jwt.toml"),
+            },
+            Path_ {
+                name: "Vault jwt login refused (another audience)",
+                run_exit: 77,
+                set_up: |w, t| login(w, t, "jwt-other.toml"),
+            },
+            Path_ {
+                name: "Vault jwt login with a JWT file others can read",
+                run_exit: 77,
+                set_up: |w, t| login(w, t, "jwt-exposed.toml"),
+            },
+            Path_ {
+                name: "Vault cert login with a client certificate",
+                run_exit: 0,
+                set_up: |w, t| login(w, t, "cert.toml"),
+            },
+            Path_ {
+                name: "Vault cert login with a key file others can read",
+                run_exit: 77,
+                set_up: |w, t| login(w, t, "cert-exposed.toml"),
+            },
+        ]
+    }
+}
+// --- end of the Vault/OpenBao logins.
 
 /// How a path's invocation is set up, after the common part.
 type SetUp = fn(&World, Tagstrap) -> Tagstrap;
@@ -713,6 +885,7 @@ fn paths() -> Vec<Path_> {
     ]
     .into_iter()
     .chain(aws_stores)
+    .chain(VaultLogins::paths())
     .collect()
 }
 

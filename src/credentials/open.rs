@@ -229,7 +229,7 @@ fn choose_auth(v: &VaultSettings, addresses: &[Url], metadata: Metadata) -> Resu
     .collect();
     if set.len() > 1 {
         return Err(Error::Config(format!(
-            "{} are all set for the credential store: keep one way to log in",
+            "{} are set for the credential store at once: keep one way to log in",
             set.join(" and ")
         )));
     }
@@ -509,6 +509,36 @@ mod tests {
             choose_auth(&v, &addresses, metadata()).unwrap(),
             VaultAuth::Token { .. }
         ));
+    }
+
+    #[test]
+    fn two_login_methods_are_78_naming_both_and_a_login_is_revoked_after() {
+        use crate::credentials::vault::config::{CertSettings, JwtSettings};
+        let addresses = [Url::parse("https://v:8200").unwrap()];
+        let mut v = vault(&["https://v:8200"]);
+        v.jwt = Some(JwtSettings {
+            file: Some("/run/jwt".into()),
+            ..JwtSettings::default()
+        });
+        let jwt = choose_auth(&v, &addresses, metadata()).unwrap();
+        assert!(jwt.logs_in());
+        assert_eq!(
+            jwt.describe(),
+            "the token of the jwt login at auth/jwt with the JWT in /run/jwt"
+        );
+        v.cert = Some(CertSettings::default());
+        let both = choose_auth(&v, &addresses, metadata()).unwrap_err();
+        assert_eq!(both.exit_code(), 78);
+        assert!(
+            both.message().starts_with(
+                "[vault.jwt] and [vault.cert] are set for the credential store at once"
+            ),
+            "{both}"
+        );
+        assert!(both.message().contains("keep one way to log in"));
+        // A token given directly still wins, as before.
+        v.token = Some(SecretString::from("t"));
+        assert!(!choose_auth(&v, &addresses, metadata()).unwrap().logs_in());
     }
 
     #[test]
