@@ -55,19 +55,6 @@ fn read_policy(bao: &Bao) -> &'static str {
     "boot-read"
 }
 
-/// The store's live tokens, counted through their accessors (as root).
-fn live_tokens(bao: &Bao) -> usize {
-    let answer = bao.api(
-        "LIST",
-        "/v1/auth/token/accessors",
-        Some(&bao.root_token()),
-        None,
-    );
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    let body: Value = serde_json::from_slice(&answer.body).unwrap();
-    body["data"]["keys"].as_array().unwrap().len()
-}
-
 fn assert_refused(run: &Run, witness: &Witness, code: i32, needle: &str, secrets: &[&str]) {
     run.assert_error(code, needle);
     assert!(!witness.ran(), "the script must not run");
@@ -139,7 +126,7 @@ fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
     let jwt = key.sign(&claims(AUDIENCE, 600));
     let file = write_secret(dir.path(), "jwt", &format!("{jwt}\n"), 0o600);
     let config = jwt_config(dir.path(), &bao, &file);
-    let before = live_tokens(&bao);
+    let before = bao.live_tokens();
 
     let (t, witness) = run_with(&config, "run");
     let run = t.arg("-v").run();
@@ -152,7 +139,7 @@ fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
         "{}",
         run.stderr
     );
-    assert_eq!(live_tokens(&bao), before, "the login's token was revoked");
+    assert_eq!(bao.live_tokens(), before, "the login's token was revoked");
 
     // `plan` names the login the store was read with.
     let (t, _) = run_with(&config, "plan");
@@ -166,7 +153,7 @@ fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
         "{}",
         run.stdout
     );
-    assert_eq!(live_tokens(&bao), before, "plan revokes its token too");
+    assert_eq!(bao.live_tokens(), before, "plan revokes its token too");
 }
 
 #[test]
@@ -343,7 +330,7 @@ fn the_cert_login_presents_the_client_certificate_and_revokes_its_token() {
     let dir = tempfile::tempdir().unwrap();
     let files = client_files(dir.path(), &client_ca.issue_client(CN, false), 0o600);
     let config = cert_config(dir.path(), &bao.addr(), &files);
-    let before = live_tokens(&bao);
+    let before = bao.live_tokens();
 
     let (t, witness) = run_with(&config, "run");
     let run = t.env("VAULT_CACERT", &ca).run();
@@ -351,7 +338,7 @@ fn the_cert_login_presents_the_client_certificate_and_revokes_its_token() {
     assert!(witness.ran(), "{}", run.stderr);
     run.assert_no_leak(PASSWORD)
         .assert_no_leak(&key_line(&files));
-    assert_eq!(live_tokens(&bao), before, "the login's token was revoked");
+    assert_eq!(bao.live_tokens(), before, "the login's token was revoked");
 
     let (t, _) = run_with(&config, "plan");
     let run = t.env("VAULT_CACERT", &ca).run();
@@ -532,13 +519,13 @@ fn the_jwt_login_with_the_gce_identity_token_is_bound_to_the_project() {
         &bao,
         &format!("token = \"gce\"\naudience = {AUDIENCE:?}\n"),
     );
-    let before = live_tokens(&bao);
+    let before = bao.live_tokens();
     let (t, witness) = run_with(&config, "run");
     let run = t.arg("--metadata-endpoint").arg(fake.url()).run();
     run.assert_success();
     assert!(witness.ran(), "{}", run.stderr);
     run.assert_no_leak(PASSWORD);
-    assert_eq!(live_tokens(&bao), before, "the login's token was revoked");
+    assert_eq!(bao.live_tokens(), before, "the login's token was revoked");
     let asked: Vec<String> = fake
         .requests()
         .iter()
@@ -674,15 +661,18 @@ fn aws_config(dir: &std::path::Path, address: &str, section: &str) -> std::path:
     )
 }
 
+/// A config logging in as role `web` with the stand-in's server ID.
+fn web_config(vault: &testkit::VaultAwsLogin) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let section = "role = \"web\"\nserver_id = \"vault.example.com\"\n";
+    let config = aws_config(dir.path(), &vault.addr(), section);
+    (dir, config)
+}
+
 #[test]
 fn the_aws_login_signs_get_caller_identity_with_the_instance_role() {
     let (moto, imds, vault) = aws_world("reader");
-    let dir = tempfile::tempdir().unwrap();
-    let config = aws_config(
-        dir.path(),
-        &vault.addr(),
-        "role = \"web\"\nserver_id = \"vault.example.com\"\n",
-    );
+    let (dir, config) = web_config(&vault);
     let keys = &moto.role("reader").credentials[0];
     let secrets = [
         keys.secret_access_key.as_str(),
@@ -737,12 +727,7 @@ fn the_aws_login_signs_get_caller_identity_with_the_instance_role() {
 #[test]
 fn the_aws_login_of_an_instance_with_another_role_is_refused() {
     let (moto, imds, vault) = aws_world("other");
-    let dir = tempfile::tempdir().unwrap();
-    let config = aws_config(
-        dir.path(),
-        &vault.addr(),
-        "role = \"web\"\nserver_id = \"vault.example.com\"\n",
-    );
+    let (_dir, config) = web_config(&vault);
     let keys = &moto.role("other").credentials[0];
     let (t, witness) = run_with(&config, "run");
     let run = t.arg("--metadata-endpoint").arg(imds.url()).run();

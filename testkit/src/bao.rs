@@ -343,6 +343,15 @@ impl Bao {
         r
     }
 
+    /// How many tokens the server holds, counted through their accessors
+    /// (as root): a test's proof that a login's token was revoked.
+    pub fn live_tokens(&self) -> usize {
+        let r = self.api("LIST", "/v1/auth/token/accessors", Some(&self.token), None);
+        assert_eq!(r.status, 200, "list accessors: {}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).expect("accessors json");
+        v["data"]["keys"].as_array().map_or(0, Vec::len)
+    }
+
     /// Write a KV v2 secret: `POST /v1/{mount}/data/{path}` with
     /// `{"data": {fields}}`, as root. The dev server mounts KV v2 at `secret`.
     pub fn put_kv2(&self, mount: &str, path: &str, fields: &[(&str, &str)]) {

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
 
-use super::{login, shown_mount, LoggedIn, Login, Metadata};
+use super::{as_role, login, shown_mount, LoggedIn, Login, Metadata};
 use crate::credentials::identity::aws::sign::vault_iam_login_body;
 use crate::credentials::identity::aws::{is_region, AwsIdentity};
 use crate::credentials::vault::client::VaultClient;
@@ -58,11 +58,7 @@ impl AwsLogin {
     }
 
     pub(crate) fn describe(&self) -> String {
-        let role = self
-            .role
-            .as_ref()
-            .map(|r| format!(" as role {}", shown(r)))
-            .unwrap_or_default();
+        let role = as_role(&self.role);
         format!(
             "the aws login at {}{role} with the instance role's signed sts:GetCallerIdentity",
             shown_mount(&self.mount)

@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::ExposeSecret;
 use url::Url;
 
-use super::{login, shown_mount, LoggedIn, Login};
+use super::{as_role, login, shown_mount, LoggedIn, Login};
 use crate::credentials::address::shown_address;
 use crate::credentials::secret_file;
 use crate::credentials::vault::client::VaultClient;
@@ -80,11 +80,7 @@ impl CertLogin {
     }
 
     pub(crate) fn describe(&self) -> String {
-        let role = self
-            .role
-            .as_ref()
-            .map(|r| format!(" as role {r}"))
-            .unwrap_or_default();
+        let role = as_role(&self.role);
         let cn = self
             .common_name
             .as_ref()

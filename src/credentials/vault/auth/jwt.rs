@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{login, shown_mount, LoggedIn, Login, Metadata};
+use super::{as_role, login, shown_mount, LoggedIn, Login, Metadata};
 use crate::credentials::identity::{azure, gce};
 use crate::credentials::secret_file;
 use crate::credentials::vault::client::VaultClient;
@@ -142,11 +142,7 @@ impl JwtLogin {
     }
 
     pub(crate) fn describe(&self) -> String {
-        let role = self
-            .role
-            .as_ref()
-            .map(|r| format!(" as role {}", shown(r)))
-            .unwrap_or_default();
+        let role = as_role(&self.role);
         let with = match &self.source {
             JwtSource::File(path) => format!("the JWT in {}", shown_path(path)),
             JwtSource::Gce { audience, .. } => {

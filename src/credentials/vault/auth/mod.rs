@@ -262,6 +262,14 @@ async fn login_once(
     Ok((token, auth))
 }
 
+/// " as role R" for a login's description, or nothing when the store picks
+/// the role.
+pub(crate) fn as_role(role: &Option<String>) -> String {
+    role.as_ref()
+        .map(|r| format!(" as role {}", crate::util::text::shown(r)))
+        .unwrap_or_default()
+}
+
 /// A mount as written in messages, `auth/{mount}`.
 pub(crate) fn shown_mount(mount: &str) -> String {
     format!("auth/{}", mount.trim_matches('/'))
