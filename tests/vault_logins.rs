@@ -154,6 +154,22 @@ fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
         run.stdout
     );
     assert_eq!(bao.live_tokens(), before, "plan revokes its token too");
+
+    // So does `doctor`, on its credentials line.
+    let (t, _) = run_with(&config, "doctor");
+    let run = t.run();
+    run.assert_no_leak(&jwt).assert_no_leak(PASSWORD);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("credentials"))
+        .unwrap_or_else(|| panic!("no credentials line:\n{}", run.stdout));
+    assert!(
+        line.contains("resolved from the Vault/OpenBao store at http://127.0.0.1")
+            && line.contains("logged in with the jwt login at auth/jwt as role boot"),
+        "{line}"
+    );
+    assert_eq!(bao.live_tokens(), before, "doctor revokes its token too");
 }
 
 #[test]
@@ -716,6 +732,16 @@ fn the_aws_login_signs_get_caller_identity_with_the_instance_role() {
         &secrets,
     );
     assert!(run.error_lines()[0].contains("iam_server_id_header_value"));
+
+    // An instance without a role: 77 naming the fix, nothing sent.
+    let roleless = FakeMetadata::builder(Cloud::Aws).start();
+    let asked = (vault.granted(), vault.refused().len());
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--metadata-endpoint").arg(roleless.url()).run();
+    run.assert_error(77, "role");
+    assert!(!witness.ran());
+    let now = (vault.granted(), vault.refused().len());
+    assert_eq!(now, asked, "nothing sent to the store");
 
     // A bad region: 78 before anything is sent.
     let bad = aws_config(dir.path(), &vault.addr(), "region = \"Europe West\"\n");
