@@ -12,6 +12,9 @@ pub mod auth;
 pub(crate) mod client;
 pub(crate) mod config;
 
+#[cfg(all(test, unix))]
+mod mock_tests;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

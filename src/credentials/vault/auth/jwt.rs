@@ -229,3 +229,65 @@ impl JwtLogin {
         login(client, budget, &request, |_| None).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(toml_text: &str) -> JwtSettings {
+        JwtSettings {
+            config: "/etc/tagstrap/config.toml".into(),
+            ..toml::from_str(toml_text).unwrap()
+        }
+    }
+
+    fn metadata() -> Metadata {
+        Metadata {
+            endpoint: None,
+            tls: crate::net::tls::client_config(&[]).unwrap(),
+        }
+    }
+
+    #[test]
+    fn each_source_describes_its_token_and_azure_defaults_its_resource() {
+        let login = |text: &str| JwtLogin::from_settings(&settings(text), metadata()).unwrap();
+        let gce = login("role = \"boot\"\ntoken = \"GCE\"\naudience = \"https://v\"");
+        assert_eq!(
+            gce.describe(),
+            "the jwt login at auth/jwt as role boot with the GCE identity token (audience https://v)"
+        );
+        let azure = login("mount = \"/azure-jwt/\"\ntoken = \"azure\"\nclient_id = \"c-1\"");
+        assert_eq!(
+            azure.describe(),
+            "the jwt login at auth/azure-jwt with the Azure managed identity token (resource \
+             https://management.azure.com/, client ID c-1)"
+        );
+        let file = login("file = \"/run/jwt\"");
+        assert!(matches!(file.source, JwtSource::File(_)));
+        assert_eq!(file.mount, "jwt");
+    }
+
+    #[test]
+    fn a_setting_of_another_source_is_78_naming_it() {
+        for (text, place) in [
+            (
+                "token = \"file\"\nfile = \"/j\"\naudience = \"a\"",
+                "[vault.jwt] audience",
+            ),
+            (
+                "token = \"gce\"\naudience = \"a\"\nclient_id = \"c\"",
+                "[vault.jwt] client_id",
+            ),
+            ("token = \"azure\"\nfile = \"/j\"", "[vault.jwt] file"),
+        ] {
+            let error = JwtLogin::from_settings(&settings(text), metadata()).unwrap_err();
+            assert_eq!(error.exit_code(), 78, "{text}");
+            assert!(
+                error
+                    .message()
+                    .starts_with(&format!("{place} in /etc/tagstrap/config.toml: ")),
+                "{error}"
+            );
+        }
+    }
+}
