@@ -51,6 +51,6 @@ impl AppRole {
                 self.secret_id_file.display()
             ),
         };
-        login(client, budget, &request, |_| None).await
+        login(client, budget, &request).await
     }
 }

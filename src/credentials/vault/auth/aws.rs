@@ -97,6 +97,8 @@ impl AwsLogin {
                  iam_server_id_header_value matches [vault.aws] server_id"
             ),
         };
-        login(client, budget, &request, |_| Some(signed.clone())).await
+        let mut logged_in = login(client, budget, &request).await?;
+        logged_in.identity = Some(signed);
+        Ok(logged_in)
     }
 }

@@ -137,7 +137,7 @@ impl CertLogin {
                 shown_path(&self.cert_file)
             ),
         };
-        login(client, budget, &request, |_| None).await
+        login(client, budget, &request).await
     }
 }
 

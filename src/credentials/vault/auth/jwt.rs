@@ -226,7 +226,7 @@ impl JwtLogin {
                  (jwt_validation_pubkeys, jwks_url or oidc_discovery_url)"
             ),
         };
-        login(client, budget, &request, |_| None).await
+        login(client, budget, &request).await
     }
 }
 

@@ -115,8 +115,8 @@ pub(crate) struct Metadata {
     pub(crate) tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
-/// A token, and for a login, the identity it was issued to as the store
-/// described it (e.g. the role ARN of an aws login), for `describe()`.
+/// A token, and for a login that learns it, the identity it logged in as
+/// (the instance role of an aws login), for `describe()`.
 pub(crate) struct LoggedIn {
     pub(crate) token: SecretString,
     pub(crate) identity: Option<String>,
@@ -149,18 +149,16 @@ pub(crate) fn login_path(mount: &str) -> String {
 }
 
 /// Logs in with `login`, retrying what is transient until `budget`; the
-/// answer's `auth` object gives the token (and, through `identity`, what
-/// the login describes itself with afterwards).
+/// answer's `auth.client_token` is the token.
 pub(crate) async fn login(
     client: &VaultClient,
     budget: Duration,
     login: &Login<'_>,
-    identity: impl Fn(&serde_json::Value) -> Option<String>,
 ) -> Result<LoggedIn> {
     let path = login.path();
     let what = format!("{} login at {path} on {}", login.method, client.describe());
     let mut tries = Tries::default();
-    let (token, auth) = retry::retry(&what, budget, &mut tries, |_| {
+    let token = retry::retry(&what, budget, &mut tries, |_| {
         login_once(client, &path, login)
     })
     .await?;
@@ -173,7 +171,7 @@ pub(crate) async fn login(
     );
     Ok(LoggedIn {
         token,
-        identity: identity(&auth),
+        identity: None,
     })
 }
 
@@ -181,7 +179,7 @@ async fn login_once(
     client: &VaultClient,
     path: &str,
     login: &Login<'_>,
-) -> std::result::Result<(SecretString, serde_json::Value), Failure> {
+) -> std::result::Result<SecretString, Failure> {
     let answer = client
         .send(&Request {
             method: Method::POST,
@@ -237,29 +235,22 @@ async fn login_once(
             )
         }
     }
-    let auth = answer
+    answer
         .json()
-        .and_then(|json| json.get("auth").cloned())
-        .unwrap_or_default();
-    let token = auth
-        .get("client_token")
-        .and_then(|t| t.as_str())
+        .and_then(|json| {
+            json.get("auth")?
+                .get("client_token")?
+                .as_str()
+                .map(str::to_string)
+        })
         .filter(|t| !t.is_empty())
-        .map(|t| SecretString::from(t.to_string()))
+        .map(SecretString::from)
         .ok_or_else(|| {
             Failure::Permanent(Error::Unavailable(format!(
                 "the {method} login at {path} on {from} answered without auth.client_token: is \
                  it a Vault/OpenBao server?"
             )))
-        })?;
-    // The rest of `auth` (policies, metadata) holds no secret once the
-    // token is out of it.
-    let mut auth = auth;
-    if let Some(object) = auth.as_object_mut() {
-        object.remove("client_token");
-        object.remove("accessor");
-    }
-    Ok((token, auth))
+        })
 }
 
 /// " as role R" for a login's description, or nothing when the store picks
