@@ -124,7 +124,12 @@ pub(crate) fn open(
     let tls = tls::client_config(context.extra)?;
     Ok(Box::new(AzureKeyVault {
         api: BearerClient::new(KIND, base, &tls)?,
-        metadata: azure::client(context.metadata_endpoint, &tls, context.budget)?,
+        metadata: super::identity::client(
+            azure::CLOUD,
+            context.metadata_endpoint,
+            &tls,
+            context.budget,
+        )?,
         vault,
         prefix,
         client_id,

@@ -2,36 +2,17 @@
 //! Secret Manager fake (testkit), both shaped like Google's APIs: the
 //! access token the metadata fake issues is the one the API fake accepts.
 
-use std::path::Path;
-use std::time::Duration;
-
 use secrecy::ExposeSecret;
 use testkit::gcp_secret_manager::{FakeSecretManager, PROJECT_NUMBER};
 use testkit::metadata::{Cloud, FakeMetadata};
-use url::Url;
 
 use super::config::gcp_settings;
-use crate::credentials::open::OpenContext;
-use crate::credentials::{CredRef, CredentialStore};
+use crate::credentials::test_support::{name, open_section};
+use crate::credentials::CredentialStore;
 use crate::error::Result;
 
-fn name(text: &str) -> CredRef {
-    CredRef::parse(text).unwrap().unwrap()
-}
-
-/// The store of this `[gcp_secret_manager]` section (TOML), its metadata
-/// service at `metadata`.
 fn store(section: &str, metadata: &str) -> Result<Box<dyn CredentialStore>> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let file = toml::from_str(section).unwrap();
-    let settings = gcp_settings(file, Path::new("/etc/tagstrap/config.toml"));
-    let endpoint = Url::parse(metadata).unwrap();
-    let context = OpenContext {
-        extra: &[],
-        budget: Duration::from_secs(30),
-        metadata_endpoint: Some(&endpoint),
-    };
-    super::open(&settings, &context)
+    open_section(section, metadata, gcp_settings, super::open)
 }
 
 fn section(api: &FakeSecretManager, more: &str) -> String {

@@ -108,7 +108,12 @@ pub(crate) fn open(
     let tls = tls::client_config(context.extra)?;
     Ok(Box::new(GcpSecretManager {
         api: BearerClient::new(KIND, endpoint, &tls)?,
-        metadata: gce::client(context.metadata_endpoint, &tls, context.budget)?,
+        metadata: super::identity::client(
+            gce::CLOUD,
+            context.metadata_endpoint,
+            &tls,
+            context.budget,
+        )?,
         project,
         prefix,
         version,

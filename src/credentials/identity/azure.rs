@@ -23,22 +23,6 @@ const TOKEN_PATH: &str = "metadata/identity/oauth2/token";
 /// The managed identity API version Microsoft's own SDKs pin.
 pub(crate) const API_VERSION: &str = "2018-02-01";
 
-/// The client of the metadata service: at `endpoint` (`--metadata-endpoint`)
-/// or the link-local address, direct, retrying until `deadline`.
-pub(crate) fn client(
-    endpoint: Option<&url::Url>,
-    tls: &std::sync::Arc<rustls::ClientConfig>,
-    deadline: std::time::Duration,
-) -> Result<MetadataClient> {
-    MetadataClient::new(
-        CLOUD,
-        endpoint,
-        crate::net::metadata::LINK_LOCAL_ENDPOINT,
-        tls,
-        deadline,
-    )
-}
-
 /// A managed identity's access token for one resource.
 /// `Debug` shows the token as secrecy does: redacted.
 #[derive(Debug)]
@@ -201,24 +185,14 @@ fn checked(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use secrecy::ExposeSecret;
-    use testkit::{Origin, Reply};
+    use testkit::Reply;
 
     use super::*;
+    use crate::credentials::test_support::{metadata_client, serve};
 
     fn client(url: &str) -> MetadataClient {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = crate::net::tls::client_config(&[]).unwrap();
-        let url = url::Url::parse(url).unwrap();
-        MetadataClient::new(CLOUD, Some(&url), "http://x", &tls, Duration::from_secs(30)).unwrap()
-    }
-
-    fn serve(f: impl Fn(&testkit::RecordedRequest) -> Reply + Send + Sync + 'static) -> Origin {
-        Origin::builder(None)
-            .handler(std::sync::Arc::new(move |r| Some(f(r))))
-            .start()
+        metadata_client(CLOUD, url)
     }
 
     const TOKEN: &str = r#"{"access_token":"eyJ0.secret","client_id":"1b7a-22","expires_in":"86399","expires_on":"1700000000","resource":"https://vault.azure.net","token_type":"Bearer"}"#;

@@ -28,22 +28,6 @@ pub(crate) const ATTACH_FIX: &str = "attach one with `gcloud compute instances \
      set-service-account INSTANCE --zone ZONE --service-account EMAIL --scopes cloud-platform` \
      (the instance must be stopped)";
 
-/// The client of the metadata service: at `endpoint` (`--metadata-endpoint`)
-/// or the link-local address, direct, retrying until `deadline`.
-pub(crate) fn client(
-    endpoint: Option<&url::Url>,
-    tls: &std::sync::Arc<rustls::ClientConfig>,
-    deadline: std::time::Duration,
-) -> Result<MetadataClient> {
-    MetadataClient::new(
-        CLOUD,
-        endpoint,
-        crate::net::metadata::LINK_LOCAL_ENDPOINT,
-        tls,
-        deadline,
-    )
-}
-
 /// An OAuth access token of the instance's service account.
 /// `Debug` shows the token as secrecy does: redacted.
 #[derive(Debug)]
@@ -186,24 +170,14 @@ fn checked(client: &MetadataClient, answer: &Answer) -> std::result::Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use secrecy::ExposeSecret;
-    use testkit::{Origin, Reply};
+    use testkit::Reply;
 
     use super::*;
+    use crate::credentials::test_support::{metadata_client, serve};
 
     fn client(url: &str) -> MetadataClient {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = crate::net::tls::client_config(&[]).unwrap();
-        let url = url::Url::parse(url).unwrap();
-        MetadataClient::new(CLOUD, Some(&url), "http://x", &tls, Duration::from_secs(30)).unwrap()
-    }
-
-    fn serve(f: impl Fn(&testkit::RecordedRequest) -> Reply + Send + Sync + 'static) -> Origin {
-        Origin::builder(None)
-            .handler(std::sync::Arc::new(move |r| Some(f(r))))
-            .start()
+        metadata_client(CLOUD, url)
     }
 
     fn google(status: u16, body: &str) -> Reply {

@@ -18,3 +18,21 @@
 pub(crate) mod aws;
 pub(crate) mod azure;
 pub(crate) mod gce;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::net::metadata::{MetadataClient, LINK_LOCAL_ENDPOINT};
+
+/// The client of `cloud`'s metadata service (e.g. [`gce::CLOUD`]): at
+/// `endpoint` (`--metadata-endpoint`) or the link-local address, direct,
+/// retrying until `deadline`.
+pub(crate) fn client(
+    cloud: &'static str,
+    endpoint: Option<&url::Url>,
+    tls: &Arc<rustls::ClientConfig>,
+    deadline: Duration,
+) -> Result<MetadataClient> {
+    MetadataClient::new(cloud, endpoint, LINK_LOCAL_ENDPOINT, tls, deadline)
+}
