@@ -221,3 +221,29 @@ async fn names_that_cannot_be_secret_ids_and_bad_settings_are_refused_before_any
     assert!(api.requests().is_empty());
     assert!(meta.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_project_id_from_the_metadata_that_would_name_another_path_is_refused() {
+    let origin = crate::credentials::test_support::serve(|r| {
+        let body = match r.path.as_str() {
+            "/computeMetadata/v1/instance/service-accounts/default/token" => {
+                r#"{"access_token":"t","expires_in":60,"token_type":"Bearer"}"#
+            }
+            "/computeMetadata/v1/project/project-id" => "p/secrets/other",
+            _ => "sa@p.iam.gserviceaccount.com",
+        };
+        testkit::Reply::ok(body).with_header("Metadata-Flavor", "Google")
+    });
+    let api = FakeSecretManager::builder("t").secret("P", "x").start();
+    let error = store(&section(&api, ""), &origin.url(""))
+        .unwrap()
+        .get(&name("cred:P"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.exit_code(), 69, "{error}");
+    assert!(
+        error.message().contains("[gcp_secret_manager] project"),
+        "{error}"
+    );
+    assert!(api.requests().is_empty());
+}

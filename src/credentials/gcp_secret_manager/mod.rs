@@ -198,9 +198,28 @@ impl GcpSecretManager {
                 let token = access.token;
                 let project = match &self.project {
                     Some(p) => p.clone(),
-                    None => gce::project_id(&self.metadata).await?,
+                    None => {
+                        let p = gce::project_id(&self.metadata).await?;
+                        // It goes into the request's path: a '/' in it
+                        // would name another resource.
+                        if p.len() > 255 || !p.chars().all(is_project_char) {
+                            return Err(Error::Unavailable(format!(
+                                "{} sent a project ID that is not one ({:?}): set \
+                                 [gcp_secret_manager] project",
+                                self.metadata.describe(),
+                                shown(&p)
+                            )));
+                        }
+                        p
+                    }
                 };
-                let email = gce::email(&self.metadata).await.ok();
+                // Only shown, in messages and `describe()`; one that is not
+                // an address is dropped.
+                let email = gce::email(&self.metadata).await.ok().filter(|e| {
+                    e.len() <= 255
+                        && e.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "@.-_".contains(c))
+                });
                 Ok::<_, Error>(Session {
                     token,
                     project,
