@@ -247,3 +247,36 @@ async fn a_project_id_from_the_metadata_that_would_name_another_path_is_refused(
     );
     assert!(api.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_token_near_its_expiry_is_asked_for_again_between_tries() {
+    // 30 s left: under the margin, so each try asks for the token again.
+    let origin = crate::credentials::test_support::serve(|r| {
+        let body = match r.path.as_str() {
+            "/computeMetadata/v1/instance/service-accounts/default/token" => {
+                r#"{"access_token":"t","expires_in":30,"token_type":"Bearer"}"#
+            }
+            "/computeMetadata/v1/project/project-id" => "example-project",
+            _ => "sa@p.iam.gserviceaccount.com",
+        };
+        testkit::Reply::ok(body).with_header("Metadata-Flavor", "Google")
+    });
+    let api = FakeSecretManager::builder("t")
+        .secret("P", "x")
+        .answer_first(&[503])
+        .start();
+    let store = store(&section(&api, ""), &origin.url("")).unwrap();
+    assert_eq!(
+        store.get(&name("cred:P")).await.unwrap().expose_secret(),
+        "x"
+    );
+    let tokens = origin
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/token"))
+        .count();
+    assert_eq!(
+        tokens, 3,
+        "before the first try, then in each of the two tries"
+    );
+}
