@@ -106,7 +106,7 @@ pub(crate) async fn token(
         v => v.as_u64(),
     });
     Ok(AzureToken {
-        access_token: parsed.access_token,
+        access_token: super::header_safe(parsed.access_token, &client.describe())?,
         client_id: parsed.client_id.filter(|id| is_plain(id)),
         expires_on,
     })
@@ -238,6 +238,18 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.message().contains("--identities"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_token_that_cannot_go_in_a_header_is_refused_at_once() {
+        let origin = serve(|_| Reply::ok(r#"{"access_token":"eyJ0\nInjected: x"}"#));
+        let error = token(&client(&origin.url("")), "r", None)
+            .await
+            .unwrap_err();
+        assert_eq!(error.exit_code(), 69);
+        assert!(error.message().contains("cannot have"), "{error}");
+        assert!(!error.message().contains("eyJ0"), "{error}");
+        assert_eq!(origin.requests().len(), 1, "not retried");
     }
 
     #[tokio::test]

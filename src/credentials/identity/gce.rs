@@ -68,7 +68,7 @@ pub(crate) async fn access_token(client: &MetadataClient) -> Result<AccessToken>
         )));
     }
     Ok(AccessToken {
-        token: answer.access_token,
+        token: super::header_safe(answer.access_token, &client.describe())?,
         expires_in: answer.expires_in,
     })
 }
@@ -89,7 +89,7 @@ pub(crate) async fn identity_token(
     let text = read_text(client, &path, Some(&query)).await?;
     let jwt = text.trim();
     // Three base64url parts: anything else is not a token, and is not shown.
-    if jwt.split('.').count() != 3 || jwt.chars().any(|c| c.is_whitespace()) {
+    if jwt.split('.').count() != 3 || !jwt.chars().all(|c| c.is_ascii_graphic()) {
         return Err(Error::Unavailable(format!(
             "{} sent an identity token that is not a JWT: is it GCE's metadata server?",
             client.describe()
