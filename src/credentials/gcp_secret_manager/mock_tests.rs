@@ -280,3 +280,29 @@ async fn a_token_near_its_expiry_is_asked_for_again_between_tries() {
         "before the first try, then in each of the two tries"
     );
 }
+
+#[test]
+fn a_plain_http_endpoint_off_loopback_is_warned_about_on_every_run() {
+    use super::config::gcp_settings;
+    let settings =
+        |text: &str| gcp_settings(toml::from_str(text).unwrap(), std::path::Path::new("/c"));
+    let plain = settings("endpoint = \"http://secrets.corp\"\ninsecure_http = true");
+    let warning = super::in_clear(&plain).unwrap();
+    assert!(warning.contains("http://secrets.corp"), "{warning}");
+    assert!(
+        warning.contains("[gcp_secret_manager] insecure_http"),
+        "{warning}"
+    );
+    assert_eq!(
+        super::in_clear(&settings(
+            "endpoint = \"http://127.0.0.1:1\"\ninsecure_http = true"
+        )),
+        None
+    );
+    assert_eq!(super::in_clear(&settings("")), None);
+    let kv = crate::credentials::azure_key_vault::config::azure_settings(
+        toml::from_str("vault = \"http://kv.corp\"\ninsecure_http = true").unwrap(),
+        std::path::Path::new("/c"),
+    );
+    assert!(crate::credentials::azure_key_vault::in_clear(&kv).is_some());
+}
