@@ -278,22 +278,29 @@ impl CloudStores {
     }
 }
 
-fn with_gcp(w: &World, t: Tagstrap, password: &str) -> Tagstrap {
+/// The proxy tags with `password`, the store of `config`, the identity at
+/// `metadata`, and the script.
+fn with_cloud(
+    w: &World,
+    t: Tagstrap,
+    config: &str,
+    metadata: &FakeMetadata,
+    password: &str,
+) -> Tagstrap {
     let t = proxy_tags(w, t, USER, password)
         .arg("--config")
-        .arg(w.input("gcp.toml"))
+        .arg(w.input(config))
         .arg("--metadata-endpoint")
-        .arg(w.cloud.gce.url());
+        .arg(metadata.url());
     with_script(w, t, "/install.sh")
 }
 
+fn with_gcp(w: &World, t: Tagstrap, password: &str) -> Tagstrap {
+    with_cloud(w, t, "gcp.toml", &w.cloud.gce, password)
+}
+
 fn with_azure(w: &World, t: Tagstrap, password: &str) -> Tagstrap {
-    let t = proxy_tags(w, t, USER, password)
-        .arg("--config")
-        .arg(w.input("azure.toml"))
-        .arg("--metadata-endpoint")
-        .arg(w.cloud.azure.url());
-    with_script(w, t, "/install.sh")
+    with_cloud(w, t, "azure.toml", &w.cloud.azure, password)
 }
 
 fn cloud_store_paths() -> Vec<Path_> {

@@ -80,6 +80,25 @@ impl World {
             .arg("30")
     }
 
+    /// Squid saw the script's request and nothing for these servers (the
+    /// store and the metadata service are reached directly).
+    fn assert_direct(&self, servers: &[String]) {
+        assert!(
+            self.squid
+                .wait_for_access_log("GET http://127.0.0.2", std::time::Duration::from_secs(10)),
+            "{}",
+            self.squid.access_log()
+        );
+        let log = self.squid.access_log();
+        for server in servers {
+            let authority = server.split("://").nth(1).unwrap_or(server);
+            assert!(
+                !log.contains(authority),
+                "{authority} went through Squid:\n{log}"
+            );
+        }
+    }
+
     fn ran(&self) -> bool {
         self.out.path().join("ran").exists()
     }
@@ -139,13 +158,7 @@ fn gcp_secret_manager_gives_the_proxy_password_with_the_service_accounts_token()
         .requests()
         .iter()
         .all(|r| r.header("authorization") == Some(format!("Bearer {token}").as_str())));
-    assert!(
-        world
-            .squid
-            .wait_for_access_log("GET http://127.0.0.2", std::time::Duration::from_secs(10)),
-        "{}",
-        world.squid.access_log()
-    );
+    world.assert_direct(&[api.url(), meta.url()]);
     // doctor describes the store with the identity it used.
     let doctor = world.doctor(
         &meta,
@@ -236,6 +249,7 @@ fn azure_key_vault_gives_the_proxy_password_with_the_managed_identitys_token() {
     let run = world.run(&meta, "cred:proxy-pass", &azure_config(&kv, ""));
     world.assert_ran(&run, &[&system, &user]);
     assert_eq!(kv.requests().len(), 2, "throttled once, then read");
+    world.assert_direct(&[kv.url(), meta.url()]);
     let doctor = world.doctor(&meta, "cred:proxy-pass", &azure_config(&kv, ""));
     let line = format!("as the managed identity {AZURE_SYSTEM_CLIENT_ID}");
     assert!(

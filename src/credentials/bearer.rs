@@ -5,7 +5,11 @@
 //! turned into retries, the answer read into memory with a cap. What a
 //! final status means is each store's business, from its error body.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -110,6 +114,53 @@ impl BearerClient {
     }
 }
 
+/// How long before its expiry a token is no longer used: a request sent
+/// with it must still arrive in time.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// A token (or what holds one) kept until shortly before it expires, then
+/// asked for again: GCE's metadata server hands out tokens with as little
+/// as five minutes left, and a run may retry a store for longer.
+pub(crate) struct TokenCache<T> {
+    slot: Mutex<Option<(Arc<T>, Instant)>>,
+}
+
+impl<T> TokenCache<T> {
+    pub(crate) fn new() -> TokenCache<T> {
+        TokenCache {
+            slot: Mutex::new(None),
+        }
+    }
+
+    /// The last one got, expired or not (for `describe()`).
+    pub(crate) fn last(&self) -> Option<Arc<T>> {
+        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().map(|(value, _)| value.clone())
+    }
+
+    /// The kept one while it is valid, else `fetch`'s: a value and the
+    /// seconds it is valid for.
+    pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<Arc<T>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(T, u64)>>,
+    {
+        {
+            let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((value, until)) = slot.as_ref() {
+                if Instant::now() < *until {
+                    return Ok(value.clone());
+                }
+            }
+        }
+        let (value, seconds) = fetch().await?;
+        let value = Arc::new(value);
+        let until = Instant::now() + Duration::from_secs(seconds).saturating_sub(EXPIRY_MARGIN);
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((value.clone(), until));
+        Ok(value)
+    }
+}
+
 /// " (it said: CODE: message)" from Google's and Azure's error bodies alike
 /// (`{"error": {"code", "message", "status"}}`), cleaned and cut, and only
 /// when it holds none of `secrets`; empty otherwise.
@@ -152,6 +203,22 @@ pub(crate) fn error_parts(body: &[u8]) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_are_kept_until_shortly_before_they_expire() {
+        let cache = TokenCache::new();
+        let fetches = std::sync::atomic::AtomicU32::new(0);
+        let fetch = || async {
+            let n = fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok((n, 300))
+        };
+        assert_eq!(*cache.get(fetch).await.unwrap(), 0);
+        tokio::time::advance(Duration::from_secs(200)).await;
+        assert_eq!(*cache.get(fetch).await.unwrap(), 0);
+        tokio::time::advance(Duration::from_secs(41)).await;
+        assert_eq!(*cache.get(fetch).await.unwrap(), 1, "renewed 60 s early");
+        assert_eq!(cache.last().map(|v| *v), Some(1));
+    }
 
     #[test]
     fn error_bodies_of_both_clouds_are_read_and_never_echo_a_secret() {

@@ -38,6 +38,8 @@ pub(crate) mod login;
 pub(crate) mod open;
 pub(crate) mod reference;
 pub(crate) mod secret_file;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod vault;
 
 pub(crate) use self::reference::CredRef;

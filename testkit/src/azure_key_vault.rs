@@ -12,7 +12,6 @@
 //! or HTTPS with the test CA; every request is recorded.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
@@ -106,14 +105,9 @@ impl FakeKeyVaultBuilder {
     }
 
     fn start_on(self, ca: Option<&TestCa>) -> FakeKeyVault {
-        let state = Arc::new(Mutex::new(self.data));
-        let origin = Origin::builder(ca)
-            .handler(Arc::new(move |req| {
-                let mut data = state.lock().unwrap_or_else(|e| e.into_inner());
-                Some(handle(&mut data, req))
-            }))
-            .start();
-        FakeKeyVault { origin }
+        FakeKeyVault {
+            origin: crate::gcp_secret_manager::serving(ca, self.data, handle),
+        }
     }
 }
 

@@ -112,15 +112,27 @@ impl FakeSecretManagerBuilder {
     }
 
     fn start_on(self, ca: Option<&TestCa>) -> FakeSecretManager {
-        let state = Arc::new(Mutex::new(self.data));
-        let origin = Origin::builder(ca)
-            .handler(Arc::new(move |req| {
-                let mut data = state.lock().unwrap_or_else(|e| e.into_inner());
-                Some(handle(&mut data, req))
-            }))
-            .start();
-        FakeSecretManager { origin }
+        FakeSecretManager {
+            origin: serving(ca, self.data, handle),
+        }
     }
+}
+
+/// An origin (HTTPS with `ca`, else plain HTTP) whose every request
+/// `handle` answers from `data`, kept behind a lock: the store fakes'
+/// server.
+pub(crate) fn serving<T: Send + 'static>(
+    ca: Option<&TestCa>,
+    data: T,
+    handle: fn(&mut T, &RecordedRequest) -> Reply,
+) -> Origin {
+    let state = Mutex::new(data);
+    Origin::builder(ca)
+        .handler(Arc::new(move |req| {
+            let mut data = state.lock().unwrap_or_else(|e| e.into_inner());
+            Some(handle(&mut data, req))
+        }))
+        .start()
 }
 
 fn error(code: u16, status: &str, message: &str) -> Reply {

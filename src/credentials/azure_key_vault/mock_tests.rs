@@ -2,37 +2,20 @@
 //! managed identity tokens are signed JWTs) and the Key Vault fake, which
 //! checks each token's signature, audience, tenant, expiry and role.
 
-use std::path::Path;
-use std::time::Duration;
-
 use secrecy::ExposeSecret;
 use testkit::jwt::SigningKey;
 use testkit::metadata::{Cloud, FakeMetadata, AZURE_SYSTEM_CLIENT_ID};
 use testkit::FakeKeyVault;
-use url::Url;
 
 use super::config::azure_settings;
-use crate::credentials::open::OpenContext;
-use crate::credentials::{CredRef, CredentialStore};
+use crate::credentials::test_support::{name, open_section};
+use crate::credentials::CredentialStore;
 use crate::error::Result;
 
 const USER_ID: &str = "7d2f1c9e-3b4a-4c5d-9e8f-0a1b2c3d4e5f";
 
-fn name(text: &str) -> CredRef {
-    CredRef::parse(text).unwrap().unwrap()
-}
-
 fn store(section: &str, metadata: &str) -> Result<Box<dyn CredentialStore>> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let file = toml::from_str(section).unwrap();
-    let settings = azure_settings(file, Path::new("/etc/tagstrap/config.toml"));
-    let endpoint = Url::parse(metadata).unwrap();
-    let context = OpenContext {
-        extra: &[],
-        budget: Duration::from_secs(30),
-        metadata_endpoint: Some(&endpoint),
-    };
-    super::open(&settings, &context)
+    open_section(section, metadata, azure_settings, super::open)
 }
 
 fn section(kv: &FakeKeyVault, more: &str) -> String {

@@ -20,12 +20,11 @@ mod mock_tests;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::OnceCell;
 use url::Url;
 
 use self::config::{defs, AzureSettings};
 use super::address::{parse_address, AddressRule};
-use super::bearer::{error_parts, error_said, BearerAnswer, BearerClient};
+use super::bearer::{error_parts, error_said, BearerAnswer, BearerClient, TokenCache};
 use super::gcp_secret_manager::{checked_word, in_clear_at};
 use super::identity::azure::{self, AzureToken};
 use super::open::OpenContext;
@@ -54,7 +53,7 @@ pub(crate) struct AzureKeyVault {
     prefix: String,
     client_id: Option<String>,
     budget: Duration,
-    token: OnceCell<AzureToken>,
+    token: TokenCache<AzureToken>,
 }
 
 /// The store the `[azure_key_vault]` section describes; a bad setting is
@@ -124,12 +123,17 @@ pub(crate) fn open(
     let tls = tls::client_config(context.extra)?;
     Ok(Box::new(AzureKeyVault {
         api: BearerClient::new(KIND, base, &tls)?,
-        metadata: azure::client(context.metadata_endpoint, &tls, context.budget)?,
+        metadata: super::identity::client(
+            azure::CLOUD,
+            context.metadata_endpoint,
+            &tls,
+            context.budget,
+        )?,
         vault,
         prefix,
         client_id,
         budget: context.budget,
-        token: OnceCell::new(),
+        token: TokenCache::new(),
     }))
 }
 
@@ -168,24 +172,43 @@ impl AzureKeyVault {
                 shown(&secret)
             )));
         }
-        let token = self
-            .token
-            .get_or_try_init(|| azure::token(&self.metadata, RESOURCE, self.client_id.as_deref()))
-            .await?;
-        if let Some(expires_on) = token.expires_on {
-            tracing::debug!("the managed identity's token expires at {expires_on} (Unix time)");
-        }
+        // Asked for before the first try, so that the line of a failure to
+        // get it is its own, and again in each try once it nears expiry.
+        self.token().await?;
         let url = self.api.url(
             &format!("secrets/{secret}"),
             Some(&format!("api-version={API_VERSION}")),
         );
         let what = format!("credential {name} in {}", self.describe());
         let mut tries = Tries::default();
-        let answer = retry::retry(&what, self.budget, &mut tries, |_| {
-            self.api.get(url.clone(), &token.access_token)
+        let (answer, token) = retry::retry(&what, self.budget, &mut tries, |_| async {
+            let token = self.token().await?;
+            let answer = self.api.get(url.clone(), &token.access_token).await?;
+            Ok((answer, token))
         })
         .await?;
-        self.value(name, &secret, token, &answer)
+        self.value(name, &secret, &token, &answer)
+    }
+
+    /// The managed identity's token, kept until shortly before it expires.
+    async fn token(&self) -> Result<std::sync::Arc<AzureToken>> {
+        self.token
+            .get(|| async {
+                let token =
+                    azure::token(&self.metadata, RESOURCE, self.client_id.as_deref()).await?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                // IMDS always says; a token that does not is used for 5 min.
+                let lifetime = token
+                    .expires_on
+                    .map(|at| at.saturating_sub(now))
+                    .unwrap_or(300);
+                tracing::debug!("the managed identity's token is valid for {lifetime} s");
+                Ok((token, lifetime))
+            })
+            .await
     }
 
     fn value(
@@ -273,7 +296,7 @@ impl AzureKeyVault {
 
 impl CredentialStore for AzureKeyVault {
     fn describe(&self) -> String {
-        let identity = match self.token.get() {
+        let identity = match self.token.last() {
             Some(t) => match t.client_id.as_deref().or(self.client_id.as_deref()) {
                 Some(id) => format!("as the managed identity {}", shown(id)),
                 None => "as the VM's managed identity".to_string(),

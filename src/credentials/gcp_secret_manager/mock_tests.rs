@@ -2,36 +2,17 @@
 //! Secret Manager fake (testkit), both shaped like Google's APIs: the
 //! access token the metadata fake issues is the one the API fake accepts.
 
-use std::path::Path;
-use std::time::Duration;
-
 use secrecy::ExposeSecret;
 use testkit::gcp_secret_manager::{FakeSecretManager, PROJECT_NUMBER};
 use testkit::metadata::{Cloud, FakeMetadata};
-use url::Url;
 
 use super::config::gcp_settings;
-use crate::credentials::open::OpenContext;
-use crate::credentials::{CredRef, CredentialStore};
+use crate::credentials::test_support::{name, open_section};
+use crate::credentials::CredentialStore;
 use crate::error::Result;
 
-fn name(text: &str) -> CredRef {
-    CredRef::parse(text).unwrap().unwrap()
-}
-
-/// The store of this `[gcp_secret_manager]` section (TOML), its metadata
-/// service at `metadata`.
 fn store(section: &str, metadata: &str) -> Result<Box<dyn CredentialStore>> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let file = toml::from_str(section).unwrap();
-    let settings = gcp_settings(file, Path::new("/etc/tagstrap/config.toml"));
-    let endpoint = Url::parse(metadata).unwrap();
-    let context = OpenContext {
-        extra: &[],
-        budget: Duration::from_secs(30),
-        metadata_endpoint: Some(&endpoint),
-    };
-    super::open(&settings, &context)
+    open_section(section, metadata, gcp_settings, super::open)
 }
 
 fn section(api: &FakeSecretManager, more: &str) -> String {
@@ -239,4 +220,89 @@ async fn names_that_cannot_be_secret_ids_and_bad_settings_are_refused_before_any
     .is_ok());
     assert!(api.requests().is_empty());
     assert!(meta.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_project_id_from_the_metadata_that_would_name_another_path_is_refused() {
+    let origin = crate::credentials::test_support::serve(|r| {
+        let body = match r.path.as_str() {
+            "/computeMetadata/v1/instance/service-accounts/default/token" => {
+                r#"{"access_token":"t","expires_in":60,"token_type":"Bearer"}"#
+            }
+            "/computeMetadata/v1/project/project-id" => "p/secrets/other",
+            _ => "sa@p.iam.gserviceaccount.com",
+        };
+        testkit::Reply::ok(body).with_header("Metadata-Flavor", "Google")
+    });
+    let api = FakeSecretManager::builder("t").secret("P", "x").start();
+    let error = store(&section(&api, ""), &origin.url(""))
+        .unwrap()
+        .get(&name("cred:P"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.exit_code(), 69, "{error}");
+    assert!(
+        error.message().contains("[gcp_secret_manager] project"),
+        "{error}"
+    );
+    assert!(api.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_token_near_its_expiry_is_asked_for_again_between_tries() {
+    // 30 s left: under the margin, so each try asks for the token again.
+    let origin = crate::credentials::test_support::serve(|r| {
+        let body = match r.path.as_str() {
+            "/computeMetadata/v1/instance/service-accounts/default/token" => {
+                r#"{"access_token":"t","expires_in":30,"token_type":"Bearer"}"#
+            }
+            "/computeMetadata/v1/project/project-id" => "example-project",
+            _ => "sa@p.iam.gserviceaccount.com",
+        };
+        testkit::Reply::ok(body).with_header("Metadata-Flavor", "Google")
+    });
+    let api = FakeSecretManager::builder("t")
+        .secret("P", "x")
+        .answer_first(&[503])
+        .start();
+    let store = store(&section(&api, ""), &origin.url("")).unwrap();
+    assert_eq!(
+        store.get(&name("cred:P")).await.unwrap().expose_secret(),
+        "x"
+    );
+    let tokens = origin
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/token"))
+        .count();
+    assert_eq!(
+        tokens, 3,
+        "before the first try, then in each of the two tries"
+    );
+}
+
+#[test]
+fn a_plain_http_endpoint_off_loopback_is_warned_about_on_every_run() {
+    use super::config::gcp_settings;
+    let settings =
+        |text: &str| gcp_settings(toml::from_str(text).unwrap(), std::path::Path::new("/c"));
+    let plain = settings("endpoint = \"http://secrets.corp\"\ninsecure_http = true");
+    let warning = super::in_clear(&plain).unwrap();
+    assert!(warning.contains("http://secrets.corp"), "{warning}");
+    assert!(
+        warning.contains("[gcp_secret_manager] insecure_http"),
+        "{warning}"
+    );
+    assert_eq!(
+        super::in_clear(&settings(
+            "endpoint = \"http://127.0.0.1:1\"\ninsecure_http = true"
+        )),
+        None
+    );
+    assert_eq!(super::in_clear(&settings("")), None);
+    let kv = crate::credentials::azure_key_vault::config::azure_settings(
+        toml::from_str("vault = \"http://kv.corp\"\ninsecure_http = true").unwrap(),
+        std::path::Path::new("/c"),
+    );
+    assert!(crate::credentials::azure_key_vault::in_clear(&kv).is_some());
 }

@@ -22,12 +22,11 @@ use std::time::Duration;
 use base64::Engine;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::OnceCell;
 use url::Url;
 
 use self::config::{defs, GcpSettings, DEFAULT_ENDPOINT};
 use super::address::{parse_address, AddressRule};
-use super::bearer::{error_parts, error_said, BearerAnswer, BearerClient};
+use super::bearer::{error_parts, error_said, BearerAnswer, BearerClient, TokenCache};
 use super::identity::gce;
 use super::open::OpenContext;
 use super::{CredRef, CredentialStore};
@@ -52,7 +51,8 @@ pub(crate) struct GcpSecretManager {
     prefix: String,
     version: String,
     budget: Duration,
-    session: OnceCell<Session>,
+    /// The token, the project and the email, renewed with the token.
+    session: TokenCache<Session>,
 }
 
 /// What the first read learns from the metadata server.
@@ -108,12 +108,17 @@ pub(crate) fn open(
     let tls = tls::client_config(context.extra)?;
     Ok(Box::new(GcpSecretManager {
         api: BearerClient::new(KIND, endpoint, &tls)?,
-        metadata: gce::client(context.metadata_endpoint, &tls, context.budget)?,
+        metadata: super::identity::client(
+            gce::CLOUD,
+            context.metadata_endpoint,
+            &tls,
+            context.budget,
+        )?,
         project,
         prefix,
         version,
         budget: context.budget,
-        session: OnceCell::new(),
+        session: TokenCache::new(),
     }))
 }
 
@@ -182,9 +187,9 @@ pub(crate) fn checked_word(
 }
 
 impl GcpSecretManager {
-    async fn session(&self) -> Result<&Session> {
+    async fn session(&self) -> Result<std::sync::Arc<Session>> {
         self.session
-            .get_or_try_init(|| async {
+            .get(|| async {
                 let access = gce::access_token(&self.metadata).await?;
                 tracing::debug!(
                     "the service account's access token is valid for {} s",
@@ -193,14 +198,40 @@ impl GcpSecretManager {
                 let token = access.token;
                 let project = match &self.project {
                     Some(p) => p.clone(),
-                    None => gce::project_id(&self.metadata).await?,
+                    None => {
+                        let p = gce::project_id(&self.metadata).await?;
+                        // It goes into the request's path: a '/' in it
+                        // would name another resource.
+                        if p.len() > 255 || !p.chars().all(is_project_char) {
+                            return Err(Error::Unavailable(format!(
+                                "{} sent a project ID that is not one ({:?}): set \
+                                 [gcp_secret_manager] project",
+                                self.metadata.describe(),
+                                shown(&p)
+                            )));
+                        }
+                        p
+                    }
                 };
-                let email = gce::email(&self.metadata).await.ok();
-                Ok::<_, Error>(Session {
+                // Only shown, in messages and `describe()`; one that is not
+                // an address is dropped.
+                let email = gce::email(&self.metadata).await.ok().filter(|e| {
+                    e.len() <= 255
+                        && e.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "@.-_".contains(c))
+                });
+                let session = Session {
                     token,
                     project,
                     email,
-                })
+                };
+                // GCE always says; a token that does not is used for 5 min.
+                let lifetime = if access.expires_in == 0 {
+                    300
+                } else {
+                    access.expires_in
+                };
+                Ok((session, lifetime))
             })
             .await
     }
@@ -214,19 +245,25 @@ impl GcpSecretManager {
                 shown(&id)
             )));
         }
-        let session = self.session().await?;
-        let path = format!(
-            "v1/projects/{}/secrets/{id}/versions/{}:access",
-            session.project, self.version
-        );
-        let url = self.api.url(&path, None);
+        // Asked for before the first try, so that the line of a failure to
+        // get it is its own, and again in each try once it nears expiry.
+        self.session().await?;
         let what = format!("credential {name} in {}", self.describe());
         let mut tries = Tries::default();
-        let answer = retry::retry(&what, self.budget, &mut tries, |_| {
-            self.api.get(url.clone(), &session.token)
+        let (answer, session) = retry::retry(&what, self.budget, &mut tries, |_| async {
+            let session = self.session().await?;
+            let path = format!(
+                "v1/projects/{}/secrets/{id}/versions/{}:access",
+                session.project, self.version
+            );
+            let answer = self
+                .api
+                .get(self.api.url(&path, None), &session.token)
+                .await?;
+            Ok((answer, session))
         })
         .await?;
-        self.payload(name, &id, session, &answer)
+        self.payload(name, &id, &session, &answer)
     }
 
     /// The secret in a final answer, or what the answer means.
@@ -369,7 +406,7 @@ pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
 
 impl CredentialStore for GcpSecretManager {
     fn describe(&self) -> String {
-        match self.session.get() {
+        match self.session.last() {
             Some(s) => format!(
                 "{KIND} at {} (project {}{})",
                 self.api.shown(),

@@ -23,22 +23,6 @@ const TOKEN_PATH: &str = "metadata/identity/oauth2/token";
 /// The managed identity API version Microsoft's own SDKs pin.
 pub(crate) const API_VERSION: &str = "2018-02-01";
 
-/// The client of the metadata service: at `endpoint` (`--metadata-endpoint`)
-/// or the link-local address, direct, retrying until `deadline`.
-pub(crate) fn client(
-    endpoint: Option<&url::Url>,
-    tls: &std::sync::Arc<rustls::ClientConfig>,
-    deadline: std::time::Duration,
-) -> Result<MetadataClient> {
-    MetadataClient::new(
-        CLOUD,
-        endpoint,
-        crate::net::metadata::LINK_LOCAL_ENDPOINT,
-        tls,
-        deadline,
-    )
-}
-
 /// A managed identity's access token for one resource.
 /// `Debug` shows the token as secrecy does: redacted.
 #[derive(Debug)]
@@ -122,7 +106,7 @@ pub(crate) async fn token(
         v => v.as_u64(),
     });
     Ok(AzureToken {
-        access_token: parsed.access_token,
+        access_token: super::header_safe(parsed.access_token, &client.describe())?,
         client_id: parsed.client_id.filter(|id| is_plain(id)),
         expires_on,
     })
@@ -201,24 +185,14 @@ fn checked(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use secrecy::ExposeSecret;
-    use testkit::{Origin, Reply};
+    use testkit::Reply;
 
     use super::*;
+    use crate::credentials::test_support::{metadata_client, serve};
 
     fn client(url: &str) -> MetadataClient {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = crate::net::tls::client_config(&[]).unwrap();
-        let url = url::Url::parse(url).unwrap();
-        MetadataClient::new(CLOUD, Some(&url), "http://x", &tls, Duration::from_secs(30)).unwrap()
-    }
-
-    fn serve(f: impl Fn(&testkit::RecordedRequest) -> Reply + Send + Sync + 'static) -> Origin {
-        Origin::builder(None)
-            .handler(std::sync::Arc::new(move |r| Some(f(r))))
-            .start()
+        metadata_client(CLOUD, url)
     }
 
     const TOKEN: &str = r#"{"access_token":"eyJ0.secret","client_id":"1b7a-22","expires_in":"86399","expires_on":"1700000000","resource":"https://vault.azure.net","token_type":"Bearer"}"#;
@@ -264,6 +238,18 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.message().contains("--identities"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_token_that_cannot_go_in_a_header_is_refused_at_once() {
+        let origin = serve(|_| Reply::ok(r#"{"access_token":"eyJ0\nInjected: x"}"#));
+        let error = token(&client(&origin.url("")), "r", None)
+            .await
+            .unwrap_err();
+        assert_eq!(error.exit_code(), 69);
+        assert!(error.message().contains("cannot have"), "{error}");
+        assert!(!error.message().contains("eyJ0"), "{error}");
+        assert_eq!(origin.requests().len(), 1, "not retried");
     }
 
     #[tokio::test]

@@ -28,22 +28,6 @@ pub(crate) const ATTACH_FIX: &str = "attach one with `gcloud compute instances \
      set-service-account INSTANCE --zone ZONE --service-account EMAIL --scopes cloud-platform` \
      (the instance must be stopped)";
 
-/// The client of the metadata service: at `endpoint` (`--metadata-endpoint`)
-/// or the link-local address, direct, retrying until `deadline`.
-pub(crate) fn client(
-    endpoint: Option<&url::Url>,
-    tls: &std::sync::Arc<rustls::ClientConfig>,
-    deadline: std::time::Duration,
-) -> Result<MetadataClient> {
-    MetadataClient::new(
-        CLOUD,
-        endpoint,
-        crate::net::metadata::LINK_LOCAL_ENDPOINT,
-        tls,
-        deadline,
-    )
-}
-
 /// An OAuth access token of the instance's service account.
 /// `Debug` shows the token as secrecy does: redacted.
 #[derive(Debug)]
@@ -84,7 +68,7 @@ pub(crate) async fn access_token(client: &MetadataClient) -> Result<AccessToken>
         )));
     }
     Ok(AccessToken {
-        token: answer.access_token,
+        token: super::header_safe(answer.access_token, &client.describe())?,
         expires_in: answer.expires_in,
     })
 }
@@ -105,7 +89,7 @@ pub(crate) async fn identity_token(
     let text = read_text(client, &path, Some(&query)).await?;
     let jwt = text.trim();
     // Three base64url parts: anything else is not a token, and is not shown.
-    if jwt.split('.').count() != 3 || jwt.chars().any(|c| c.is_whitespace()) {
+    if jwt.split('.').count() != 3 || !jwt.chars().all(|c| c.is_ascii_graphic()) {
         return Err(Error::Unavailable(format!(
             "{} sent an identity token that is not a JWT: is it GCE's metadata server?",
             client.describe()
@@ -186,24 +170,14 @@ fn checked(client: &MetadataClient, answer: &Answer) -> std::result::Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use secrecy::ExposeSecret;
-    use testkit::{Origin, Reply};
+    use testkit::Reply;
 
     use super::*;
+    use crate::credentials::test_support::{metadata_client, serve};
 
     fn client(url: &str) -> MetadataClient {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = crate::net::tls::client_config(&[]).unwrap();
-        let url = url::Url::parse(url).unwrap();
-        MetadataClient::new(CLOUD, Some(&url), "http://x", &tls, Duration::from_secs(30)).unwrap()
-    }
-
-    fn serve(f: impl Fn(&testkit::RecordedRequest) -> Reply + Send + Sync + 'static) -> Origin {
-        Origin::builder(None)
-            .handler(std::sync::Arc::new(move |r| Some(f(r))))
-            .start()
+        metadata_client(CLOUD, url)
     }
 
     fn google(status: u16, body: &str) -> Reply {

@@ -186,7 +186,7 @@ impl JwtLogin {
                 Ok(jwt)
             }
             JwtSource::Gce { audience, metadata } => {
-                let client = gce::client(metadata.endpoint.as_ref(), &metadata.tls, budget)?;
+                let client = metadata.client(gce::CLOUD, budget)?;
                 gce::identity_token(&client, audience).await
             }
             JwtSource::Azure {
@@ -194,7 +194,7 @@ impl JwtLogin {
                 client_id,
                 metadata,
             } => {
-                let client = azure::client(metadata.endpoint.as_ref(), &metadata.tls, budget)?;
+                let client = metadata.client(azure::CLOUD, budget)?;
                 let token = azure::token(&client, resource, client_id.as_deref()).await?;
                 Ok(token.access_token)
             }

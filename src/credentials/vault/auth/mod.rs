@@ -115,6 +115,17 @@ pub(crate) struct Metadata {
     pub(crate) tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
+impl Metadata {
+    /// The client of `cloud`'s metadata service, retrying until `budget`.
+    pub(crate) fn client(
+        &self,
+        cloud: &'static str,
+        budget: Duration,
+    ) -> Result<crate::net::metadata::MetadataClient> {
+        crate::credentials::identity::client(cloud, self.endpoint.as_ref(), &self.tls, budget)
+    }
+}
+
 /// A token, and for a login that learns it, the identity it logged in as
 /// (the instance role of an aws login), for `describe()`.
 pub(crate) struct LoggedIn {
