@@ -125,6 +125,25 @@ fn assert_refused(run: &Run, witness: &Witness, moto: &Moto, code: i32, needle: 
     assert_no_leaks(run, moto);
 }
 
+/// `run` with `store` (`aws-secrets-manager` or `aws-ssm`) at moto and
+/// `password` as the tag, which must fail as [`assert_refused`] says.
+fn refused(
+    moto: &Moto,
+    fake: &FakeMetadata,
+    store: &str,
+    password: &str,
+    code: i32,
+    needle: &str,
+) -> Run {
+    let section = match store {
+        "aws-ssm" => ssm(&moto.url()),
+        _ => secrets_manager(&moto.url(), ""),
+    };
+    let (run, witness) = run_with(fake, store, &section, password);
+    assert_refused(&run, &witness, moto, code, needle);
+    run
+}
+
 /// The happy path through Squid: the script is downloaded over HTTPS
 /// through a Squid whose basic auth wants USER:PASSWORD, the password read
 /// from `section`'s store.
@@ -222,13 +241,14 @@ fn a_wrong_secret_key_is_77_signature_does_not_match() {
         ..good
     };
     let fake = imds(&moto, "reader", Some(vec![AwsRoleSet::fresh(wrong)]));
-    let (run, witness) = run_with(
+    let run = refused(
+        &moto,
         &fake,
         "aws-secrets-manager",
-        &secrets_manager(&moto.url(), ""),
         "cred:PROXY_PASS",
+        77,
+        "SignatureDoesNotMatch",
     );
-    assert_refused(&run, &witness, &moto, 77, "SignatureDoesNotMatch");
     run.assert_no_leak("wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGKEYXX");
 }
 
@@ -236,16 +256,11 @@ fn a_wrong_secret_key_is_77_signature_does_not_match() {
 fn a_role_without_the_permission_is_77_naming_it() {
     let moto = moto();
     let fake = imds(&moto, "no-secrets", None);
-    let (run, witness) = run_with(
+    let run = refused(
+        &moto,
         &fake,
         "aws-secrets-manager",
-        &secrets_manager(&moto.url(), ""),
         "cred:PROXY_PASS",
-    );
-    assert_refused(
-        &run,
-        &witness,
-        &moto,
         77,
         "grant the instance role no-secrets secretsmanager:GetSecretValue",
     );
@@ -255,51 +270,40 @@ fn a_role_without_the_permission_is_77_naming_it() {
         "{}",
         run.stderr
     );
-    let (run, witness) = run_with(&fake, "aws-ssm", &ssm(&moto.url()), "cred:PROXY_PASS");
-    assert_refused(
-        &run,
-        &witness,
-        &moto,
-        77,
-        "ssm:GetParameter on arn:aws:ssm:eu-west-1:ACCOUNT:parameter/tagstrap/PROXY_PASS and kms:Decrypt",
-    );
+    refused(&moto, &fake, "aws-ssm", "cred:PROXY_PASS", 77, "ssm:GetParameter on arn:aws:ssm:eu-west-1:ACCOUNT:parameter/tagstrap/PROXY_PASS and kms:Decrypt");
 }
 
 #[test]
 fn a_missing_secret_is_66() {
     let moto = moto();
     let fake = imds(&moto, "reader", None);
-    let (run, witness) = run_with(
+    refused(
+        &moto,
         &fake,
         "aws-secrets-manager",
-        &secrets_manager(&moto.url(), ""),
         "cred:NO_SUCH",
-    );
-    assert_refused(
-        &run,
-        &witness,
-        &moto,
         66,
         "credential cred:NO_SUCH does not exist",
     );
-    let (run, witness) = run_with(&fake, "aws-ssm", &ssm(&moto.url()), "cred:NO_SUCH");
-    assert_refused(&run, &witness, &moto, 66, "no parameter /tagstrap/NO_SUCH");
+    refused(
+        &moto,
+        &fake,
+        "aws-ssm",
+        "cred:NO_SUCH",
+        66,
+        "no parameter /tagstrap/NO_SUCH",
+    );
 }
 
 #[test]
 fn no_role_is_77_with_the_fix() {
     let moto = moto();
     let fake = FakeMetadata::builder(Cloud::Aws).start();
-    let (run, witness) = run_with(
+    refused(
+        &moto,
         &fake,
         "aws-secrets-manager",
-        &secrets_manager(&moto.url(), ""),
         "cred:PROXY_PASS",
-    );
-    assert_refused(
-        &run,
-        &witness,
-        &moto,
         77,
         "aws ec2 associate-iam-instance-profile",
     );

@@ -12,8 +12,7 @@ mod mock_tests;
 use secrecy::SecretString;
 
 use self::config::AwsSecretsManagerSettings;
-use super::identity::aws::api::{final_error, AwsApi, Service};
-use super::identity::aws::error::Kind;
+use super::identity::aws::api::{AwsApi, Read, Service};
 use super::open::OpenContext;
 use super::{CredRef, CredentialStore};
 use crate::error::{Error, Result};
@@ -145,22 +144,20 @@ impl CredentialStore for SecretsManagerStore {
         Box::pin(async move {
             let id = self.secret_id(name);
             let body = serde_json::json!({"SecretId": id, "VersionStage": self.version_stage});
-            let what = format!("credential {name}");
-            match self.api.call("GetSecretValue", &body, &what).await? {
-                Ok(answer) => self.value(name, &id, answer),
-                Err(e) if e.kind == Kind::NotFound => Err(Error::NotFound(format!(
-                    "credential {name} does not exist: {} has no secret {id} at stage {} ({}). \
-                     Create it (aws secretsmanager create-secret --name {id} --secret-string \
-                     ...) or fix the tag or [{SECTION}] prefix",
-                    self.describe(),
-                    self.version_stage,
-                    e.said()
-                ))),
-                Err(e) => {
-                    let asked = format!("GetSecretValue of {id} for credential {name}");
-                    Err(final_error(&self.api, &e, &asked, &self.grant(&id)))
-                }
-            }
+            let answer = self
+                .api
+                .read(Read {
+                    operation: "GetSecretValue",
+                    body,
+                    name,
+                    missing: format!("secret {id} at stage {}", self.version_stage),
+                    create: format!(
+                        "aws secretsmanager create-secret --name {id} --secret-string ..."
+                    ),
+                    grant: &|| self.grant(&id),
+                })
+                .await?;
+            self.value(name, &id, answer)
         })
     }
 }

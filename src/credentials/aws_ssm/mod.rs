@@ -14,8 +14,7 @@ use secrecy::SecretString;
 
 use self::config::AwsSsmSettings;
 use super::aws_secrets_manager::partition;
-use super::identity::aws::api::{final_error, AwsApi, Service};
-use super::identity::aws::error::Kind;
+use super::identity::aws::api::{AwsApi, Read, Service};
 use super::open::OpenContext;
 use super::{CredRef, CredentialStore};
 use crate::error::{Error, Result};
@@ -110,22 +109,21 @@ impl CredentialStore for SsmStore {
         Box::pin(async move {
             let id = self.parameter(name);
             let body = serde_json::json!({"Name": id, "WithDecryption": true});
-            let what = format!("credential {name}");
-            match self.api.call("GetParameter", &body, &what).await? {
-                Ok(answer) => self.value(name, &id, &answer),
-                Err(e) if e.kind == Kind::NotFound => Err(Error::NotFound(format!(
-                    "credential {name} does not exist: {} has no parameter {id} ({}). Create \
-                     it (aws ssm put-parameter --name {} --type SecureString --value ...) or \
-                     fix the tag or [{SECTION}] prefix",
-                    self.describe(),
-                    e.said(),
-                    id.split(':').next().unwrap_or(&id)
-                ))),
-                Err(e) => {
-                    let asked = format!("GetParameter of {id} for credential {name}");
-                    Err(final_error(&self.api, &e, &asked, &self.grant(&id)))
-                }
-            }
+            let path = id.split(':').next().unwrap_or(&id);
+            let answer = self
+                .api
+                .read(Read {
+                    operation: "GetParameter",
+                    body,
+                    name,
+                    missing: format!("parameter {id}"),
+                    create: format!(
+                        "aws ssm put-parameter --name {path} --type SecureString --value ..."
+                    ),
+                    grant: &|| self.grant(&id),
+                })
+                .await?;
+            self.value(name, &id, &answer)
         })
     }
 }

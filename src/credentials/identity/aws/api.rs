@@ -238,6 +238,49 @@ impl AwsApi {
     }
 }
 
+/// What a store reads with one call, and the words of its errors.
+pub(crate) struct Read<'a> {
+    pub(crate) operation: &'static str,
+    pub(crate) body: serde_json::Value,
+    pub(crate) name: &'a crate::credentials::CredRef,
+    /// What is missing when it is, e.g. "parameter /tagstrap/PROXY_PASS".
+    pub(crate) missing: String,
+    /// The command that creates it.
+    pub(crate) create: String,
+    /// The permission to grant when denied: called after the call, when
+    /// the region and the role are known.
+    pub(crate) grant: &'a (dyn Fn() -> String + Sync),
+}
+
+impl AwsApi {
+    /// [`AwsApi::call`] for a store's read: the answer, or the store's
+    /// error (66 naming what is missing and how to create it; 77 naming the
+    /// permission; [`final_error`] otherwise).
+    pub(crate) async fn read(&self, read: Read<'_>) -> Result<serde_json::Value> {
+        let name = read.name;
+        let what = format!("credential {name}");
+        match self.call(read.operation, &read.body, &what).await? {
+            Ok(answer) => Ok(answer),
+            Err(e) if e.kind == Kind::NotFound => Err(Error::NotFound(format!(
+                "credential {name} does not exist: {} has no {} ({}). Create it ({}) or fix \
+                 the tag or [{}] prefix",
+                self.describe(),
+                read.missing,
+                e.said(),
+                read.create,
+                self.service.section
+            ))),
+            Err(e) => {
+                let asked = format!(
+                    "{} of {} for credential {name}",
+                    read.operation, read.missing
+                );
+                Err(final_error(self, &e, &asked, &(read.grant)()))
+            }
+        }
+    }
+}
+
 /// Scheme, host and port of a URL, for messages.
 fn shown_url(url: &Url) -> String {
     crate::util::text::shown(crate::credentials::address::shown_address(url))
@@ -246,7 +289,7 @@ fn shown_url(url: &Url) -> String {
 /// The error for an answer the store has no words of its own for: denied
 /// (77), still expired after a refresh (77), or anything else (69, with
 /// AWS's words). `grant` is the permission to name when denied.
-pub(crate) fn final_error(api: &AwsApi, error: &AwsError, asked: &str, grant: &str) -> Error {
+fn final_error(api: &AwsApi, error: &AwsError, asked: &str, grant: &str) -> Error {
     let store = api.describe();
     let said = error.said();
     match error.kind {
