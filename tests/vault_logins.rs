@@ -65,33 +65,42 @@ fn assert_refused(run: &Run, witness: &Witness, code: i32, needle: &str, secrets
 
 // ---- jwt ----
 
-/// OpenBao with the jwt method trusting `key`, and role `boot` bound to
-/// AUDIENCE and SUBJECT.
-fn bao_with_jwt(key: &SigningKey) -> Bao {
-    let bao = Bao::start();
+/// `bao` holding PROXY_PASS, with the auth method `kind` enabled (and
+/// configured with `config`) and the role at `auth/{kind}/{role_path}`
+/// given the read policy.
+fn with_login(bao: Bao, kind: &str, config: Option<Value>, role_path: &str, role: Value) -> Bao {
     bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
     let policy = read_policy(&bao);
-    api_ok(&bao, "POST", "/v1/sys/auth/jwt", json!({ "type": "jwt" }));
     api_ok(
         &bao,
         "POST",
-        "/v1/auth/jwt/config",
-        json!({ "jwt_validation_pubkeys": [key.public_pem()] }),
+        &format!("/v1/sys/auth/{kind}"),
+        json!({ "type": kind }),
     );
-    api_ok(
-        &bao,
-        "POST",
-        "/v1/auth/jwt/role/boot",
-        json!({
-            "role_type": "jwt",
-            "bound_audiences": [AUDIENCE],
-            "bound_subject": SUBJECT,
-            "user_claim": "sub",
-            "token_policies": [policy],
-            "token_ttl": "10m",
-        }),
-    );
+    if let Some(config) = config {
+        api_ok(&bao, "POST", &format!("/v1/auth/{kind}/config"), config);
+    }
+    let mut role = role;
+    role["token_policies"] = json!([policy]);
+    role["token_ttl"] = json!("10m");
+    api_ok(&bao, "POST", &format!("/v1/auth/{kind}/{role_path}"), role);
     bao
+}
+
+/// OpenBao's jwt method trusting `public_pem`, role `boot` bound to
+/// `audience`, the subject claim as its user, and `bound` (e.g.
+/// `bound_subject`, `bound_claims`).
+fn bao_with_jwt(public_pem: &str, audience: &str, bound: Value) -> Bao {
+    let mut role = json!({
+        "role_type": "jwt",
+        "bound_audiences": [audience],
+        "user_claim": "sub",
+    });
+    for (key, value) in bound.as_object().unwrap() {
+        role[key] = value.clone();
+    }
+    let config = json!({ "jwt_validation_pubkeys": [public_pem] });
+    with_login(Bao::start(), "jwt", Some(config), "role/boot", role)
 }
 
 fn claims(audience: &str, expires_in: i64) -> Value {
@@ -121,7 +130,11 @@ fn jwt_config(dir: &std::path::Path, bao: &Bao, jwt_file: &std::path::Path) -> s
 #[test]
 fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
     let key = SigningKey::generate();
-    let bao = bao_with_jwt(&key);
+    let bao = bao_with_jwt(
+        &key.public_pem(),
+        AUDIENCE,
+        json!({ "bound_subject": SUBJECT }),
+    );
     let dir = tempfile::tempdir().unwrap();
     let jwt = key.sign(&claims(AUDIENCE, 600));
     let file = write_secret(dir.path(), "jwt", &format!("{jwt}\n"), 0o600);
@@ -175,7 +188,11 @@ fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
 #[test]
 fn a_jwt_for_another_audience_expired_or_signed_by_another_key_is_refused() {
     let key = SigningKey::generate();
-    let bao = bao_with_jwt(&key);
+    let bao = bao_with_jwt(
+        &key.public_pem(),
+        AUDIENCE,
+        json!({ "bound_subject": SUBJECT }),
+    );
     let dir = tempfile::tempdir().unwrap();
     let other_key = SigningKey::generate();
     for (what, jwt) in [
@@ -288,22 +305,8 @@ fn bad_jwt_settings_are_78_and_an_exposed_jwt_file_is_77_before_anything_is_sent
 /// OpenBao on TLS with the cert method, role `boot` trusting `client_ca`
 /// for CN.
 fn bao_with_cert(client_ca: &TestCa) -> Bao {
-    let bao = Bao::start_tls();
-    bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
-    let policy = read_policy(&bao);
-    api_ok(&bao, "POST", "/v1/sys/auth/cert", json!({ "type": "cert" }));
-    api_ok(
-        &bao,
-        "POST",
-        "/v1/auth/cert/certs/boot",
-        json!({
-            "certificate": client_ca.ca_pem(),
-            "allowed_common_names": [CN],
-            "token_policies": [policy],
-            "token_ttl": "10m",
-        }),
-    );
-    bao
+    let role = json!({ "certificate": client_ca.ca_pem(), "allowed_common_names": [CN] });
+    with_login(Bao::start_tls(), "cert", None, "certs/boot", role)
 }
 
 struct ClientFiles {
@@ -477,30 +480,8 @@ fn an_exposed_key_file_plain_http_or_missing_files_send_nothing() {
 /// OpenBao's jwt method trusting the fake's key, role `boot` bound to
 /// `audience` and to `claims` (JSON pointers, as Vault's `bound_claims`).
 fn bao_trusting(fake: &FakeMetadata, audience: &str, claims: Value) -> Bao {
-    let bao = Bao::start();
-    bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
-    let policy = read_policy(&bao);
-    api_ok(&bao, "POST", "/v1/sys/auth/jwt", json!({ "type": "jwt" }));
-    api_ok(
-        &bao,
-        "POST",
-        "/v1/auth/jwt/config",
-        json!({ "jwt_validation_pubkeys": [fake.signing_key().public_pem()] }),
-    );
-    api_ok(
-        &bao,
-        "POST",
-        "/v1/auth/jwt/role/boot",
-        json!({
-            "role_type": "jwt",
-            "bound_audiences": [audience],
-            "bound_claims": claims,
-            "user_claim": "sub",
-            "token_policies": [policy],
-            "token_ttl": "10m",
-        }),
-    );
-    bao
+    let public_pem = fake.signing_key().public_pem().to_string();
+    bao_with_jwt(&public_pem, audience, json!({ "bound_claims": claims }))
 }
 
 fn cloud_config(dir: &std::path::Path, bao: &Bao, jwt: &str) -> std::path::PathBuf {
