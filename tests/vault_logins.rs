@@ -127,14 +127,17 @@ fn jwt_config(dir: &std::path::Path, bao: &Bao, jwt_file: &std::path::Path) -> s
     )
 }
 
+/// A new signing key, and OpenBao trusting it for AUDIENCE and SUBJECT.
+fn key_and_bao() -> (SigningKey, Bao) {
+    let key = SigningKey::generate();
+    let bound = json!({ "bound_subject": SUBJECT });
+    let bao = bao_with_jwt(key.public_pem(), AUDIENCE, bound);
+    (key, bao)
+}
+
 #[test]
 fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
-    let key = SigningKey::generate();
-    let bao = bao_with_jwt(
-        &key.public_pem(),
-        AUDIENCE,
-        json!({ "bound_subject": SUBJECT }),
-    );
+    let (key, bao) = key_and_bao();
     let dir = tempfile::tempdir().unwrap();
     let jwt = key.sign(&claims(AUDIENCE, 600));
     let file = write_secret(dir.path(), "jwt", &format!("{jwt}\n"), 0o600);
@@ -187,12 +190,7 @@ fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
 
 #[test]
 fn a_jwt_for_another_audience_expired_or_signed_by_another_key_is_refused() {
-    let key = SigningKey::generate();
-    let bao = bao_with_jwt(
-        &key.public_pem(),
-        AUDIENCE,
-        json!({ "bound_subject": SUBJECT }),
-    );
+    let (key, bao) = key_and_bao();
     let dir = tempfile::tempdir().unwrap();
     let other_key = SigningKey::generate();
     for (what, jwt) in [
