@@ -424,6 +424,11 @@ fn an_exposed_key_file_plain_http_or_missing_files_send_nothing() {
 
     for (section, code, needle) in [
         (
+            "[vault.cert]\ncert = \"/c.pem\"\n",
+            78,
+            "unknown field `cert`",
+        ),
+        (
             "[vault.cert]\nrole = \"boot\"\n",
             78,
             "[vault.cert] cert_file in",
@@ -453,6 +458,25 @@ fn an_exposed_key_file_plain_http_or_missing_files_send_nothing() {
     let run = t.arg("--deadline").arg("2").run();
     assert_refused(&run, &witness, 77, "expired on", &[&key_line(&expired)]);
     assert!(run.error_lines()[0].contains("renew it"));
+
+    // One not valid yet (the instance's clock, or a certificate issued
+    // ahead): 77 with the date, nothing sent.
+    let early_dir = tempfile::tempdir().unwrap();
+    let early = client_files(
+        early_dir.path(),
+        &client_ca.issue_not_yet_valid(&[CN]),
+        0o600,
+    );
+    let config = cert_config(early_dir.path(), &address, &early);
+    let (t, witness) = run_with(&config, "run");
+    let run = t.arg("--deadline").arg("2").run();
+    assert_refused(
+        &run,
+        &witness,
+        77,
+        "is valid only from",
+        &[&key_line(&early)],
+    );
 
     // A key that is not the certificate's.
     let other = client_ca.issue_client(CN, false);
