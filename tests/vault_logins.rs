@@ -186,6 +186,19 @@ fn the_jwt_login_with_a_file_reads_the_secret_and_revokes_its_token() {
         "{line}"
     );
     assert_eq!(bao.live_tokens(), before, "doctor revokes its token too");
+
+    // And after a failure: a credential the store does not hold.
+    let witness = Witness::new();
+    let run = Tagstrap::new("run")
+        .arg("--config")
+        .arg(&config)
+        .tag("rs_agent:http_proxy", PROXY)
+        .tag("rs_agent:http_proxy_user", USER)
+        .tag("rs_agent:http_proxy_password", "cred:MISSING")
+        .tag("rs_agent:mime_shellscript", &witness.url())
+        .run();
+    assert_refused(&run, &witness, 66, "cred:MISSING does not exist", &[&jwt]);
+    assert_eq!(bao.live_tokens(), before, "revoked after a failure too");
 }
 
 #[test]
