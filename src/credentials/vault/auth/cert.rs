@@ -132,8 +132,9 @@ impl CertLogin {
             secrets: Vec::new(),
             refused_fix: format!(
                 "check {role} trusts the CA that signed the certificate in {} (its certificate \
-                 setting), that the certificate is current, and that its names match the role's \
-                 allowed_common_names",
+                 setting), that its names match the role's allowed_common_names, and that the \
+                 store itself sees the certificate (a load balancer that ends TLS in front of \
+                 it drops it)",
                 shown_path(&self.cert_file)
             ),
         };
