@@ -59,6 +59,12 @@ struct World {
     aws: FakeMetadata,
     /// Azure instance tags holding the password in plain text (refused).
     azure_plain: FakeMetadata,
+    /// GCP Secret Manager and Azure Key Vault with their metadata fakes.
+    cloud: CloudStores,
+    /// The AWS stores (issue 14): moto and the instance role's IMDS.
+    aws_stores: AwsStores,
+    /// The Vault/OpenBao jwt and cert logins (issue 14).
+    vault_logins: VaultLogins,
     /// Inputs: secret files, private or deliberately exposed. Not scanned.
     inputs: tempfile::TempDir,
     /// Outputs of the scripts: scanned.
@@ -148,7 +154,13 @@ impl World {
             .tag("rs_agent:http_proxy_password", PASSWORD)
             .tag("rs_agent:mime_shellscript", &origin.url("/install.sh"))
             .start();
+        let cloud = CloudStores::new(&ca, dir);
+        let aws_stores = AwsStores::new(dir);
+        let vault_logins = VaultLogins::new(dir);
         World {
+            cloud,
+            aws_stores,
+            vault_logins,
             _ca: ca,
             ca_path,
             squid,
@@ -178,9 +190,23 @@ impl World {
             &self.read_token,
             &self.denied_token,
             &self.secret_id,
+            &self.cloud.gce_token,
+            &self.cloud.azure_token,
         ] {
             forms.extend(common::secret_forms(secret));
         }
+        forms.extend(
+            self.aws_stores
+                .secrets()
+                .iter()
+                .flat_map(|s| common::secret_forms(s)),
+        );
+        forms.extend(
+            self.vault_logins
+                .secrets()
+                .iter()
+                .flat_map(|s| common::secret_forms(s)),
+        );
         for password in [PASSWORD, WRONG] {
             let basic = base64::engine::general_purpose::STANDARD;
             forms.insert(basic.encode(format!("{USER}:{password}")));
@@ -202,6 +228,391 @@ impl World {
         self.origin.url(path)
     }
 }
+
+// The cloud stores (issue 14): the instance identity's access tokens from
+// the GCE and Azure metadata fakes open GCP Secret Manager and Azure Key
+// Vault (both over HTTPS with the test CA); the tokens are secrets scanned
+// for on every path, and each store has a good path and a refused one.
+struct CloudStores {
+    gce: FakeMetadata,
+    _secret_manager: testkit::FakeSecretManager,
+    azure: FakeMetadata,
+    _key_vault: testkit::FakeKeyVault,
+    gce_token: String,
+    azure_token: String,
+}
+
+impl CloudStores {
+    fn new(ca: &TestCa, inputs: &Path) -> CloudStores {
+        let gce = FakeMetadata::builder(Cloud::Gce).start();
+        let gce_token = gce.access_token();
+        let secret_manager = testkit::FakeSecretManager::builder(&gce_token)
+            .secret("PROXY_PASS", PASSWORD)
+            .secret("DENIED", PASSWORD)
+            .deny("DENIED")
+            .start_with(ca);
+        let azure = FakeMetadata::builder(Cloud::Azure).start();
+        let azure_token = azure.managed_identity_token("https://vault.azure.net", None);
+        let key_vault = testkit::FakeKeyVault::builder("kv-leak")
+            .reader(testkit::metadata::AZURE_SYSTEM_CLIENT_ID)
+            .secret("proxy-pass", PASSWORD)
+            .start_with(ca);
+        let gcp = format!(
+            "store = \"gcp-secret-manager\"\n[gcp_secret_manager]\nendpoint = \"{}\"\n",
+            secret_manager.url()
+        );
+        write_secret(inputs, "gcp.toml", &gcp, 0o600);
+        let kv = format!(
+            "store = \"azure-key-vault\"\n[azure_key_vault]\nvault = \"kv-leak\"\nendpoint = \"{}\"\n",
+            key_vault.url()
+        );
+        write_secret(inputs, "azure.toml", &kv, 0o600);
+        CloudStores {
+            gce,
+            _secret_manager: secret_manager,
+            azure,
+            _key_vault: key_vault,
+            gce_token,
+            azure_token,
+        }
+    }
+}
+
+/// The proxy tags with `password`, the store of `config`, the identity at
+/// `metadata`, and the script.
+fn with_cloud(
+    w: &World,
+    t: Tagstrap,
+    config: &str,
+    metadata: &FakeMetadata,
+    password: &str,
+) -> Tagstrap {
+    let t = proxy_tags(w, t, USER, password)
+        .arg("--config")
+        .arg(w.input(config))
+        .arg("--metadata-endpoint")
+        .arg(metadata.url());
+    with_script(w, t, "/install.sh")
+}
+
+fn with_gcp(w: &World, t: Tagstrap, password: &str) -> Tagstrap {
+    with_cloud(w, t, "gcp.toml", &w.cloud.gce, password)
+}
+
+fn with_azure(w: &World, t: Tagstrap, password: &str) -> Tagstrap {
+    with_cloud(w, t, "azure.toml", &w.cloud.azure, password)
+}
+
+fn cloud_store_paths() -> Vec<Path_> {
+    vec![
+        Path_ {
+            name: "GCP Secret Manager with the service account's token",
+            run_exit: 0,
+            set_up: |w, t| with_gcp(w, t, "cred:PROXY_PASS"),
+        },
+        Path_ {
+            name: "GCP Secret Manager denies the service account",
+            run_exit: 77,
+            set_up: |w, t| with_gcp(w, t, "cred:DENIED"),
+        },
+        Path_ {
+            name: "Azure Key Vault with the managed identity's token",
+            run_exit: 0,
+            set_up: |w, t| with_azure(w, t, "cred:proxy-pass"),
+        },
+        Path_ {
+            name: "Azure Key Vault has no such secret",
+            run_exit: 66,
+            set_up: |w, t| with_azure(w, t, "cred:missing"),
+        },
+    ]
+}
+// --- The AWS stores (issue 14): the instance role's temporary keys and
+// session token, from the IMDS fake, signing requests to a moto server with
+// authentication on; a set with a wrong secret key (77), and an expired set
+// that is read again. Secrets: every set's secret key and session token.
+struct AwsStores {
+    moto: testkit::Moto,
+    /// IMDS handing out the reader role's credentials.
+    imds: FakeMetadata,
+    /// IMDS handing out a wrong secret key with the real key ID and token.
+    imds_wrong: FakeMetadata,
+    /// IMDS handing out an expired set first, which the front refuses.
+    imds_expired: FakeMetadata,
+    front: testkit::MotoFront,
+}
+
+impl AwsStores {
+    fn new(inputs: &Path) -> AwsStores {
+        use testkit::metadata::{AwsCredentials, AwsRoleSet};
+        let moto = testkit::Moto::builder("eu-west-1")
+            .role(
+                "reader",
+                &[
+                    "secretsmanager:GetSecretValue",
+                    "ssm:GetParameter",
+                    "kms:Decrypt",
+                ],
+                2,
+            )
+            .secret("PROXY_PASS", PASSWORD)
+            .parameter("PROXY_PASS", PASSWORD, "SecureString")
+            .start();
+        let made = moto.role("reader").clone();
+        let imds_for = |sets: Vec<AwsRoleSet>| {
+            FakeMetadata::builder(Cloud::Aws)
+                .aws_role("reader", &made.instance_profile_arn, sets)
+                .start()
+        };
+        let (old, new) = (&made.credentials[0], &made.credentials[1]);
+        let imds = imds_for(vec![AwsRoleSet::fresh(old.clone())]);
+        let wrong = AwsCredentials {
+            secret_access_key: "Aws-Wr0ng-L3ak-secret-key".into(),
+            ..old.clone()
+        };
+        let imds_wrong = imds_for(vec![AwsRoleSet::fresh(wrong)]);
+        let imds_expired = imds_for(vec![
+            AwsRoleSet::expired(old.clone()),
+            AwsRoleSet::fresh(new.clone()),
+        ]);
+        let front = testkit::MotoFront::start(&moto);
+        front.expire_key(&old.access_key_id);
+        for (file, store, section, endpoint) in [
+            (
+                "aws-sm.toml",
+                "aws-secrets-manager",
+                "aws_secrets_manager",
+                moto.url(),
+            ),
+            ("aws-ssm.toml", "aws-ssm", "aws_ssm", moto.url()),
+            (
+                "aws-sm-front.toml",
+                "aws-secrets-manager",
+                "aws_secrets_manager",
+                front.url(),
+            ),
+        ] {
+            let text = format!("store = \"{store}\"\n[{section}]\nendpoint = \"{endpoint}\"\n");
+            common::write_file(inputs, file, &text);
+        }
+        AwsStores {
+            moto,
+            imds,
+            imds_wrong,
+            imds_expired,
+            front,
+        }
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let mut all = vec!["Aws-Wr0ng-L3ak-secret-key".to_string()];
+        for c in &self.moto.role("reader").credentials {
+            all.extend([c.secret_access_key.clone(), c.session_token.clone()]);
+        }
+        all
+    }
+
+    fn paths() -> Vec<Path_> {
+        fn aws(w: &World, t: Tagstrap, config: &str, imds: &FakeMetadata) -> Tagstrap {
+            let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                .arg("--config")
+                .arg(w.input(config))
+                .arg("--metadata-endpoint")
+                .arg(imds.url());
+            with_script(w, t, "/install.sh")
+        }
+        vec![
+            Path_ {
+                name: "AWS Secrets Manager with the instance role",
+                run_exit: 0,
+                set_up: |w, t| aws(w, t, "aws-sm.toml", &w.aws_stores.imds),
+            },
+            Path_ {
+                name: "AWS SSM Parameter Store with the instance role",
+                run_exit: 0,
+                set_up: |w, t| aws(w, t, "aws-ssm.toml", &w.aws_stores.imds),
+            },
+            Path_ {
+                name: "AWS Secrets Manager with a wrong secret key",
+                run_exit: 77,
+                set_up: |w, t| aws(w, t, "aws-sm.toml", &w.aws_stores.imds_wrong),
+            },
+            Path_ {
+                name: "AWS Secrets Manager with expired credentials, read again",
+                run_exit: 0,
+                set_up: |w, t| {
+                    // The front refuses the old key every time; IMDS hands
+                    // out the new set after the first read.
+                    let _ = &w.aws_stores.front;
+                    aws(w, t, "aws-sm-front.toml", &w.aws_stores.imds_expired)
+                },
+            },
+        ]
+    }
+}
+// --- end of the AWS stores.
+
+// --- The Vault/OpenBao logins that need no stored secret (issue 14): the
+// jwt login with a JWT in a file (signed by a key OpenBao trusts) and the
+// cert login with a client certificate, on OpenBao's TLS listener; each
+// good, refused, and with its secret file readable by others. Secrets: the
+// JWTs (the good one, another audience's) and the client key's base64.
+struct VaultLogins {
+    _bao: Bao,
+    _client_ca: TestCa,
+    jwts: Vec<String>,
+    key_pem: String,
+}
+
+impl VaultLogins {
+    fn new(inputs: &Path) -> VaultLogins {
+        use serde_json::json;
+        let bao = Bao::start_tls();
+        bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
+        let root = bao.root_token();
+        let ok = |method: &str, path: &str, body: serde_json::Value| {
+            let r = bao.api(method, path, Some(&root), Some(&body));
+            assert!((200..300).contains(&r.status), "{path}: {}", r.text());
+        };
+        let policy = "path \"secret/data/*\" { capabilities = [\"read\"] }";
+        ok(
+            "PUT",
+            "/v1/sys/policies/acl/login-read",
+            json!({ "policy": policy }),
+        );
+        let key = testkit::jwt::SigningKey::generate();
+        ok("POST", "/v1/sys/auth/jwt", json!({ "type": "jwt" }));
+        let pubkeys = json!({ "jwt_validation_pubkeys": [key.public_pem()] });
+        ok("POST", "/v1/auth/jwt/config", pubkeys);
+        let role = json!({
+            "role_type": "jwt", "bound_audiences": ["leak-test"], "user_claim": "sub",
+            "token_policies": ["login-read"],
+        });
+        ok("POST", "/v1/auth/jwt/role/boot", role);
+        let client_ca = TestCa::new();
+        ok("POST", "/v1/sys/auth/cert", json!({ "type": "cert" }));
+        let cert_role = json!({
+            "certificate": client_ca.ca_pem(), "token_policies": ["login-read"],
+        });
+        ok("POST", "/v1/auth/cert/certs/boot", cert_role);
+
+        let now = testkit::jwt::now();
+        let jwt = |aud: &str| {
+            key.sign(&json!({ "sub": "leak", "aud": aud, "iat": now, "exp": now + 3600 }))
+        };
+        let (good, other) = (jwt("leak-test"), jwt("another-audience"));
+        write_secret(inputs, "jwt-private", &good, 0o600);
+        write_secret(inputs, "jwt-other-audience", &other, 0o600);
+        write_secret(inputs, "jwt-exposed", &good, 0o644);
+        let client = client_ca.issue_client("leak.tagstrap.test", false);
+        common::write_file(inputs, "client.pem", &client.cert_pem);
+        write_secret(inputs, "client-key-private", &client.key_pem, 0o600);
+        write_secret(inputs, "client-key-exposed", &client.key_pem, 0o644);
+        let vault = format!(
+            "[vault]\naddress = {:?}\nca_cert = {:?}\n",
+            bao.addr(),
+            bao.ca_pem_path().unwrap().display().to_string()
+        );
+        let file = |name: &str| format!("{:?}", inputs.join(name).display().to_string());
+        for (config, section) in [
+            (
+                "jwt.toml",
+                format!(
+                    "[vault.jwt]\nrole = \"boot\"\nfile = {}\n",
+                    file("jwt-private")
+                ),
+            ),
+            (
+                "jwt-other.toml",
+                format!(
+                    "[vault.jwt]\nrole = \"boot\"\nfile = {}\n",
+                    file("jwt-other-audience")
+                ),
+            ),
+            (
+                "jwt-exposed.toml",
+                format!(
+                    "[vault.jwt]\nrole = \"boot\"\nfile = {}\n",
+                    file("jwt-exposed")
+                ),
+            ),
+            (
+                "cert.toml",
+                format!(
+                    "[vault.cert]\nrole = \"boot\"\ncert_file = {}\nkey_file = {}\n",
+                    file("client.pem"),
+                    file("client-key-private")
+                ),
+            ),
+            (
+                "cert-exposed.toml",
+                format!(
+                    "[vault.cert]\nrole = \"boot\"\ncert_file = {}\nkey_file = {}\n",
+                    file("client.pem"),
+                    file("client-key-exposed")
+                ),
+            ),
+        ] {
+            write_secret(inputs, config, &format!("{vault}\n{section}"), 0o600);
+        }
+        VaultLogins {
+            _bao: bao,
+            _client_ca: client_ca,
+            jwts: vec![good, other],
+            key_pem: client.key_pem,
+        }
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let mut all = self.jwts.clone();
+        // Each base64 line of the key, as it would show if the file leaked.
+        all.extend(
+            self.key_pem
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_string),
+        );
+        all
+    }
+
+    fn paths() -> Vec<Path_> {
+        fn login(w: &World, t: Tagstrap, config: &str) -> Tagstrap {
+            let _ = &w.vault_logins;
+            let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
+                .arg("--config")
+                .arg(w.input(config));
+            with_script(w, t, "/install.sh")
+        }
+        vec![
+            Path_ {
+                name: "Vault jwt login with a JWT file",
+                run_exit: 0,
+                set_up: |w, t| login(w, t, "jwt.toml"),
+            },
+            Path_ {
+                name: "Vault jwt login refused (another audience)",
+                run_exit: 77,
+                set_up: |w, t| login(w, t, "jwt-other.toml"),
+            },
+            Path_ {
+                name: "Vault jwt login with a JWT file others can read",
+                run_exit: 77,
+                set_up: |w, t| login(w, t, "jwt-exposed.toml"),
+            },
+            Path_ {
+                name: "Vault cert login with a client certificate",
+                run_exit: 0,
+                set_up: |w, t| login(w, t, "cert.toml"),
+            },
+            Path_ {
+                name: "Vault cert login with a key file others can read",
+                run_exit: 77,
+                set_up: |w, t| login(w, t, "cert-exposed.toml"),
+            },
+        ]
+    }
+}
+// --- end of the Vault/OpenBao logins.
 
 /// How a path's invocation is set up, after the common part.
 type SetUp = fn(&World, Tagstrap) -> Tagstrap;
@@ -237,6 +648,7 @@ fn approle(w: &World, t: Tagstrap, secret_id_file: &str) -> Tagstrap {
 }
 
 fn paths() -> Vec<Path_> {
+    let aws_stores = AwsStores::paths();
     vec![
         Path_ {
             name: "token from VAULT_TOKEN, script through Squid",
@@ -478,6 +890,10 @@ fn paths() -> Vec<Path_> {
             },
         },
     ]
+    .into_iter()
+    .chain(aws_stores)
+    .chain(VaultLogins::paths())
+    .collect()
 }
 
 /// What one invocation showed, and every command line seen while it ran.
@@ -648,7 +1064,8 @@ fn check_paths(world: &World, paths: &[Path_]) {
 #[test]
 fn no_secret_leaks_on_any_path_of_any_command_in_either_log_format() {
     let world = World::new();
-    let all = paths();
+    let mut all = paths();
+    all.extend(cloud_store_paths());
     check_paths(&world, &all);
     // The scripts that ran saw the proxy variables, and each one's snapshot
     // of every command line was scanned above (it is not a private file).

@@ -134,19 +134,6 @@ fn systemd_credentials_supply_the_store_token() {
     assert_resolved(&run, &witness, &[&token]);
 }
 
-/// The store's live tokens, counted through their accessors (as root).
-fn live_tokens(bao: &Bao) -> usize {
-    let answer = bao.api(
-        "LIST",
-        "/v1/auth/token/accessors",
-        Some(&bao.root_token()),
-        None,
-    );
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
-    body["data"]["keys"].as_array().unwrap().len()
-}
-
 #[test]
 fn approle_logs_in_with_the_secret_id_file_and_revokes_its_token_after() {
     let bao = bao_with_password();
@@ -154,7 +141,7 @@ fn approle_logs_in_with_the_secret_id_file_and_revokes_its_token_after() {
     let (role_id, secret_id) = bao.create_approle("tagstrap-boot", READ_POLICY);
     let dir = tempfile::tempdir().unwrap();
     let file = write_secret(dir.path(), "secret-id", &format!("{secret_id}\n"), 0o600);
-    let before = live_tokens(&bao);
+    let before = bao.live_tokens();
 
     let (t, witness) = run_expecting(USER);
     let run = t
@@ -166,7 +153,7 @@ fn approle_logs_in_with_the_secret_id_file_and_revokes_its_token_after() {
     assert_resolved(&run, &witness, &[&secret_id]);
     assert!(run.stderr.contains("logged in to the store with AppRole"));
     assert_eq!(
-        live_tokens(&bao),
+        bao.live_tokens(),
         before,
         "the login's token was revoked once the credentials were read"
     );
@@ -189,7 +176,7 @@ fn approle_logs_in_with_the_secret_id_file_and_revokes_its_token_after() {
         "cred:MISSING does not exist",
         &[&secret_id],
     );
-    assert_eq!(live_tokens(&bao), before, "revoked after a failure too");
+    assert_eq!(bao.live_tokens(), before, "revoked after a failure too");
 }
 
 #[test]

@@ -614,44 +614,62 @@ fn a_signal_while_the_metadata_service_hangs_ends_the_run_with_its_report() {
 #[test]
 fn a_signal_while_the_store_answers_slowly_still_revokes_the_login_token() {
     const SECRET_ID: &str = "0f1e2d3c-secret-id";
+    const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJpLTEifQ.c2lnbmF0dXJl";
     const TOKEN: &str = "s.login-token-to-revoke";
-    let login = serde_json::json!({"auth": {"client_token": TOKEN}}).to_string();
-    let store = Origin::builder(None)
-        .route("/v1/auth/approle/login", vec![], Reply::ok(login))
-        .route("/v1/secret/data/PROXY_PASS", vec![], Reply::Hang)
-        .route("/v1/auth/token/revoke-self", vec![], Reply::status(204))
-        .start();
-    let dir = tempfile::tempdir().unwrap();
-    let secret_id = common::write_secret(dir.path(), "secret-id", SECRET_ID, 0o600);
-    let witness = Witness::new();
-    let t = Tagstrap::new("run")
-        .tag("rs_agent:http_proxy", "127.0.0.1:9")
-        .tag("rs_agent:http_proxy_user", "svc-agent")
-        .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
-        .tag(SCRIPT_TAG, &witness.url())
-        .env("VAULT_ADDR", store.url(""))
-        .env("TAGSTRAP_VAULT_ROLE_ID", "role-1")
-        .env("TAGSTRAP_VAULT_SECRET_ID_FILE", &secret_id);
-    let live = Live::spawn(t);
-    wait_until("the credential is being read", || {
-        store.hits("/v1/secret/data/PROXY_PASS") == 1
-    });
-    live.signal(libc::SIGTERM);
-    let run = live.finish();
+    // AppRole, and a jwt login (issue 14): each login's token is revoked.
+    for method in ["approle", "jwt"] {
+        let login = serde_json::json!({"auth": {"client_token": TOKEN}}).to_string();
+        let store = Origin::builder(None)
+            .route(
+                &format!("/v1/auth/{method}/login"),
+                vec![],
+                Reply::ok(login),
+            )
+            .route("/v1/secret/data/PROXY_PASS", vec![], Reply::Hang)
+            .route("/v1/auth/token/revoke-self", vec![], Reply::status(204))
+            .start();
+        let dir = tempfile::tempdir().unwrap();
+        let secret_id = common::write_secret(dir.path(), "secret-id", SECRET_ID, 0o600);
+        let jwt = common::write_secret(dir.path(), "jwt", JWT, 0o600);
+        let witness = Witness::new();
+        let t = Tagstrap::new("run")
+            .tag("rs_agent:http_proxy", "127.0.0.1:9")
+            .tag("rs_agent:http_proxy_user", "svc-agent")
+            .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+            .tag(SCRIPT_TAG, &witness.url())
+            .env("VAULT_ADDR", store.url(""));
+        let t = match method {
+            "approle" => t
+                .env("TAGSTRAP_VAULT_ROLE_ID", "role-1")
+                .env("TAGSTRAP_VAULT_SECRET_ID_FILE", &secret_id),
+            _ => {
+                let section = format!("[vault.jwt]\nfile = {:?}\n", jwt.display().to_string());
+                t.arg("--config")
+                    .arg(write_file(dir.path(), "config.toml", &section))
+            }
+        };
+        let live = Live::spawn(t);
+        wait_until("the credential is being read", || {
+            store.hits("/v1/secret/data/PROXY_PASS") == 1
+        });
+        live.signal(libc::SIGTERM);
+        let run = live.finish();
 
-    run.assert_error(
-        143,
-        "tagstrap was stopped by SIGTERM while it read the proxy credentials from the store; nothing was run",
-    )
-    .assert_no_leak(SECRET_ID)
-    .assert_no_leak(TOKEN);
-    assert_eq!(
-        store.hits("/v1/auth/token/revoke-self"),
-        1,
-        "the login's token is revoked"
-    );
-    assert!(!witness.ran());
-    assert_eq!(run.report_json()["signal"], 15);
+        run.assert_error(
+            143,
+            "tagstrap was stopped by SIGTERM while it read the proxy credentials from the store; nothing was run",
+        )
+        .assert_no_leak(SECRET_ID)
+        .assert_no_leak(JWT)
+        .assert_no_leak(TOKEN);
+        assert_eq!(
+            store.hits("/v1/auth/token/revoke-self"),
+            1,
+            "{method}: the login's token is revoked"
+        );
+        assert!(!witness.ran());
+        assert_eq!(run.report_json()["signal"], 15);
+    }
 }
 
 #[test]

@@ -7,7 +7,13 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
+use super::aws_secrets_manager::config::{
+    aws_secrets_manager_settings, AwsSecretsManagerFile, AwsSecretsManagerSettings,
+};
+use super::aws_ssm::config::{aws_ssm_settings, AwsSsmFile, AwsSsmSettings};
+use super::azure_key_vault::config::{azure_settings, AzureFile, AzureSettings};
 use super::directory::config::{directory_settings, DirectoryFile};
+use super::gcp_secret_manager::config::{gcp_settings, GcpFile, GcpSettings};
 use super::vault::config::{vault_settings, VaultFile, VaultSettings};
 use crate::error::Result;
 use crate::util::setting::{pick, Setting};
@@ -22,6 +28,14 @@ pub(crate) fn definitions() -> impl Iterator<Item = &'static Setting> {
     [&STORE, &directory::PATH, &directory::SYSTEMD]
         .into_iter()
         .chain(super::vault::config::defs::ALL.iter().copied())
+        .chain(super::gcp_secret_manager::config::defs::ALL.iter().copied())
+        .chain(super::azure_key_vault::config::defs::ALL.iter().copied())
+        .chain(
+            super::aws_secrets_manager::config::defs::ALL
+                .iter()
+                .copied(),
+        )
+        .chain(super::aws_ssm::config::defs::ALL.iter().copied())
 }
 
 /// Which credential store `cred:NAME` reads.
@@ -32,6 +46,14 @@ pub enum StoreChoice {
     Auto,
     Vault,
     Directory,
+    /// `gcp-secret-manager`: the service account reads Secret Manager.
+    GcpSecretManager,
+    /// `azure-key-vault`: the managed identity reads a Key Vault.
+    AzureKeyVault,
+    /// `aws-secrets-manager`: with the instance role.
+    AwsSecretsManager,
+    /// `aws-ssm`: SecureString parameters, with the instance role.
+    AwsSsm,
 }
 
 /// The credential store settings, before the store is opened (and before
@@ -43,6 +65,12 @@ pub struct StoreSettings {
     pub vault: VaultSettings,
     /// The credentials directory, and where it was named.
     pub directory: Option<(PathBuf, String)>,
+    /// `[gcp_secret_manager]`.
+    pub gcp: GcpSettings,
+    /// `[azure_key_vault]`.
+    pub azure: AzureSettings,
+    pub aws_secrets_manager: AwsSecretsManagerSettings,
+    pub aws_ssm: AwsSsmSettings,
     /// Every environment variable these settings consulted, set or not: the
     /// script's environment never holds one (SPEC §4), and `pass_env` may
     /// not name one that is a secret. Recorded as they are read, so a store
@@ -94,6 +122,10 @@ pub(crate) struct StoreFiles {
     pub(crate) store: Option<String>,
     pub(crate) vault: VaultFile,
     pub(crate) directory: DirectoryFile,
+    pub(crate) gcp_secret_manager: GcpFile,
+    pub(crate) azure_key_vault: AzureFile,
+    pub(crate) aws_secrets_manager: AwsSecretsManagerFile,
+    pub(crate) aws_ssm: AwsSsmFile,
 }
 
 /// The credential store settings: each variable over its config key.
@@ -120,7 +152,16 @@ pub(crate) fn store_settings(
             "auto" => StoreChoice::Auto,
             "vault" | "openbao" => StoreChoice::Vault,
             "directory" => StoreChoice::Directory,
-            _ => return Err(found.error("expected auto, vault or directory")),
+            "gcp-secret-manager" => StoreChoice::GcpSecretManager,
+            "azure-key-vault" => StoreChoice::AzureKeyVault,
+            "aws-secrets-manager" => StoreChoice::AwsSecretsManager,
+            "aws-ssm" => StoreChoice::AwsSsm,
+            _ => {
+                return Err(found.error(
+                    "expected auto, vault, directory, aws-secrets-manager, aws-ssm, \
+                     gcp-secret-manager or azure-key-vault",
+                ))
+            }
         },
     };
     let systemd_dir = env
@@ -132,6 +173,10 @@ pub(crate) fn store_settings(
         choice,
         vault,
         directory,
+        gcp: gcp_settings(file.gcp_secret_manager, config),
+        azure: azure_settings(file.azure_key_vault, config),
+        aws_secrets_manager: aws_secrets_manager_settings(file.aws_secrets_manager, config),
+        aws_ssm: aws_ssm_settings(file.aws_ssm, config),
         variables: env.asked.into_inner(),
     })
 }

@@ -4,7 +4,12 @@
 //! out.
 //!
 //! - [`vault`]: HashiCorp Vault / OpenBao KV (v1, v2), token or AppRole, HA.
+//! - [`aws_secrets_manager`], [`aws_ssm`]: AWS Secrets Manager and SSM
+//!   Parameter Store, opened with the instance role.
 //! - [`directory`]: one file per secret, e.g. systemd's `$CREDENTIALS_DIRECTORY`.
+//! - [`gcp_secret_manager`], [`azure_key_vault`]: the GCP and Azure secret
+//!   stores, opened with the instance's identity; [`bearer`] is their one
+//!   API request.
 //! - [`identity`]: the instance's own cloud identity, which opens the cloud
 //!   stores and the Vault logins that need no stored secret.
 //! - [`secret_file`]: reading one private file, shared by both.
@@ -21,13 +26,20 @@
 //! parsers and the toolkit; `reference` imports nothing of tagstrap's.
 
 pub(crate) mod address;
+pub(crate) mod aws_secrets_manager;
+pub(crate) mod aws_ssm;
+pub(crate) mod azure_key_vault;
+pub(crate) mod bearer;
 pub(crate) mod config;
 pub(crate) mod directory;
+pub(crate) mod gcp_secret_manager;
 pub(crate) mod identity;
 pub(crate) mod login;
 pub(crate) mod open;
 pub(crate) mod reference;
 pub(crate) mod secret_file;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod vault;
 
 pub(crate) use self::reference::CredRef;

@@ -4,7 +4,8 @@
 //! `auto` (the default) takes Vault/OpenBao when an address is set, else the
 //! credentials directory when one is set (systemd's `$CREDENTIALS_DIRECTORY`
 //! included). Vault authentication is the first of: `VAULT_TOKEN`, a token
-//! file, an AppRole login, `$CREDENTIALS_DIRECTORY/vault-token`.
+//! file, one login (AppRole, `[vault.jwt]`, `[vault.cert]`, `[vault.aws]`;
+//! two at once is 78), `$CREDENTIALS_DIRECTORY/vault-token`.
 //!
 //! A store address must be `https://` unless its host is a loopback address
 //! or `[vault] insecure_http = true` (SPEC §2): over plain `http://` the
@@ -20,7 +21,7 @@ use url::Url;
 use super::address::{self, is_loopback, parse_address, shown_address};
 use super::config::{StoreChoice, StoreSettings};
 use super::directory::DirectoryStore;
-use super::vault::auth::{AppRole, VaultAuth};
+use super::vault::auth::{AppRole, AwsLogin, CertLogin, JwtLogin, Metadata, VaultAuth};
 use super::vault::config::{AppRoleSettings, VaultSettings};
 use super::vault::{VaultConfig, VaultStore};
 use super::{secret_file, CredentialStore};
@@ -38,7 +39,6 @@ pub(crate) struct OpenContext<'a> {
     /// `--metadata-endpoint`: where a store that opens with the instance's
     /// own cloud identity asks the metadata service for it (the cloud's
     /// default address otherwise).
-    #[allow(dead_code)] // Until the cloud stores read it (issue 14).
     pub(crate) metadata_endpoint: Option<&'a Url>,
 }
 
@@ -47,9 +47,21 @@ pub(crate) fn open(
     settings: &StoreSettings,
     context: &OpenContext<'_>,
 ) -> Result<Box<dyn CredentialStore>> {
-    let (extra, budget) = (context.extra, context.budget);
+    match settings.choice {
+        StoreChoice::GcpSecretManager => {
+            return super::gcp_secret_manager::open(&settings.gcp, context)
+        }
+        StoreChoice::AzureKeyVault => {
+            return super::azure_key_vault::open(&settings.azure, context)
+        }
+        StoreChoice::AwsSecretsManager => {
+            return super::aws_secrets_manager::open(&settings.aws_secrets_manager, context)
+        }
+        StoreChoice::AwsSsm => return super::aws_ssm::open(&settings.aws_ssm, context),
+        _ => {}
+    }
     if chooses_vault(settings) {
-        return open_vault(&settings.vault, extra, budget);
+        return open_vault(&settings.vault, context);
     }
     match &settings.directory {
         Some((dir, from)) => open_directory(dir, from),
@@ -73,7 +85,11 @@ fn chooses_vault(settings: &StoreSettings) -> bool {
     match settings.choice {
         StoreChoice::Vault => true,
         StoreChoice::Auto => !settings.vault.addresses.is_empty(),
-        StoreChoice::Directory => false,
+        StoreChoice::Directory
+        | StoreChoice::GcpSecretManager
+        | StoreChoice::AzureKeyVault
+        | StoreChoice::AwsSecretsManager
+        | StoreChoice::AwsSsm => false,
     }
 }
 
@@ -81,6 +97,19 @@ fn chooses_vault(settings: &StoreSettings) -> bool {
 /// that is not loopback (allowed by `[vault] insecure_http = true`), what to
 /// tell the operator: logged as a warning by every run, shown by `doctor`.
 pub(crate) fn in_clear(settings: &StoreSettings) -> Option<String> {
+    use super::identity::aws::api::endpoint_in_clear;
+    let (sm, ssm) = (&settings.aws_secrets_manager, &settings.aws_ssm);
+    match settings.choice {
+        StoreChoice::GcpSecretManager => return super::gcp_secret_manager::in_clear(&settings.gcp),
+        StoreChoice::AzureKeyVault => return super::azure_key_vault::in_clear(&settings.azure),
+        StoreChoice::AwsSecretsManager if sm.insecure_http => {
+            return endpoint_in_clear("aws_secrets_manager", sm.endpoint.as_deref())
+        }
+        StoreChoice::AwsSsm if ssm.insecure_http => {
+            return endpoint_in_clear("aws_ssm", ssm.endpoint.as_deref())
+        }
+        _ => {}
+    }
     chooses_vault(settings)
         .then(|| vault_in_clear(&settings.vault))
         .flatten()
@@ -120,11 +149,8 @@ fn open_directory(dir: &Path, from: &str) -> Result<Box<dyn CredentialStore>> {
     )))
 }
 
-fn open_vault(
-    v: &VaultSettings,
-    extra: &[rustls::pki_types::CertificateDer<'static>],
-    budget: Duration,
-) -> Result<Box<dyn CredentialStore>> {
+fn open_vault(v: &VaultSettings, context: &OpenContext<'_>) -> Result<Box<dyn CredentialStore>> {
+    let (extra, budget) = (context.extra, context.budget);
     if v.addresses.is_empty() {
         return Err(Error::Config(
             "the credential store is Vault/OpenBao, but no address is set: set VAULT_ADDR or \
@@ -137,11 +163,23 @@ fn open_vault(
         .iter()
         .map(|a| parse_address(a, &v.addresses_from, &address::vault_rule(v.insecure_http)))
         .collect::<Result<Vec<_>>>()?;
-    let auth = choose_auth(v, &addresses)?;
+    let metadata = Metadata {
+        endpoint: context.metadata_endpoint.cloned(),
+        tls: tls::client_config(extra)?,
+    };
+    let auth = choose_auth(v, &addresses, metadata)?;
     let mut roots = extra.to_vec();
     if let Some(path) = &v.ca_cert {
         roots.extend(tls::read_pem_certificates(path, "VAULT_CACERT")?);
     }
+    // A cert login presents its certificate on every connection to the store.
+    let store_tls = match &auth {
+        VaultAuth::Cert(login) => {
+            let (chain, key) = login.tls_identity()?;
+            tls::client_config_presenting(&roots, chain, key, "[vault.cert]")?
+        }
+        _ => tls::client_config(&roots)?,
+    };
     let config = VaultConfig {
         addresses,
         auth,
@@ -169,24 +207,31 @@ fn open_vault(
             .map(|n| format!(", namespace {n}"))
             .unwrap_or_default()
     );
-    Ok(Box::new(VaultStore::new(
-        config,
-        &tls::client_config(&roots)?,
-        budget,
-    )?))
+    Ok(Box::new(VaultStore::new(config, &store_tls, budget)?))
 }
 
-fn choose_auth(v: &VaultSettings, addresses: &[Url]) -> Result<VaultAuth> {
+fn choose_auth(v: &VaultSettings, addresses: &[Url], metadata: Metadata) -> Result<VaultAuth> {
     if let Some(token) = &v.token {
         return Ok(VaultAuth::Token {
             token: token.clone(),
             from: "$VAULT_TOKEN",
         });
     }
-    if let (Some(_), Some(_)) = (&v.token_file, &v.approle) {
-        return Err(Error::Config(
-            "both a token file and AppRole are set for the credential store: keep one".into(),
-        ));
+    let set: Vec<&str> = [
+        (v.token_file.is_some(), "a token file"),
+        (v.approle.is_some(), "AppRole"),
+        (v.jwt.is_some(), "[vault.jwt]"),
+        (v.cert.is_some(), "[vault.cert]"),
+        (v.aws.is_some(), "[vault.aws]"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    if set.len() > 1 {
+        return Err(Error::Config(format!(
+            "{} are set for the credential store at once: keep one way to log in",
+            set.join(" and ")
+        )));
     }
     if let Some(path) = &v.token_file {
         return Ok(VaultAuth::TokenFile(path.clone()));
@@ -194,13 +239,23 @@ fn choose_auth(v: &VaultSettings, addresses: &[Url]) -> Result<VaultAuth> {
     if let Some(role) = &v.approle {
         return approle(role).map(VaultAuth::AppRole);
     }
+    if let Some(jwt) = &v.jwt {
+        return JwtLogin::from_settings(jwt, metadata).map(VaultAuth::Jwt);
+    }
+    if let Some(cert) = &v.cert {
+        return CertLogin::from_settings(cert, addresses).map(VaultAuth::Cert);
+    }
+    if let Some(aws) = &v.aws {
+        return AwsLogin::from_settings(aws, metadata).map(VaultAuth::Aws);
+    }
     if let Some(path) = v.default_token_file.as_ref().filter(|p| p.exists()) {
         return Ok(VaultAuth::TokenFile(path.clone()));
     }
     let shown: Vec<&str> = addresses.iter().map(shown_address).collect();
     Err(Error::Config(format!(
-        "the credential store at {} needs a token: set VAULT_TOKEN, [vault] token_file, or \
-         [vault.approle] role_id and secret_id_file",
+        "the credential store at {} needs a token: set VAULT_TOKEN, [vault] token_file, \
+         [vault.approle] role_id and secret_id_file, or a login with the instance's identity \
+         ([vault.jwt], [vault.cert] or [vault.aws])",
         shown.join(", ")
     )))
 }
@@ -255,6 +310,9 @@ mod tests {
             token: None,
             token_file: None,
             approle: None,
+            jwt: None,
+            cert: None,
+            aws: None,
             default_token_file: None,
             namespace: None,
             mount: "secret".into(),
@@ -271,6 +329,10 @@ mod tests {
             choice,
             vault: v,
             directory: dir.map(|d| (d.to_path_buf(), "$CREDENTIALS_DIRECTORY".into())),
+            gcp: Default::default(),
+            azure: Default::default(),
+            aws_secrets_manager: Default::default(),
+            aws_ssm: Default::default(),
             variables: Vec::new(),
         }
     }
@@ -399,6 +461,13 @@ mod tests {
         assert_eq!(in_clear(&store(StoreChoice::Vault, local, None)), None);
     }
 
+    fn metadata() -> Metadata {
+        Metadata {
+            endpoint: None,
+            tls: tls::client_config(&[]).unwrap(),
+        }
+    }
+
     #[test]
     fn authentication_is_chosen_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -407,13 +476,15 @@ mod tests {
         let mut v = vault(&["http://v:8200"]);
         v.default_token_file = Some(default_file.clone());
         assert_eq!(
-            choose_auth(&v, &addresses).unwrap_err().exit_code(),
+            choose_auth(&v, &addresses, metadata())
+                .unwrap_err()
+                .exit_code(),
             78,
             "no token anywhere"
         );
         std::fs::write(&default_file, "t").unwrap();
         assert!(matches!(
-            choose_auth(&v, &addresses).unwrap(),
+            choose_auth(&v, &addresses, metadata()).unwrap(),
             VaultAuth::TokenFile(p) if p == default_file
         ));
         v.approle = Some(AppRoleSettings {
@@ -423,16 +494,51 @@ mod tests {
             secret_id_file: Some("/run/sid".into()),
         });
         assert!(matches!(
-            choose_auth(&v, &addresses).unwrap(),
+            choose_auth(&v, &addresses, metadata()).unwrap(),
             VaultAuth::AppRole(_)
         ));
         v.token_file = Some("/run/token".into());
-        assert_eq!(choose_auth(&v, &addresses).unwrap_err().exit_code(), 78);
+        assert_eq!(
+            choose_auth(&v, &addresses, metadata())
+                .unwrap_err()
+                .exit_code(),
+            78
+        );
         v.token = Some(SecretString::from("t"));
         assert!(matches!(
-            choose_auth(&v, &addresses).unwrap(),
+            choose_auth(&v, &addresses, metadata()).unwrap(),
             VaultAuth::Token { .. }
         ));
+    }
+
+    #[test]
+    fn two_login_methods_are_78_naming_both_and_a_login_is_revoked_after() {
+        use crate::credentials::vault::config::{CertSettings, JwtSettings};
+        let addresses = [Url::parse("https://v:8200").unwrap()];
+        let mut v = vault(&["https://v:8200"]);
+        v.jwt = Some(JwtSettings {
+            file: Some("/run/jwt".into()),
+            ..JwtSettings::default()
+        });
+        let jwt = choose_auth(&v, &addresses, metadata()).unwrap();
+        assert!(jwt.logs_in());
+        assert_eq!(
+            jwt.describe(),
+            "the token of the jwt login at auth/jwt with the JWT in /run/jwt"
+        );
+        v.cert = Some(CertSettings::default());
+        let both = choose_auth(&v, &addresses, metadata()).unwrap_err();
+        assert_eq!(both.exit_code(), 78);
+        assert!(
+            both.message().starts_with(
+                "[vault.jwt] and [vault.cert] are set for the credential store at once"
+            ),
+            "{both}"
+        );
+        assert!(both.message().contains("keep one way to log in"));
+        // A token given directly still wins, as before.
+        v.token = Some(SecretString::from("t"));
+        assert!(!choose_auth(&v, &addresses, metadata()).unwrap().logs_in());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use secrecy::SecretString;
+use secrecy::{SecretSlice, SecretString};
 
 use crate::error::{Error, Result};
 use crate::util::fs;
@@ -18,10 +18,35 @@ use crate::util::text::shown_path;
 /// No secret tagstrap reads is anywhere near this; a larger file is the wrong file.
 pub(crate) const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
+/// Reads a private file's bytes as they are (a PEM private key, several
+/// lines): the same checks as [`read`], without the one-line text rule. The
+/// bytes are zeroed when dropped.
+pub(crate) fn read_bytes(path: &Path, what: &str, missing: &str) -> Result<SecretSlice<u8>> {
+    Ok(SecretSlice::from(read_private(path, what, missing)?))
+}
+
 /// Reads the secret in `path`. `what` names it in messages ("the token file",
 /// "credential cred:PROXY_PASS"); `missing` is the advice when there is no
 /// such file. Messages name the file, never its content.
 pub(crate) fn read(path: &Path, what: &str, missing: &str) -> Result<SecretString> {
+    let shown = shown_path(path);
+    let bytes = read_private(path, what, missing)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::Input(format!("{what}: {shown} is not UTF-8 text")))?;
+    let value = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    super::check_secret(
+        value,
+        &format!("{what}: {shown}"),
+        "write the secret alone on one line (one trailing newline is fine)",
+    )?;
+    Ok(SecretString::from(value.to_string()))
+}
+
+/// The private file's content, read only once it is known to be private.
+fn read_private(path: &Path, what: &str, missing: &str) -> Result<Vec<u8>> {
     let shown = shown_path(path);
     let file = fs::open_input(path).map_err(|e| match e {
         e if e.is_not_found() => {
@@ -52,18 +77,7 @@ pub(crate) fn read(path: &Path, what: &str, missing: &str) -> Result<SecretStrin
              the right file?"
         )));
     }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::Input(format!("{what}: {shown} is not UTF-8 text")))?;
-    let value = text
-        .strip_suffix("\r\n")
-        .or_else(|| text.strip_suffix('\n'))
-        .unwrap_or(&text);
-    super::check_secret(
-        value,
-        &format!("{what}: {shown}"),
-        "write the secret alone on one line (one trailing newline is fine)",
-    )?;
-    Ok(SecretString::from(value.to_string()))
+    Ok(bytes)
 }
 
 #[cfg(unix)]

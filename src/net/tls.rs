@@ -81,6 +81,32 @@ pub fn client_config(extra: &[CertificateDer<'static>]) -> Result<Arc<ClientConf
     with_verifier(provider, Arc::new(roots))
 }
 
+/// [`client_config`] that presents a client certificate (`chain`, leaf
+/// first) signed for with `key`: Vault's `cert` login. rustls keeps the key
+/// inside its signer; the caller's copy is dropped (zeroed) after this.
+pub(crate) fn client_config_presenting(
+    extra: &[CertificateDer<'static>],
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    what: &str,
+) -> Result<Arc<ClientConfig>> {
+    let roots = LazyRoots::new(extra)?;
+    let provider = roots.provider.clone();
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(roots))
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| {
+            Error::Config(format!(
+                "{what}: the certificate and key cannot be used together ({e}): give the key \
+                 that belongs to the certificate, in PEM (PKCS#8, PKCS#1 or SEC1)"
+            ))
+        })?;
+    Ok(http1_only(config))
+}
+
 /// A configuration whose certificates `verifier` checks.
 fn with_verifier(
     provider: Arc<rustls::crypto::CryptoProvider>,

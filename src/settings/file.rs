@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{defs, MAX_CONFIG_BYTES};
+use crate::credentials::aws_secrets_manager::config::AwsSecretsManagerFile;
+use crate::credentials::aws_ssm::config::AwsSsmFile;
+use crate::credentials::azure_key_vault::config::AzureFile;
 use crate::credentials::directory::config::DirectoryFile;
+use crate::credentials::gcp_secret_manager::config::GcpFile;
 use crate::credentials::vault::config::VaultFile;
 use crate::error::{Error, Result};
 
@@ -35,6 +39,10 @@ pub(super) struct ConfigFile {
     pub(super) store: Option<String>,
     pub(super) vault: Option<VaultFile>,
     pub(super) directory: Option<DirectoryFile>,
+    pub(super) gcp_secret_manager: Option<GcpFile>,
+    pub(super) azure_key_vault: Option<AzureFile>,
+    pub(super) aws_secrets_manager: Option<AwsSecretsManagerFile>,
+    pub(super) aws_ssm: Option<AwsSsmFile>,
 }
 
 /// A value that is a number or a string, as text for the setting's parser.
@@ -59,7 +67,15 @@ impl TryFrom<toml::Value> for Scalar {
 
 /// The keys that are not tagstrap's own settings but the stores'.
 #[cfg(test)]
-pub(super) const STORE_KEYS: [&str; 3] = ["store", "vault", "directory"];
+pub(super) const STORE_KEYS: [&str; 7] = [
+    "store",
+    "vault",
+    "directory",
+    "gcp_secret_manager",
+    "azure_key_vault",
+    "aws_secrets_manager",
+    "aws_ssm",
+];
 
 /// Reads the config file: the one named by `--config` or `$TAGSTRAP_CONFIG`
 /// (which must exist), else the default one when present.

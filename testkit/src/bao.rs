@@ -32,6 +32,13 @@
 //!   health is 200 again at once; the in-memory data survive (seal only
 //!   drops the keys, the inmem storage lives as long as the process).
 //! * AppRole is not mounted in dev mode (`sys/auth` has only `token/`).
+//! * The `-dev-tls` listener asks for a client certificate without
+//!   requiring one (`tls_disable_client_certs` is false), so the `cert`
+//!   auth method works on it. It answers `400` "invalid certificate or no
+//!   client certificate supplied" to a certificate of another CA, `400` "no
+//!   chain matching all constraints" to one whose names a role does not
+//!   allow, but `500` "failed to verify client's certificate: x509:
+//!   certificate has expired or is not yet valid" to an expired one.
 //!
 //! ## TLS (`-dev-tls`)
 //! * `bao server -dev -dev-tls -dev-tls-cert-dir=DIR` generates a fresh CA
@@ -341,6 +348,15 @@ impl Bao {
             r.text()
         );
         r
+    }
+
+    /// How many tokens the server holds, counted through their accessors
+    /// (as root): a test's proof that a login's token was revoked.
+    pub fn live_tokens(&self) -> usize {
+        let r = self.api("LIST", "/v1/auth/token/accessors", Some(&self.token), None);
+        assert_eq!(r.status, 200, "list accessors: {}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).expect("accessors json");
+        v["data"]["keys"].as_array().map_or(0, Vec::len)
     }
 
     /// Write a KV v2 secret: `POST /v1/{mount}/data/{path}` with

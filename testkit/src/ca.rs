@@ -153,6 +153,22 @@ impl TestCa {
         self.issue_between(names, (2090, 1, 1), (2099, 12, 31))
     }
 
+    /// A TLS client certificate (extended key usage clientAuth) with
+    /// subject `CN=common_name`, e.g. for Vault's `cert` login; `expired`:
+    /// valid only during 2001.
+    pub fn issue_client(&self, common_name: &str, expired: bool) -> IssuedCert {
+        let (from, to) = match expired {
+            true => ((2001, 1, 1), (2001, 12, 31)),
+            false => ((2000, 1, 1), (2099, 12, 31)),
+        };
+        self.issue_for(
+            &[common_name],
+            from,
+            to,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+
     /// A leaf for `names` valid from the start of `not_before` to the start
     /// of `not_after` (year, month, day, UTC).
     fn issue_between(
@@ -160,6 +176,17 @@ impl TestCa {
         names: &[&str],
         not_before: (i32, u8, u8),
         not_after: (i32, u8, u8),
+    ) -> IssuedCert {
+        let server = ExtendedKeyUsagePurpose::ServerAuth;
+        self.issue_for(names, not_before, not_after, server)
+    }
+
+    fn issue_for(
+        &self,
+        names: &[&str],
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+        usage: ExtendedKeyUsagePurpose,
     ) -> IssuedCert {
         let sans: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).expect("leaf params");
@@ -173,7 +200,7 @@ impl TestCa {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;
         params.not_before = date_time_ymd(not_before.0, not_before.1, not_before.2);
         params.not_after = date_time_ymd(not_after.0, not_after.1, not_after.2);

@@ -15,6 +15,19 @@
 //!   metadata services serving `fixtures/<cloud>/`, enforcing the real
 //!   services' header/token rules (and recording what they refuse), plus an
 //!   OpenStack config-drive image builder.
+//! * [`jwt::SigningKey`] — an RSA key made for the test, RS256 tokens signed
+//!   and checked with it, its public key as PEM.
+//! * [`FakeSecretManager`], [`FakeKeyVault`] — GCP Secret Manager and Azure
+//!   Key Vault as their REST APIs answer, checking the tokens the metadata
+//!   fakes issue.
+//! * [`Moto`] — a real `moto_server` with request authentication on (SigV4,
+//!   keys, session tokens and IAM policies checked), set up with roles,
+//!   their temporary credentials, secrets and SSM parameters; and
+//!   [`MotoFront`], which stands in front of it to answer
+//!   `ExpiredTokenException` or `ThrottlingException` on demand.
+//! * [`VaultAwsLogin`] — a stand-in for Vault's `aws` auth method (IAM
+//!   login), which replays the signed `sts:GetCallerIdentity` to a
+//!   [`Moto`]'s STS as Vault does and grants a token only to the bound role.
 //! * [`Relay`] — a TCP relay in front of a server that can run a hook when
 //!   the first client connects or inject HTTP request headers.
 //! * [`Rootfs`] — a Debian bookworm tree with the real `cloud-init`
@@ -33,21 +46,31 @@
 //! never by a fixed sleep. Nothing listens anywhere but 127.0.0.1, except
 //! inside the private network namespaces of [`netns`].
 
+pub mod azure_key_vault;
 pub mod bao;
 pub mod bao_cluster;
 pub mod ca;
+pub mod gcp_secret_manager;
+pub mod jwt;
 pub mod metadata;
+pub mod moto;
 pub mod netns;
 pub mod origin;
 pub mod relay;
 pub mod rootfs;
 pub mod squid;
 mod util;
+pub mod vault_aws;
 
+pub use azure_key_vault::FakeKeyVault;
 pub use bao::Bao;
 pub use bao_cluster::{BaoCluster, BaoClusterBuilder};
 pub use ca::{IssuedCert, TestCa};
-pub use metadata::{Cloud, FakeMetadata, FakeMetadataBuilder, ReservedFakeMetadata};
+pub use gcp_secret_manager::FakeSecretManager;
+pub use metadata::{
+    AwsCredentials, AwsRoleSet, Cloud, FakeMetadata, FakeMetadataBuilder, ReservedFakeMetadata,
+};
+pub use moto::{MadeRole, Moto, MotoBuilder, MotoFront};
 pub use netns::{BootRace, Dnsmasq, Forward, LinkUp, Netns, NetnsPair, Outage};
 pub use origin::{
     generated_body, generated_byte, Handler, Origin, OriginBuilder, RecordedRequest, Reply,
@@ -57,3 +80,4 @@ pub use relay::Relay;
 pub use rootfs::{static_tagstrap, Rootfs};
 pub use squid::{Squid, SquidBuilder};
 pub use util::{free_port, http_request, HttpResponse};
+pub use vault_aws::{VaultAwsBuilder, VaultAwsLogin};

@@ -18,3 +18,38 @@
 pub(crate) mod aws;
 pub(crate) mod azure;
 pub(crate) mod gce;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::{Error, Result};
+use crate::net::metadata::{MetadataClient, LINK_LOCAL_ENDPOINT};
+
+/// `token` if it can go into an `Authorization` header as it is: visible
+/// ASCII, not empty. Checked when read, so that a garbled answer is one
+/// clear line, not a request that cannot be built. `from` is the service,
+/// as described; the token is never shown.
+pub(crate) fn header_safe(token: SecretString, from: &str) -> Result<SecretString> {
+    let text = token.expose_secret();
+    if text.is_empty() || !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Error::Unavailable(format!(
+            "{from} sent a token that is empty or holds characters a token cannot have: is it \
+             the cloud's metadata service?"
+        )));
+    }
+    Ok(token)
+}
+
+/// The client of `cloud`'s metadata service (e.g. [`gce::CLOUD`]): at
+/// `endpoint` (`--metadata-endpoint`) or the link-local address, direct,
+/// retrying until `deadline`.
+pub(crate) fn client(
+    cloud: &'static str,
+    endpoint: Option<&url::Url>,
+    tls: &Arc<rustls::ClientConfig>,
+    deadline: Duration,
+) -> Result<MetadataClient> {
+    MetadataClient::new(cloud, endpoint, LINK_LOCAL_ENDPOINT, tls, deadline)
+}

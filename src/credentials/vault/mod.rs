@@ -5,11 +5,15 @@
 //!
 //! - [`client`]: the request over a list of addresses (high availability),
 //!   following a standby's redirect to the active node.
-//! - [`auth`]: the token, from `VAULT_TOKEN`, a token file or an AppRole login.
+//! - [`auth`]: the token, from `VAULT_TOKEN`, a token file, or a login
+//!   (AppRole, jwt, cert, aws), revoked once the credentials are read.
 
 pub mod auth;
 pub(crate) mod client;
 pub(crate) mod config;
+
+#[cfg(all(test, unix))]
+mod mock_tests;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +52,9 @@ pub(crate) struct VaultStore {
     /// The token, once read or logged in for: both credentials of a proxy
     /// (user and password) are read with one login.
     token: Mutex<Option<SecretString>>,
+    /// Once logged in: the login, and whom the store took it for, as
+    /// `describe()` names it after the reads (`doctor`'s credentials line).
+    logged_in: Mutex<Option<String>>,
 }
 
 impl VaultStore {
@@ -67,6 +74,7 @@ impl VaultStore {
             client,
             budget,
             token: Mutex::new(None),
+            logged_in: Mutex::new(None),
         })
     }
 
@@ -105,7 +113,15 @@ impl VaultStore {
         if let Some(token) = self.token.lock().expect("token lock").clone() {
             return Ok(token);
         }
-        let token = self.config.auth.token(&self.client, self.budget).await?;
+        let logged_in = self.config.auth.token(&self.client, self.budget).await?;
+        if let Some(login) = self.config.auth.login() {
+            let by = logged_in
+                .identity
+                .map(|identity| format!(" ({identity})"))
+                .unwrap_or_default();
+            *self.logged_in.lock().expect("login lock") = Some(format!("{login}{by}"));
+        }
+        let token = logged_in.token;
         *self.token.lock().expect("token lock") = Some(token.clone());
         Ok(token)
     }
@@ -117,7 +133,7 @@ impl VaultStore {
         token: &SecretString,
     ) -> std::result::Result<SecretString, Failure> {
         let answer = self.client.send(&Request::get(path, token)).await?;
-        let store = self.describe();
+        let store = self.client.describe();
         let status = answer.status;
         match status_class(status) {
             StatusClass::Success => {}
@@ -152,7 +168,7 @@ impl VaultStore {
 
     /// The secret's field, out of a 200 answer.
     fn field(&self, name: &CredRef, path: &str, answer: &Answer) -> Result<SecretString> {
-        let store = self.describe();
+        let store = self.client.describe();
         let body = answer.json().ok_or_else(|| {
             Error::Unavailable(format!(
                 "{store}: the answer for {path} is not JSON: is the address a Vault/OpenBao server?"
@@ -185,7 +201,7 @@ impl VaultStore {
     /// folder of secrets (which a policy with `list` can tell), a pointer to
     /// the secrets inside it.
     async fn not_found(&self, name: &CredRef, path: &str, token: &SecretString) -> Error {
-        let store = self.describe();
+        let store = self.client.describe();
         let list_path = self.list_path(name);
         let listed = self
             .client
@@ -219,15 +235,20 @@ impl VaultStore {
 }
 
 impl CredentialStore for VaultStore {
+    /// The store, and after a login, the login and the identity it used.
     fn describe(&self) -> String {
-        self.client.describe()
+        let store = self.client.describe();
+        match &*self.logged_in.lock().expect("login lock") {
+            Some(login) => format!("{store}, logged in with {login}"),
+            None => store,
+        }
     }
 
     fn get<'a>(&'a self, name: &'a CredRef) -> BoxFuture<'a, Result<SecretString>> {
         Box::pin(async move {
             let token = self.token().await?;
             let path = self.secret_path(name);
-            let what = format!("credential {name} from {}", self.describe());
+            let what = format!("credential {name} from {}", self.client.describe());
             let mut tries = Tries::default();
             retry::retry(&what, self.budget, &mut tries, |_| {
                 self.read_once(name, &path, &token)
@@ -240,7 +261,7 @@ impl CredentialStore for VaultStore {
     /// read (one try, best effort): a boot should leave no live token behind.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if !matches!(self.config.auth, VaultAuth::AppRole(_)) {
+            if !self.config.auth.logs_in() {
                 return;
             }
             let Some(token) = self.token.lock().expect("token lock").take() else {
@@ -255,15 +276,15 @@ impl CredentialStore for VaultStore {
             };
             match self.client.send(&request).await {
                 Ok(answer) if answer.status == 204 || answer.status == 200 => {
-                    tracing::debug!("revoked the AppRole login's token")
+                    tracing::debug!("revoked the login's token")
                 }
                 Ok(answer) => tracing::debug!(
-                    "revoking the AppRole login's token answered {}; it expires with its TTL",
+                    "revoking the login's token answered {}; it expires with its TTL",
                     answer.status
                 ),
-                Err(_) => tracing::debug!(
-                    "revoking the AppRole login's token failed; it expires with its TTL"
-                ),
+                Err(_) => {
+                    tracing::debug!("revoking the login's token failed; it expires with its TTL")
+                }
             }
         })
     }

@@ -5,11 +5,17 @@
 //! It serves `fixtures/aws/` as the path tree IMDS lists, with the tags
 //! under `latest/meta-data/tags/instance/` kept apart so that "instance
 //! metadata tags" can be switched off ([`FakeMetadataBuilder::tags_disabled`]).
+//!
+//! The instance role ([`FakeMetadataBuilder::aws_role`]) is served as IMDS
+//! serves it: `iam/security-credentials/` lists the role (404 without one),
+//! `iam/security-credentials/ROLE` its credentials as JSON (each read hands
+//! out the next of the given sets, the last one for good: credentials that
+//! change, or an expired set first), and `iam/info` the instance profile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Read;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{children, is_read, percent_decode, read_tree, FakeMetadataBuilder, Service};
 use crate::origin::{reason, RecordedRequest, Reply};
@@ -30,6 +36,49 @@ struct Aws {
     tags_enabled: bool,
     /// Session tokens and when they expire.
     tokens: HashMap<String, Instant>,
+    role: Option<AwsRole>,
+}
+
+/// Temporary AWS credentials: what IMDS hands out for the instance role,
+/// and what [`crate::Moto`] makes with `sts:AssumeRole`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+}
+
+/// One set of credentials as IMDS serves it, with its `Expiration`.
+#[derive(Clone, Debug)]
+pub struct AwsRoleSet {
+    pub credentials: AwsCredentials,
+    pub expiration: SystemTime,
+}
+
+impl AwsRoleSet {
+    /// Credentials that expire six hours from now, as fresh ones do.
+    pub fn fresh(credentials: AwsCredentials) -> AwsRoleSet {
+        AwsRoleSet {
+            credentials,
+            expiration: SystemTime::now() + Duration::from_secs(6 * 3600),
+        }
+    }
+
+    /// Credentials whose `Expiration` passed a minute ago.
+    pub fn expired(credentials: AwsCredentials) -> AwsRoleSet {
+        AwsRoleSet {
+            credentials,
+            expiration: SystemTime::now() - Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct AwsRole {
+    name: String,
+    instance_profile_arn: String,
+    /// Served in turn; the last one stays.
+    sets: VecDeque<AwsRoleSet>,
 }
 
 pub(super) fn load(dir: &Path) -> Box<dyn Service> {
@@ -45,6 +94,7 @@ pub(super) fn load(dir: &Path) -> Box<dyn Service> {
         tags,
         tags_enabled: true,
         tokens: HashMap::new(),
+        role: None,
     })
 }
 
@@ -71,6 +121,10 @@ impl Service for Aws {
     }
 
     fn handle(&mut self, req: &RecordedRequest) -> Reply {
+        let iam = req.path.trim_start_matches('/').strip_prefix(AWS_IAM);
+        if let (Some(rest), true) = (iam, self.authorized(req)) {
+            return self.iam(rest);
+        }
         aws(
             &self.files,
             &self.tags,
@@ -81,7 +135,113 @@ impl Service for Aws {
     }
 }
 
+const AWS_IAM: &str = "latest/meta-data/iam";
+
+impl Aws {
+    /// Whether a read carries a live session token (the IAM paths are read
+    /// like every other; a request without one falls through to `aws`,
+    /// which answers 401).
+    fn authorized(&mut self, req: &RecordedRequest) -> bool {
+        let now = Instant::now();
+        is_read(req)
+            && req
+                .header("x-aws-ec2-metadata-token")
+                .and_then(|t| self.tokens.get(t))
+                .is_some_and(|expiry| *expiry > now)
+    }
+
+    /// `latest/meta-data/iam` + `rest`.
+    fn iam(&mut self, rest: &str) -> Reply {
+        let Some(role) = self.role.as_mut() else {
+            return aws_error(404);
+        };
+        match rest {
+            "" | "/" => aws_text("info\nsecurity-credentials/"),
+            "/info" => aws_text(
+                serde_json::json!({
+                    "Code": "Success",
+                    "LastUpdated": rfc3339(SystemTime::now()),
+                    "InstanceProfileArn": role.instance_profile_arn,
+                    "InstanceProfileId": "AIPAEXAMPLEPROFILEID0",
+                })
+                .to_string(),
+            ),
+            "/security-credentials" | "/security-credentials/" => aws_text(role.name.clone()),
+            other if other.strip_prefix("/security-credentials/") == Some(role.name.as_str()) => {
+                let set = if role.sets.len() > 1 {
+                    role.sets.pop_front().expect("a set")
+                } else {
+                    role.sets.front().cloned().expect("a set")
+                };
+                aws_text(
+                    serde_json::json!({
+                        "Code": "Success",
+                        "LastUpdated": rfc3339(SystemTime::now()),
+                        "Type": "AWS-HMAC",
+                        "AccessKeyId": set.credentials.access_key_id,
+                        "SecretAccessKey": set.credentials.secret_access_key,
+                        "Token": set.credentials.session_token,
+                        "Expiration": rfc3339(set.expiration),
+                    })
+                    .to_string(),
+                )
+            }
+            _ => aws_error(404),
+        }
+    }
+}
+
+/// `2026-12-01T17:00:00Z`: how IMDS writes times.
+fn rfc3339(at: SystemTime) -> String {
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 impl FakeMetadataBuilder {
+    /// AWS only: an instance role `name` in the instance profile
+    /// `instance_profile_arn`, whose credentials are `sets`, one per read
+    /// (the last one stays). Without it the instance has no role: the
+    /// IAM paths answer 404. Panics for other clouds or no set.
+    pub fn aws_role(
+        mut self,
+        name: &str,
+        instance_profile_arn: &str,
+        sets: Vec<AwsRoleSet>,
+    ) -> Self {
+        assert!(!sets.is_empty(), "a role needs credentials");
+        let cloud = self.cloud;
+        match self.data.as_any_mut().downcast_mut::<Aws>() {
+            Some(aws) => {
+                aws.role = Some(AwsRole {
+                    name: name.to_string(),
+                    instance_profile_arn: instance_profile_arn.to_string(),
+                    sets: sets.into(),
+                })
+            }
+            None => panic!("aws_role is AWS only, not {}", cloud.name()),
+        }
+        self
+    }
+
     /// AWS only: "instance metadata tags" off, so `tags/instance` and below
     /// answer `404`. Panics for other clouds.
     pub fn tags_disabled(mut self) -> Self {

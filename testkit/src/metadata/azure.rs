@@ -4,11 +4,17 @@
 //! `/metadata/versions`. It serves `fixtures/azure/instance.json` as the
 //! `/metadata/instance` document, as JSON or (`format=text`, leaves only)
 //! as text; the tags are both its `tagsList` and its semicolon `tags`.
+//!
+//! The managed identity (`identity.rs`) is served at
+//! `/metadata/identity/oauth2/token?resource=R[&client_id=ID]`: an RS256
+//! access token in Entra ID's claim shape for the system-assigned identity
+//! or a user-assigned one, or `400 invalid_request` "Identity not found".
 
 use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::identity::Identity;
 use super::{is_read, query, query_param, read_json, Service};
 use crate::origin::{reason, RecordedRequest, Reply};
 
@@ -63,11 +69,13 @@ const AZURE_VERSIONS: &[&str] = &[
 #[derive(Clone, Debug)]
 struct Azure {
     doc: Value,
+    identity: Identity,
 }
 
 pub(super) fn load(dir: &Path) -> Box<dyn Service> {
     Box::new(Azure {
         doc: read_json(&dir.join("instance.json")),
+        identity: Identity::new(String::new()),
     })
 }
 
@@ -112,7 +120,11 @@ impl Service for Azure {
     }
 
     fn handle(&mut self, req: &RecordedRequest) -> Reply {
-        azure(&self.doc, req)
+        azure(&self.doc, &mut self.identity, req)
+    }
+
+    fn identity(&mut self) -> Option<&mut Identity> {
+        Some(&mut self.identity)
     }
 }
 
@@ -131,7 +143,7 @@ fn azure_bad_version() -> Reply {
     )
 }
 
-fn azure(doc: &Value, req: &RecordedRequest) -> Reply {
+fn azure(doc: &Value, identity: &mut Identity, req: &RecordedRequest) -> Reply {
     let not_found = || azure_json(404, &json!({ "error": "Not found" }));
     if !(req.path == "/metadata" || req.path.starts_with("/metadata/")) {
         return not_found();
@@ -161,6 +173,9 @@ fn azure(doc: &Value, req: &RecordedRequest) -> Reply {
     let q = query(&req.target);
     if !query_param(&q, "api-version").is_some_and(|v| AZURE_VERSIONS.contains(&v)) {
         return azure_bad_version();
+    }
+    if path == TOKEN_PATH {
+        return token(doc, identity, &q);
     }
     let text = match query_param(&q, "format") {
         None | Some("json") => false,
@@ -205,4 +220,145 @@ fn azure(doc: &Value, req: &RecordedRequest) -> Reply {
         }
     };
     Reply::ok(body).with_header("Content-Type", AZURE_TEXT)
+}
+
+const TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
+/// The fake's Entra ID tenant.
+pub const TENANT: &str = "5f0c1f5e-7b1a-4e4b-9a35-2d6c1c7e0a11";
+/// The system-assigned identity's client (application) ID.
+pub const SYSTEM_CLIENT_ID: &str = "0e2b6c3a-94b1-4d7e-8a55-1f3d2c9b7a60";
+
+fn identity_error(description: &str) -> Reply {
+    azure_json(
+        400,
+        &json!({ "error": "invalid_request", "error_description": description }),
+    )
+}
+
+/// A managed identity token for `resource`, as IMDS answers it (every
+/// number a decimal string), the token signed in Entra ID's shape; the same
+/// answer again for the same resource and identity, as IMDS caches it.
+fn token(doc: &Value, identity: &mut Identity, q: &[(String, String)]) -> Reply {
+    let Some(resource) = query_param(q, "resource").filter(|r| !r.is_empty()) else {
+        return identity_error("Required audience parameter not specified");
+    };
+    match issue(doc, identity, resource, query_param(q, "client_id")) {
+        Ok(answer) => azure_json(200, &answer),
+        Err(reply) => reply,
+    }
+}
+
+/// The token answer for `resource` and `client_id` (cached), or IMDS's
+/// error.
+fn issue(
+    doc: &Value,
+    identity: &mut Identity,
+    resource: &str,
+    client_id: Option<&str>,
+) -> Result<Value, Reply> {
+    let key = (resource.to_string(), client_id.unwrap_or("").to_string());
+    if let Some(answer) = identity.issued.get(&key) {
+        return Ok(answer.clone());
+    }
+    let client_id = match client_id {
+        Some(id) if identity.user_assigned.iter().any(|u| u == id) => id.to_string(),
+        None if identity.attached => SYSTEM_CLIENT_ID.to_string(),
+        // With no system-assigned identity and one user-assigned, IMDS
+        // uses that one.
+        None if identity.user_assigned.len() == 1 && !identity.attached => {
+            identity.user_assigned[0].clone()
+        }
+        _ => return Err(identity_error("Identity not found")),
+    };
+    let (iat, exp) = identity.times(86_399);
+    // The identity's object (principal) ID, distinct per client ID.
+    let oid = format!("9a1e{}", client_id.get(4..).unwrap_or(""));
+    let claims = json!({
+        "iss": format!("https://sts.windows.net/{TENANT}/"),
+        "aud": identity.audience(resource),
+        "oid": oid,
+        "sub": oid,
+        "appid": client_id,
+        "tid": TENANT,
+        "iat": iat,
+        "nbf": iat,
+        "exp": exp,
+        "xms_mirid": doc["compute"]["resourceId"],
+    });
+    let answer = json!({
+        "access_token": identity.sign(&claims),
+        "client_id": client_id,
+        "expires_in": exp.saturating_sub(crate::jwt::now()).to_string(),
+        "expires_on": exp.to_string(),
+        "ext_expires_in": "86399",
+        "not_before": iat.to_string(),
+        "resource": resource,
+        "token_type": "Bearer",
+    });
+    identity.issued.insert(key, answer.clone());
+    Ok(answer)
+}
+
+impl crate::metadata::FakeMetadata {
+    /// Azure: the access token IMDS hands out for `resource` (and the
+    /// user-assigned `client_id`), issued now if it was not yet: what a
+    /// test looks for in a leak scan. Panics if there is no such identity.
+    pub fn managed_identity_token(&self, resource: &str, client_id: Option<&str>) -> String {
+        let mut state = super::lock(&self.state);
+        let azure = state
+            .data
+            .as_any_mut()
+            .downcast_mut::<Azure>()
+            .expect("managed_identity_token is Azure only");
+        let answer = issue(&azure.doc, &mut azure.identity, resource, client_id)
+            .unwrap_or_else(|_| panic!("no managed identity for {client_id:?}"));
+        answer["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+    use crate::metadata::{Cloud, FakeMetadata};
+    use crate::util::http_request;
+
+    fn get(fake: &FakeMetadata, query: &str) -> crate::HttpResponse {
+        let port = fake.url().rsplit(':').next().unwrap().parse().unwrap();
+        let path = format!("{TOKEN_PATH}?api-version=2018-02-01{query}");
+        http_request(port, "GET", &path, &[("Metadata", "true")], None).unwrap()
+    }
+
+    #[test]
+    fn managed_identity_tokens_are_signed_for_the_resource() {
+        let fake = FakeMetadata::builder(Cloud::Azure)
+            .user_assigned_identity("11111111-2222-3333-4444-555555555555")
+            .start();
+        let answer = get(&fake, "&resource=https%3A%2F%2Fvault.azure.net");
+        assert_eq!(answer.status, 200);
+        let body: Value = serde_json::from_slice(&answer.body).unwrap();
+        let claims = fake
+            .signing_key()
+            .verify(body["access_token"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(claims["aud"], "https://vault.azure.net");
+        assert_eq!(claims["appid"], SYSTEM_CLIENT_ID);
+        let user = get(
+            &fake,
+            "&resource=r&client_id=11111111-2222-3333-4444-555555555555",
+        );
+        let body: Value = serde_json::from_slice(&user.body).unwrap();
+        assert_eq!(body["client_id"], "11111111-2222-3333-4444-555555555555");
+        let unknown = get(&fake, "&resource=r&client_id=nope");
+        assert_eq!(unknown.status, 400);
+        assert!(unknown.text().contains("Identity not found"));
+        assert_eq!(get(&fake, "").status, 400);
+
+        let none = FakeMetadata::builder(Cloud::Azure).no_identity().start();
+        assert!(get(&none, "&resource=r")
+            .text()
+            .contains("Identity not found"));
+    }
 }

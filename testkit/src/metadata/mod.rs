@@ -31,9 +31,13 @@ use serde_json::Value;
 use crate::origin::{Handler, Origin, RecordedRequest, Reply, ReservedOrigin};
 
 mod aws;
+pub use aws::{AwsCredentials, AwsRoleSet};
 mod azure;
 pub mod cloudstack;
 mod gce;
+mod identity;
+
+pub use azure::{SYSTEM_CLIENT_ID as AZURE_SYSTEM_CLIENT_ID, TENANT as AZURE_TENANT};
 mod openstack;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
@@ -104,6 +108,11 @@ trait Service: Erased + Send + fmt::Debug {
     fn error(&self, status: u16) -> Reply;
     /// The answer to one request, rules enforced.
     fn handle(&mut self, req: &RecordedRequest) -> Reply;
+    /// The instance's own identity, for the clouds that serve one
+    /// (`identity.rs`).
+    fn identity(&mut self) -> Option<&mut identity::Identity> {
+        None
+    }
 }
 
 /// What a boxed [`Service`] needs that a cloud gets for free by deriving

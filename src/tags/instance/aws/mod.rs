@@ -38,9 +38,9 @@ const NAME: &str = "aws";
 /// Lifetime asked for each session token. A try needs it for a few requests;
 /// every try asks for a new one.
 pub(crate) const TOKEN_TTL_SECONDS: u32 = 300;
-const TOKEN_PATH: &str = "latest/api/token";
-const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
-const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
+pub(crate) const TOKEN_PATH: &str = "latest/api/token";
+pub(crate) const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
+pub(crate) const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
 const INSTANCE_ID_PATH: &str = "latest/meta-data/instance-id";
 const TAGS_PATH: &str = "latest/meta-data/tags/instance";
 
@@ -71,12 +71,7 @@ impl Aws {
             Session::Token(token) => Some(token),
             Session::NoTokens => None,
             Session::EndpointOff => {
-                let message = format!(
-                    "{} refused the session token request with 403 Forbidden: the instance's \
-                     metadata endpoint is turned off. Turn it on with `aws ec2 \
-                     modify-instance-metadata-options --instance-id ID --http-endpoint enabled`",
-                    self.client.describe()
-                );
+                let message = endpoint_off(&self.client);
                 return self.not_available((Class::Refused, 403, TOKEN_PATH), message, None);
             }
         };
@@ -160,16 +155,7 @@ impl Aws {
             Err(e) => return Err(e),
         };
         match answer.status {
-            200 => {
-                let token = self.client.text(&answer)?;
-                let token = token.trim();
-                // It goes into a header: a token with a hidden character is
-                // not one IMDS issued.
-                if token.is_empty() || forbidden_char(token).is_some() {
-                    return Err(self.client.unexpected(&answer));
-                }
-                Ok(Session::Token(SecretString::from(token.to_string())))
-            }
+            200 => issued_token(&self.client, &answer).map(Session::Token),
             403 => Ok(Session::EndpointOff),
             404 | 405 => {
                 tracing::info!(
@@ -217,6 +203,31 @@ impl Aws {
             answer.path
         )))
     }
+}
+
+/// The session token of a 200 answer to the token PUT. It goes into a
+/// header: a token with a hidden character is not one IMDS issued. Shared
+/// with the instance role's credentials (`credentials::identity::aws`).
+pub(crate) fn issued_token(
+    client: &MetadataClient,
+    answer: &Answer,
+) -> std::result::Result<SecretString, Failure> {
+    let token = client.text(answer)?;
+    let token = token.trim();
+    if token.is_empty() || forbidden_char(token).is_some() {
+        return Err(client.unexpected(answer));
+    }
+    Ok(SecretString::from(token.to_string()))
+}
+
+/// What a 403 to the token PUT means, and the command that changes it.
+pub(crate) fn endpoint_off(client: &MetadataClient) -> String {
+    format!(
+        "{} refused the session token request with 403 Forbidden: the instance's metadata \
+         endpoint is turned off. Turn it on with `aws ec2 modify-instance-metadata-options \
+         --instance-id ID --http-endpoint enabled`",
+        client.describe()
+    )
 }
 
 /// What IMDS answered, as text: everything [`parse`] reads. The source

@@ -1,1 +1,0 @@
-//! The aws identity: to be written (issue 14).
