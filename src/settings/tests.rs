@@ -506,3 +506,62 @@ fn a_bad_tag_in_the_config_file_is_78_and_keeps_its_key_and_origin() {
     assert_eq!(key, "rs_agent:proxy_host");
     assert!(origin.contains(path.to_str().unwrap()), "{origin}");
 }
+
+/// Every `config.toml` shipped in `dist/config/` is read, chooses the store
+/// its name says (for Vault, the login), and opens it with every setting
+/// checked and no request sent: an operator who copies one gets a store,
+/// not a 78.
+#[test]
+fn the_shipped_no_secret_configs_choose_and_open_their_store() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/config");
+    let context = crate::credentials::open::OpenContext {
+        extra: &[],
+        budget: Duration::from_secs(1),
+        metadata_endpoint: None,
+    };
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let env = env_of(&[("TAGSTRAP_CONFIG", path.to_str().unwrap())]);
+        let s = Settings::resolve(&CommonArgs::default(), &env)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let v = &s.store.vault;
+        let (choice, store) = match name.as_str() {
+            "aws-secrets-manager" => (StoreChoice::AwsSecretsManager, "AWS Secrets Manager"),
+            "aws-ssm" => (StoreChoice::AwsSsm, "AWS SSM Parameter Store"),
+            "gcp-secret-manager" => (StoreChoice::GcpSecretManager, "Secret Manager"),
+            "azure-key-vault" => (StoreChoice::AzureKeyVault, "Key Vault"),
+            "vault-jwt-gce" | "vault-jwt-azure" => {
+                assert!(v.jwt.is_some() && v.cert.is_none() && v.aws.is_none(), "{name}");
+                (StoreChoice::Auto, "Vault/OpenBao")
+            }
+            "vault-aws" => {
+                assert!(v.aws.is_some() && v.jwt.is_none() && v.cert.is_none(), "{name}");
+                (StoreChoice::Auto, "Vault/OpenBao")
+            }
+            "vault-cert" => {
+                assert!(v.cert.is_some() && v.jwt.is_none() && v.aws.is_none(), "{name}");
+                (StoreChoice::Auto, "Vault/OpenBao")
+            }
+            other => panic!("dist/config/{other}.toml: which store is it?"),
+        };
+        assert_eq!(s.store.choice, choice, "{name}");
+        assert!(v.token.is_none() && v.token_file.is_none() && v.approle.is_none());
+        match crate::credentials::open::open(&s.store, &context) {
+            Ok(opened) => {
+                let described = opened.describe();
+                assert!(described.contains(store), "{name}: {described}");
+            }
+            // The machine's own certificate is not in the repository; that
+            // is the only thing opening may find missing.
+            Err(e) if name == "vault-cert" => {
+                assert!(e.message().contains("/etc/tagstrap/machine."), "{e}")
+            }
+            Err(e) => panic!("{name}: {e}"),
+        }
+        seen.push(name);
+    }
+    assert_eq!(seen.len(), 8, "{seen:?}");
+}

@@ -76,7 +76,6 @@ pub(crate) async fn access_token(client: &MetadataClient) -> Result<AccessToken>
 /// An identity token (a JWT signed by Google, `format=full`: it carries the
 /// instance's project, zone and ID) for `audience`
 /// (`service-accounts/default/identity`).
-#[allow(dead_code)] // Vault's jwt login (branch i14-vault) is its user.
 pub(crate) async fn identity_token(
     client: &MetadataClient,
     audience: &str,

@@ -5,10 +5,6 @@
 //! The crate's `Credentials` keep the keys in `Zeroizing<String>` and redact
 //! them in `Debug`; they are built here, for one signature, and dropped.
 
-// Vault's `aws` login (credentials/vault/) uses the login body; until it is
-// wired, only the tests do.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
