@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::net::classify::{retry_after_header, status_class, StatusClass};
 use crate::net::direct::{self, Peer};
 use crate::net::retry::Failure;
-use crate::net::{HttpClient, Redirects};
+use crate::net::HttpClient;
 use crate::util::text::shown;
 
 /// A secret's answer is a small JSON document (GCP caps a secret at 64 KiB,
@@ -50,13 +50,7 @@ impl BearerClient {
     ) -> Result<BearerClient> {
         Ok(BearerClient {
             base,
-            // Store answers are small and quick; a silent store is stuck.
-            http: crate::net::http_client(
-                tls,
-                None,
-                Redirects::Manual,
-                crate::net::MIN_READ_TIMEOUT,
-            )?,
+            http: crate::net::direct::store_client(tls)?,
             kind,
         })
     }

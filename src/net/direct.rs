@@ -3,9 +3,21 @@
 //! decide alike what a failure to get one means; the script download, which
 //! streams and may go through the proxy, has its own rules in [`super`].
 
+use std::sync::Arc;
+
 use super::classify::{trust_hint, ErrorFacts};
 use super::retry::Failure;
-use crate::error::Error;
+use super::{http_client, HttpClient, Redirects, MIN_READ_TIMEOUT};
+use crate::error::{Error, Result};
+
+/// The client every store's API is asked with (Vault/OpenBao, the AWS, GCP
+/// and Azure stores): direct, never through the proxy whose password the
+/// store holds; no redirect followed but by the caller, which decides where
+/// its credential may go; and the shortest read timeout, since store answers
+/// are small and quick and a silent store is stuck.
+pub(crate) fn store_client(tls: &Arc<rustls::ClientConfig>) -> Result<HttpClient> {
+    http_client(tls, None, Redirects::Manual, MIN_READ_TIMEOUT)
+}
 
 /// What a direct request talks to, for the messages of [`read_body`] and
 /// [`transport_failure`].

@@ -534,15 +534,24 @@ fn the_shipped_no_secret_configs_choose_and_open_their_store() {
             "gcp-secret-manager" => (StoreChoice::GcpSecretManager, "Secret Manager"),
             "azure-key-vault" => (StoreChoice::AzureKeyVault, "Key Vault"),
             "vault-jwt-gce" | "vault-jwt-azure" => {
-                assert!(v.jwt.is_some() && v.cert.is_none() && v.aws.is_none(), "{name}");
+                assert!(
+                    v.jwt.is_some() && v.cert.is_none() && v.aws.is_none(),
+                    "{name}"
+                );
                 (StoreChoice::Auto, "Vault/OpenBao")
             }
             "vault-aws" => {
-                assert!(v.aws.is_some() && v.jwt.is_none() && v.cert.is_none(), "{name}");
+                assert!(
+                    v.aws.is_some() && v.jwt.is_none() && v.cert.is_none(),
+                    "{name}"
+                );
                 (StoreChoice::Auto, "Vault/OpenBao")
             }
             "vault-cert" => {
-                assert!(v.cert.is_some() && v.jwt.is_none() && v.aws.is_none(), "{name}");
+                assert!(
+                    v.cert.is_some() && v.jwt.is_none() && v.aws.is_none(),
+                    "{name}"
+                );
                 (StoreChoice::Auto, "Vault/OpenBao")
             }
             other => panic!("dist/config/{other}.toml: which store is it?"),

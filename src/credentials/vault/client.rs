@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::net::classify::{retry_after_header, status_class, StatusClass};
 use crate::net::direct;
 use crate::net::retry::{Class, Failure, Transient};
-use crate::net::{HttpClient, Redirects};
+use crate::net::HttpClient;
 use crate::util::text;
 
 /// Redirects followed within one address: a standby points at the active node,
@@ -112,13 +112,7 @@ impl VaultClient {
         assert!(!addresses.is_empty(), "a store has at least one address");
         Ok(VaultClient {
             addresses,
-            // Store answers are small and quick; a silent store is stuck.
-            http: crate::net::http_client(
-                tls,
-                None,
-                Redirects::Manual,
-                crate::net::MIN_READ_TIMEOUT,
-            )?,
+            http: crate::net::direct::store_client(tls)?,
             namespace,
             insecure_http,
             preferred: AtomicUsize::new(0),

@@ -19,7 +19,7 @@ use super::{default_endpoint, AwsIdentity};
 use crate::error::{Error, Result};
 use crate::net::direct::{self, Peer};
 use crate::net::retry::{self, Failure, Tries};
-use crate::net::{http_client, read_timeout, HttpClient, Redirects};
+use crate::net::HttpClient;
 
 /// Largest answer read: a secret is at most 64 KiB (Secrets Manager), a
 /// parameter 8 KiB; the JSON around it is small.
@@ -64,7 +64,7 @@ impl AwsApi {
     ) -> Result<AwsApi> {
         Ok(AwsApi {
             identity: AwsIdentity::new(metadata_endpoint, tls, budget)?,
-            http: http_client(tls, None, Redirects::Manual, read_timeout(budget))?,
+            http: crate::net::direct::store_client(tls)?,
             service,
             region,
             endpoint,
