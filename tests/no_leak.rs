@@ -18,6 +18,17 @@
 //!   `TAGSTRAP_*` or `CREDENTIALS_DIRECTORY` at all, and the proxy password
 //!   only where it belongs, in the proxy variables' URL.
 //!
+//! Secrets known only once tagstrap has run (the tokens its logins obtain,
+//! the identity JWTs a metadata fake signs during the run) are read, after
+//! each invocation, from what the stores recorded: every OpenBao the suite
+//! starts keeps a raw file audit log (`log_raw`), whose new lines give each
+//! request's token, each login's token and each login's JWT or secret ID;
+//! the aws login stand-in tells the tokens it granted. The invocation's
+//! stdout, stderr, report and exposed files are checked against those too,
+//! and the scripts' environments against all of them. Each login path
+//! names what the stores must have recorded of it, so that the check
+//! cannot pass by collecting nothing.
+//!
 //! Also: `Debug` of every configuration and credential type shows no secret.
 //! The expected exit code of each path is asserted too, so the suite proves
 //! it went down the path it names.
@@ -41,6 +52,10 @@ const WRONG: &str = "Wr0ng-L3ak:p@ss";
 /// A secret with a control character in it (refused, never shown).
 const CONTROL: &str = "Ctl-L3ak\nsecond-line";
 const ORIGIN_IP: &str = "127.0.0.2";
+/// The resource tagstrap asks Azure's managed identity token for, by
+/// default, for the jwt login (what the Azure fake's token then carries as
+/// `aud`).
+const AZURE_RESOURCE: &str = "https://management.azure.com/";
 
 /// The real servers and the secret material of one suite.
 struct World {
@@ -103,7 +118,7 @@ impl World {
             .basic_auth(USER, PASSWORD)
             .allow_connect_ports(&[origin.port(), closed_port])
             .start();
-        let bao = Bao::start();
+        let bao = Bao::start_audited(false);
         bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
         bao.put_kv2("secret", "PROXY_USER", &[("value", USER)]);
         bao.put_kv2("secret", "WRONG", &[("value", WRONG)]);
@@ -220,12 +235,117 @@ impl World {
         common::secret_forms(PASSWORD)
     }
 
+    /// Where the stores' records stand now, before an invocation.
+    fn mark(&self) -> Mark {
+        let audit = [&self.bao, &self.vault_logins.bao]
+            .map(|bao| {
+                let log = bao.audit_log().expect("an audited OpenBao").to_path_buf();
+                let len = std::fs::metadata(&log)
+                    .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+                    .len();
+                (log, len)
+            })
+            .to_vec();
+        let aws_granted = self.aws_stores.vault_aws.granted_tokens().len();
+        Mark { audit, aws_granted }
+    }
+
+    /// What the stores recorded since `mark`: every OpenBao's new audit
+    /// lines (complete, since OpenBao writes a line before it answers and
+    /// the invocation has ended) and the tokens the aws stand-in granted.
+    fn collected_since(&self, mark: &Mark) -> Collected {
+        use std::io::{Read, Seek};
+        let mut collected = Collected::default();
+        for (log, from) in &mark.audit {
+            let mut file = std::fs::File::open(log).unwrap();
+            file.seek(std::io::SeekFrom::Start(*from)).unwrap();
+            let mut text = String::new();
+            file.read_to_string(&mut text).unwrap();
+            for line in text.lines() {
+                let entry: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}: {e}: {line}", log.display()));
+                collected.audit_entry(&entry);
+            }
+        }
+        for token in &self.aws_stores.vault_aws.granted_tokens()[mark.aws_granted..] {
+            collected.add(Kind::LoginToken, token);
+        }
+        collected
+    }
+
     fn input(&self, name: &str) -> PathBuf {
         self.inputs.path().join(name)
     }
 
     fn script(&self, path: &str) -> String {
         self.origin.url(path)
+    }
+}
+
+/// The secrets that exist only once tagstrap has run, as the stores record
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// A token a login obtained: `response.auth.client_token` in OpenBao's
+    /// audit log, or one the aws login stand-in granted.
+    LoginToken,
+    /// The token a request carried: `auth.client_token`.
+    Carried,
+    /// The JWT a jwt login sent (from a file or a metadata fake):
+    /// `request.data.jwt`.
+    Jwt,
+    /// The secret ID an AppRole login sent: `request.data.secret_id`.
+    SecretId,
+}
+
+/// Where the stores' records stood before an invocation: each OpenBao's
+/// audit log length, and how many tokens the aws stand-in had granted.
+struct Mark {
+    audit: Vec<(PathBuf, u64)>,
+    aws_granted: usize,
+}
+
+/// What the stores recorded of one invocation, by kind.
+#[derive(Debug, Default)]
+struct Collected {
+    found: std::collections::BTreeMap<Kind, BTreeSet<String>>,
+}
+
+impl Collected {
+    fn add(&mut self, kind: Kind, secret: &str) {
+        if !secret.is_empty() {
+            self.found
+                .entry(kind)
+                .or_default()
+                .insert(secret.to_string());
+        }
+    }
+
+    /// One raw audit entry (request or response): the token it carried, the
+    /// token a login gave out, and the login's credentials.
+    fn audit_entry(&mut self, entry: &serde_json::Value) {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        self.add(Kind::Carried, &text(&entry["auth"]["client_token"]));
+        self.add(
+            Kind::LoginToken,
+            &text(&entry["response"]["auth"]["client_token"]),
+        );
+        let data = &entry["request"]["data"];
+        self.add(Kind::Jwt, &text(&data["jwt"]));
+        self.add(Kind::SecretId, &text(&data["secret_id"]));
+    }
+
+    fn has(&self, kind: Kind) -> bool {
+        self.found.get(&kind).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Every secret collected, in every form it could leak in.
+    fn forms(&self) -> BTreeSet<String> {
+        self.found
+            .values()
+            .flatten()
+            .flat_map(|s| common::secret_forms(s))
+            .collect()
     }
 }
 
@@ -308,21 +428,25 @@ fn cloud_store_paths() -> Vec<Path_> {
         Path_ {
             name: "GCP Secret Manager with the service account's token",
             run_exit: 0,
+            collects: &[],
             set_up: |w, t| with_gcp(w, t, "cred:PROXY_PASS"),
         },
         Path_ {
             name: "GCP Secret Manager denies the service account",
             run_exit: 77,
+            collects: &[],
             set_up: |w, t| with_gcp(w, t, "cred:DENIED"),
         },
         Path_ {
             name: "Azure Key Vault with the managed identity's token",
             run_exit: 0,
+            collects: &[],
             set_up: |w, t| with_azure(w, t, "cred:proxy-pass"),
         },
         Path_ {
             name: "Azure Key Vault has no such secret",
             run_exit: 66,
+            collects: &[],
             set_up: |w, t| with_azure(w, t, "cred:missing"),
         },
     ]
@@ -330,7 +454,10 @@ fn cloud_store_paths() -> Vec<Path_> {
 // --- The AWS stores (issue 14): the instance role's temporary keys and
 // session token, from the IMDS fake, signing requests to a moto server with
 // authentication on; a set with a wrong secret key (77), and an expired set
-// that is read again. Secrets: every set's secret key and session token.
+// that is read again. And Vault's aws login with the same role, against
+// testkit's stand-in for Vault's aws method (which replays the signed
+// sts:GetCallerIdentity to this moto). Secrets: every set's secret key and
+// session token; the tokens the stand-in grants are known after each run.
 struct AwsStores {
     moto: testkit::Moto,
     /// IMDS handing out the reader role's credentials.
@@ -340,6 +467,8 @@ struct AwsStores {
     /// IMDS handing out an expired set first, which the front refuses.
     imds_expired: FakeMetadata,
     front: testkit::MotoFront,
+    /// Vault's aws login, role `web` bound to the reader role.
+    vault_aws: testkit::VaultAwsLogin,
 }
 
 impl AwsStores {
@@ -352,6 +481,7 @@ impl AwsStores {
                     "secretsmanager:GetSecretValue",
                     "ssm:GetParameter",
                     "kms:Decrypt",
+                    "sts:GetCallerIdentity",
                 ],
                 2,
             )
@@ -377,6 +507,15 @@ impl AwsStores {
         ]);
         let front = testkit::MotoFront::start(&moto);
         front.expire_key(&old.access_key_id);
+        let vault_aws = testkit::VaultAwsLogin::builder(&moto, "web", &made.arn)
+            .server_id("vault.leak.test")
+            .secret("PROXY_PASS", PASSWORD)
+            .start();
+        let vault = format!(
+            "[vault]\naddress = {:?}\n\n[vault.aws]\nrole = \"web\"\nserver_id = \"vault.leak.test\"\n",
+            vault_aws.addr()
+        );
+        common::write_file(inputs, "vault-aws.toml", &vault);
         for (file, store, section, endpoint) in [
             (
                 "aws-sm.toml",
@@ -401,6 +540,7 @@ impl AwsStores {
             imds_wrong,
             imds_expired,
             front,
+            vault_aws,
         }
     }
 
@@ -425,21 +565,25 @@ impl AwsStores {
             Path_ {
                 name: "AWS Secrets Manager with the instance role",
                 run_exit: 0,
+                collects: &[],
                 set_up: |w, t| aws(w, t, "aws-sm.toml", &w.aws_stores.imds),
             },
             Path_ {
                 name: "AWS SSM Parameter Store with the instance role",
                 run_exit: 0,
+                collects: &[],
                 set_up: |w, t| aws(w, t, "aws-ssm.toml", &w.aws_stores.imds),
             },
             Path_ {
                 name: "AWS Secrets Manager with a wrong secret key",
                 run_exit: 77,
+                collects: &[],
                 set_up: |w, t| aws(w, t, "aws-sm.toml", &w.aws_stores.imds_wrong),
             },
             Path_ {
                 name: "AWS Secrets Manager with expired credentials, read again",
                 run_exit: 0,
+                collects: &[],
                 set_up: |w, t| {
                     // The front refuses the old key every time; IMDS hands
                     // out the new set after the first read.
@@ -447,19 +591,33 @@ impl AwsStores {
                     aws(w, t, "aws-sm-front.toml", &w.aws_stores.imds_expired)
                 },
             },
+            Path_ {
+                name: "Vault aws login with the instance role",
+                run_exit: 0,
+                collects: &[Kind::LoginToken],
+                set_up: |w, t| aws(w, t, "vault-aws.toml", &w.aws_stores.imds),
+            },
         ]
     }
 }
 // --- end of the AWS stores.
 
 // --- The Vault/OpenBao logins that need no stored secret (issue 14): the
-// jwt login with a JWT in a file (signed by a key OpenBao trusts) and the
-// cert login with a client certificate, on OpenBao's TLS listener; each
-// good, refused, and with its secret file readable by others. Secrets: the
-// JWTs (the good one, another audience's) and the client key's base64.
+// jwt login with a JWT in a file (signed by a key OpenBao trusts), with the
+// GCE identity token and with the Azure managed identity token (the
+// metadata fakes sign with that key), and the cert login with a client
+// certificate, on OpenBao's TLS listener; each good, the file ones refused
+// and with their secret file readable by others. Secrets known up front:
+// the JWT files' JWTs, the Azure fake's token and the client key's base64;
+// the GCE identity tokens are signed during the run (OpenBao's audit log
+// tells them, as it tells the logins' tokens).
 struct VaultLogins {
-    _bao: Bao,
+    bao: Bao,
     _client_ca: TestCa,
+    /// Signs identity tokens with the key OpenBao trusts.
+    gce: FakeMetadata,
+    /// Signs managed identity tokens with that key.
+    azure: FakeMetadata,
     jwts: Vec<String>,
     key_pem: String,
 }
@@ -467,7 +625,7 @@ struct VaultLogins {
 impl VaultLogins {
     fn new(inputs: &Path) -> VaultLogins {
         use serde_json::json;
-        let bao = Bao::start_tls();
+        let bao = Bao::start_audited(true);
         bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
         let root = bao.root_token();
         let ok = |method: &str, path: &str, body: serde_json::Value| {
@@ -489,6 +647,22 @@ impl VaultLogins {
             "token_policies": ["login-read"],
         });
         ok("POST", "/v1/auth/jwt/role/boot", role);
+        // The clouds' identity tokens, signed with the key OpenBao trusts:
+        // GCE's for the audience asked (`boot`'s), Azure's for the default
+        // resource, bound to the managed identity's object ID.
+        let gce = FakeMetadata::builder(Cloud::Gce)
+            .signing_key(key.clone())
+            .start();
+        let azure = FakeMetadata::builder(Cloud::Azure)
+            .signing_key(key.clone())
+            .start();
+        let azure_jwt = azure.managed_identity_token(AZURE_RESOURCE, None);
+        let azure_claims = testkit::jwt::claims(&azure_jwt).unwrap();
+        let azure_role = json!({
+            "role_type": "jwt", "bound_audiences": [AZURE_RESOURCE], "user_claim": "sub",
+            "bound_claims": { "oid": azure_claims["oid"] }, "token_policies": ["login-read"],
+        });
+        ok("POST", "/v1/auth/jwt/role/azure", azure_role);
         let client_ca = TestCa::new();
         ok("POST", "/v1/sys/auth/cert", json!({ "type": "cert" }));
         let cert_role = json!({
@@ -537,6 +711,14 @@ impl VaultLogins {
                 ),
             ),
             (
+                "jwt-gce.toml",
+                "[vault.jwt]\nrole = \"boot\"\ntoken = \"gce\"\naudience = \"leak-test\"\n".into(),
+            ),
+            (
+                "jwt-azure.toml",
+                "[vault.jwt]\nrole = \"azure\"\ntoken = \"azure\"\n".into(),
+            ),
+            (
                 "cert.toml",
                 format!(
                     "[vault.cert]\nrole = \"boot\"\ncert_file = {}\nkey_file = {}\n",
@@ -556,9 +738,11 @@ impl VaultLogins {
             write_secret(inputs, config, &format!("{vault}\n{section}"), 0o600);
         }
         VaultLogins {
-            _bao: bao,
+            bao,
             _client_ca: client_ca,
-            jwts: vec![good, other],
+            gce,
+            azure,
+            jwts: vec![good, other, azure_jwt],
             key_pem: client.key_pem,
         }
     }
@@ -583,30 +767,52 @@ impl VaultLogins {
                 .arg(w.input(config));
             with_script(w, t, "/install.sh")
         }
+        fn cloud(w: &World, t: Tagstrap, config: &str, metadata: &FakeMetadata) -> Tagstrap {
+            login(w, t, config)
+                .arg("--metadata-endpoint")
+                .arg(metadata.url())
+        }
         vec![
+            Path_ {
+                name: "Vault jwt login with the GCE identity token",
+                run_exit: 0,
+                collects: &[Kind::LoginToken, Kind::Jwt],
+                set_up: |w, t| cloud(w, t, "jwt-gce.toml", &w.vault_logins.gce),
+            },
+            Path_ {
+                name: "Vault jwt login with the Azure managed identity token",
+                run_exit: 0,
+                collects: &[Kind::LoginToken, Kind::Jwt],
+                set_up: |w, t| cloud(w, t, "jwt-azure.toml", &w.vault_logins.azure),
+            },
             Path_ {
                 name: "Vault jwt login with a JWT file",
                 run_exit: 0,
+                collects: &[Kind::LoginToken, Kind::Jwt],
                 set_up: |w, t| login(w, t, "jwt.toml"),
             },
             Path_ {
                 name: "Vault jwt login refused (another audience)",
                 run_exit: 77,
+                collects: &[Kind::Jwt],
                 set_up: |w, t| login(w, t, "jwt-other.toml"),
             },
             Path_ {
                 name: "Vault jwt login with a JWT file others can read",
                 run_exit: 77,
+                collects: &[],
                 set_up: |w, t| login(w, t, "jwt-exposed.toml"),
             },
             Path_ {
                 name: "Vault cert login with a client certificate",
                 run_exit: 0,
+                collects: &[Kind::LoginToken],
                 set_up: |w, t| login(w, t, "cert.toml"),
             },
             Path_ {
                 name: "Vault cert login with a key file others can read",
                 run_exit: 77,
+                collects: &[],
                 set_up: |w, t| login(w, t, "cert-exposed.toml"),
             },
         ]
@@ -617,10 +823,14 @@ impl VaultLogins {
 /// How a path's invocation is set up, after the common part.
 type SetUp = fn(&World, Tagstrap) -> Tagstrap;
 
-/// One path through the program, and the exit code `run` must give on it.
+/// One path through the program, the exit code `run` must give on it, and
+/// what the stores must have recorded of each `run`, `plan` and `doctor` on
+/// it (`tags` does not reach a store): proof that the check of the secrets
+/// known only after a run had something to check.
 struct Path_ {
     name: &'static str,
     run_exit: i32,
+    collects: &'static [Kind],
     set_up: SetUp,
 }
 
@@ -653,6 +863,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "token from VAULT_TOKEN, script through Squid",
             run_exit: 0,
+            collects: &[Kind::Carried],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS");
                 with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
@@ -661,6 +872,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "user and password both credentials",
             run_exit: 0,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, "cred:PROXY_USER", "cred:PROXY_PASS");
                 with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
@@ -669,6 +881,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "AppRole login",
             run_exit: 0,
+            collects: &[Kind::LoginToken, Kind::SecretId],
             set_up: |w, t| {
                 let t = approle(
                     w,
@@ -681,6 +894,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "token file",
             run_exit: 0,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
                     .env("VAULT_ADDR", w.bao.addr())
@@ -691,6 +905,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "directory store",
             run_exit: 0,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, "cred:PROXY_USER", "cred:PROXY_PASS")
                     .env("CREDENTIALS_DIRECTORY", w.input("creds-private"));
@@ -700,6 +915,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "credentials inside the proxy URL of a tags file (accepted with a warning)",
             run_exit: 0,
+            collects: &[],
             set_up: |w, t| {
                 let t = t
                     .arg("--tags-file")
@@ -712,6 +928,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "the script fails",
             run_exit: 3,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS");
                 with_script(w, with_vault(w, t, &w.read_token), "/fail.sh")
@@ -720,6 +937,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "the script is not found",
             run_exit: 66,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS");
                 with_script(w, with_vault(w, t, &w.read_token), "/missing.sh")
@@ -728,6 +946,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "checksum mismatch",
             run_exit: 65,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
                     .tag("rs_agent:mime_shellscript_sha256", &sha256_hex(b"other"));
@@ -737,6 +956,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "wrong password: Squid answers 407",
             run_exit: 77,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:WRONG");
                 with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
@@ -745,6 +965,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "script host down behind the proxy until the deadline",
             run_exit: 69,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
                     .tag(
@@ -759,6 +980,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "the store denies the token",
             run_exit: 77,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS");
                 with_script(w, with_vault(w, t, &w.denied_token), "/install.sh")
@@ -767,6 +989,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "the secret does not exist",
             run_exit: 66,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:MISSING");
                 with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
@@ -775,6 +998,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "the secret holds a control character",
             run_exit: 65,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:CONTROL");
                 with_script(w, with_vault(w, t, &w.read_token), "/install.sh")
@@ -783,6 +1007,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "the store is unreachable until the deadline",
             run_exit: 69,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
                     .vault(
@@ -797,6 +1022,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "AppRole with a wrong secret ID",
             run_exit: 77,
+            collects: &[Kind::SecretId],
             set_up: |w, t| {
                 let t = approle(
                     w,
@@ -809,6 +1035,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "AppRole secret-ID file others can read",
             run_exit: 77,
+            collects: &[],
             set_up: |w, t| {
                 let t = approle(
                     w,
@@ -821,6 +1048,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "token file others can read",
             run_exit: 77,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
                     .env("VAULT_ADDR", w.bao.addr())
@@ -831,6 +1059,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "directory-store secret others can read",
             run_exit: 77,
+            collects: &[],
             set_up: |w, t| {
                 let t = proxy_tags(w, t, USER, "cred:PROXY_PASS")
                     .env("CREDENTIALS_DIRECTORY", w.input("creds-exposed"));
@@ -840,6 +1069,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "--write-env into a scanned directory (must be 0600)",
             run_exit: 0,
+            collects: &[],
             set_up: |w, t| {
                 // The variable, not the flag: `plan` and `tags` have no
                 // --write-env, and ignore the setting.
@@ -851,6 +1081,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "every tag from the AWS instance tags",
             run_exit: 0,
+            collects: &[],
             set_up: |w, t| {
                 with_vault(w, t, &w.read_token)
                     .arg("--source")
@@ -864,6 +1095,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "a plain-text password in the Azure instance tags",
             run_exit: 65,
+            collects: &[],
             set_up: |w, t| {
                 t.arg("--source")
                     .arg("azure")
@@ -876,6 +1108,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "a plain-text password tag",
             run_exit: 65,
+            collects: &[],
             set_up: |w, t| {
                 let t = t.arg("--tags-file").arg(w.input("plain-password.tags"));
                 with_script(w, t, "/install.sh")
@@ -884,6 +1117,7 @@ fn paths() -> Vec<Path_> {
         Path_ {
             name: "a socks proxy URL holding the password",
             run_exit: 65,
+            collects: &[],
             set_up: |w, t| {
                 let t = t.arg("--tags-file").arg(w.input("socks.tags"));
                 with_script(w, t, "/install.sh")
@@ -1006,17 +1240,36 @@ fn exposed_files_holding(root: &Path, forms: &[String]) -> Vec<String> {
     found
 }
 
-/// Every path × every command × both formats.
-fn check_paths(world: &World, paths: &[Path_]) {
-    let forms = world.secret_forms();
+/// Every path × every command × both formats. Returns every secret the
+/// stores recorded along the way, in every form.
+fn check_paths(world: &World, paths: &[Path_]) -> BTreeSet<String> {
+    let known = world.secret_forms();
     let tmp = tempfile::tempdir().unwrap();
     let mut checked = 0;
+    let mut recorded = BTreeSet::new();
     for path in paths {
         for command in ["run", "plan", "tags", "doctor"] {
             for format in ["text", "json"] {
                 let context = format!("path {:?}, {command}, {format}", path.name);
                 let t = (path.set_up)(world, Tagstrap::new(command));
-                let (seen, state) = observe(t, format, tmp.path(), &forms);
+                let mark = world.mark();
+                let (seen, state) = observe(t, format, tmp.path(), &known);
+                // The secrets known only now: what the stores recorded.
+                let collected = world.collected_since(&mark);
+                if command != "tags" {
+                    for kind in path.collects {
+                        assert!(
+                            collected.has(*kind),
+                            "{context}: the stores recorded no {kind:?} \
+                             (collected: {:?})\n{}",
+                            collected.found.keys().collect::<Vec<_>>(),
+                            seen.stderr
+                        );
+                    }
+                }
+                let new = collected.forms();
+                recorded.extend(new.iter().cloned());
+                let forms: Vec<String> = known.iter().cloned().chain(new).collect();
                 if command == "run" {
                     assert_eq!(
                         seen.code, path.run_exit,
@@ -1059,6 +1312,7 @@ fn check_paths(world: &World, paths: &[Path_]) {
         }
     }
     assert_eq!(checked, paths.len() * 8);
+    recorded
 }
 
 #[test]
@@ -1066,7 +1320,7 @@ fn no_secret_leaks_on_any_path_of_any_command_in_either_log_format() {
     let world = World::new();
     let mut all = paths();
     all.extend(cloud_store_paths());
-    check_paths(&world, &all);
+    let recorded = check_paths(&world, &all);
     // The scripts that ran saw the proxy variables, and each one's snapshot
     // of every command line was scanned above (it is not a private file).
     let snapshots: Vec<_> = std::fs::read_dir(world.out.path())
@@ -1080,7 +1334,7 @@ fn no_secret_leaks_on_any_path_of_any_command_in_either_log_format() {
         successes * 2,
         "one snapshot per successful run in each format"
     );
-    let environs = script_environments_hold_no_store_secret(&world);
+    let environs = script_environments_hold_no_store_secret(&world, &recorded);
     assert_eq!(
         environs,
         successes * 2,
@@ -1103,10 +1357,12 @@ fn no_secret_leaks_on_any_path_of_any_command_in_either_log_format() {
 }
 
 /// Checks every environment a script wrote down (`environ-PID`): no
-/// variable of the store's, and no secret form but the proxy password in
-/// the proxy variables. Returns how many there were.
-fn script_environments_hold_no_store_secret(world: &World) -> usize {
-    let forms = world.secret_forms();
+/// variable of the store's, and no secret form (known up front, or
+/// `recorded` by the stores) but the proxy password in the proxy variables.
+/// Returns how many there were.
+fn script_environments_hold_no_store_secret(world: &World, recorded: &BTreeSet<String>) -> usize {
+    let mut forms = world.secret_forms();
+    forms.extend(recorded.iter().cloned());
     let allowed = World::proxy_url_forms();
     let mut count = 0;
     for entry in std::fs::read_dir(world.out.path()).unwrap().flatten() {

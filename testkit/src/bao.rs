@@ -39,6 +39,17 @@
 //!   chain matching all constraints" to one whose names a role does not
 //!   allow, but `500` "failed to verify client's certificate: x509:
 //!   certificate has expired or is not yet valid" to an expired one.
+//! * An audit device cannot be enabled through the API: `PUT
+//!   /v1/sys/audit/NAME` answers `400` "cannot enable audit device via API;
+//!   use declarative, config-based audit device management instead" (unless
+//!   the server config sets `unsafe_allow_api_audit_creation`). A config file
+//!   with an `audit "file" "NAME" { options { ... } }` block, passed with
+//!   `-config` next to `-dev`, enables it at start-up: `GET /v1/sys/audit`
+//!   lists it, with the options as given. [`Bao::start_audited`] does that,
+//!   with `log_raw = "true"`: each request and response is one JSON line,
+//!   written (0600) before the response is sent, secrets in clear (the
+//!   token a request carries at `auth.client_token`, a login's at
+//!   `response.auth.client_token`, its body at `request.data`).
 //!
 //! ## TLS (`-dev-tls`)
 //! * `bao server -dev -dev-tls -dev-tls-cert-dir=DIR` generates a fresh CA
@@ -136,6 +147,8 @@ pub struct Bao {
     /// `-dev-tls`: a client config trusting only that CA (loaded once the
     /// server has written it).
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// [`Bao::start_audited`]: the file audit device's log.
+    audit_log: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -155,11 +168,19 @@ impl Bao {
         Self::start_with(true)
     }
 
-    fn start_with(tls: bool) -> Bao {
-        util::start_with_retries("bao dev server", || Self::try_start(tls))
+    /// Like [`Bao::start`] (`tls` false) or [`Bao::start_tls`], with a file
+    /// audit device `leak` logging raw (`log_raw = "true"`) to
+    /// [`Bao::audit_log`]: every token, secret ID and JWT the server was
+    /// sent or gave out, in clear, one JSON line per request and response.
+    pub fn start_audited(tls: bool) -> Bao {
+        util::start_with_retries("bao dev server", || Self::try_start(tls, true))
     }
 
-    fn try_start(tls: bool) -> Result<Bao, (bool, String)> {
+    fn start_with(tls: bool) -> Bao {
+        util::start_with_retries("bao dev server", || Self::try_start(tls, false))
+    }
+
+    fn try_start(tls: bool, audit: bool) -> Result<Bao, (bool, String)> {
         let dir = tempfile::Builder::new()
             .prefix("testkit-bao-")
             .tempdir()
@@ -183,6 +204,18 @@ impl Bao {
             cmd.arg("-dev-tls")
                 .arg(format!("-dev-tls-cert-dir={}", tls_dir.display()));
             tls_dir.join("vault-ca.pem")
+        });
+        let audit_log = audit.then(|| {
+            let log = dir.path().join("audit.log");
+            let config = format!(
+                "audit \"file\" \"leak\" {{\n  options {{\n    file_path = {:?}\n    \
+                 log_raw = \"true\"\n  }}\n}}\n",
+                log.display().to_string()
+            );
+            let file = dir.path().join("audit.hcl");
+            std::fs::write(&file, config).expect("write bao audit config");
+            cmd.arg(format!("-config={}", file.display()));
+            log
         });
         for k in [
             "BAO_ADDR",
@@ -210,6 +243,7 @@ impl Bao {
             unseal_key: String::new(),
             ca_pem,
             tls: None,
+            audit_log,
             dir,
         };
         let ready = util::poll_until(START_TIMEOUT, Duration::from_millis(20), || {
@@ -299,6 +333,12 @@ impl Bao {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// For [`Bao::start_audited`]: the raw audit log (JSON lines). `None`
+    /// without an audit device.
+    pub fn audit_log(&self) -> Option<&Path> {
+        self.audit_log.as_deref()
     }
 
     pub fn root_token(&self) -> String {

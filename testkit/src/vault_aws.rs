@@ -33,6 +33,8 @@ struct State {
     secrets: HashMap<String, String>,
     upstream: u16,
     tokens: Vec<String>,
+    /// Every token granted, revoked or not.
+    issued: Vec<String>,
     granted: usize,
     revoked: usize,
     /// Why each refused login was refused.
@@ -113,6 +115,12 @@ impl VaultAwsLogin {
     /// Logins granted.
     pub fn granted(&self) -> usize {
         self.state.lock().expect("state").granted
+    }
+
+    /// Every token it granted (revoked ones too): what a test looks for in
+    /// a leak scan.
+    pub fn granted_tokens(&self) -> Vec<String> {
+        self.state.lock().expect("state").issued.clone()
     }
 
     /// Tokens revoked with `revoke-self`.
@@ -295,6 +303,7 @@ fn login(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
     let token = format!("hvs.aws-{}", crate::util::random_hex());
     let mut s = state.lock().expect("state");
     s.tokens.push(token.clone());
+    s.issued.push(token.clone());
     s.granted += 1;
     (
         200,
