@@ -365,3 +365,57 @@ fn a_plain_http_endpoint_elsewhere_is_78_before_any_request() {
         "nothing was asked of IMDS either"
     );
 }
+
+/// With `--source none`, the metadata service is asked only for the
+/// instance's identity; when it never answers, the error line says so, for
+/// every store that opens with that identity (AWS, GCP, Azure alike).
+#[test]
+fn an_unreachable_metadata_service_is_69_saying_why_it_was_asked() {
+    let closed = testkit::free_port();
+    let endpoint = format!("http://127.0.0.1:{closed}");
+    for (store, section) in [
+        (
+            "aws-secrets-manager",
+            format!("[aws_secrets_manager]\nregion = \"eu-west-1\"\nendpoint = \"{endpoint}\"\n"),
+        ),
+        (
+            "aws-ssm",
+            format!("[aws_ssm]\nregion = \"eu-west-1\"\nendpoint = \"{endpoint}\"\n"),
+        ),
+        (
+            "gcp-secret-manager",
+            format!("[gcp_secret_manager]\nproject = \"p-1\"\nendpoint = \"{endpoint}\"\n"),
+        ),
+        (
+            "azure-key-vault",
+            format!("[azure_key_vault]\nvault = \"kv-1\"\nendpoint = \"{endpoint}\"\n"),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), store, &section);
+        let witness = Witness::expecting_proxy(PROXY, USER, PASSWORD);
+        let run = Tagstrap::new("run")
+            .arg("--source")
+            .arg("none")
+            .tag("rs_agent:http_proxy", PROXY)
+            .tag("rs_agent:http_proxy_user", USER)
+            .tag("rs_agent:http_proxy_password", "cred:PROXY-PASS")
+            .tag("rs_agent:mime_shellscript", &witness.url())
+            .arg("--config")
+            .arg(&config)
+            .arg("--metadata-endpoint")
+            .arg(&endpoint)
+            .arg("--deadline")
+            .arg("2")
+            .run();
+        run.assert_error(69, "metadata service at http://127.0.0.1:");
+        assert!(
+            run.error_lines()[0].contains(
+                "asked for the instance's identity, to open the credential store: gave up"
+            ),
+            "{store}: {}",
+            run.stderr
+        );
+        assert!(!witness.ran(), "{store}: the script must not run");
+    }
+}

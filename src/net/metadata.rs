@@ -71,6 +71,9 @@ pub(crate) struct MetadataClient {
     base: Url,
     http: HttpClient,
     deadline: Duration,
+    /// What it is asked for, when that is not the instance's tags: said in
+    /// the line a read that gives up ends with ([`MetadataClient::asked_for`]).
+    purpose: Option<&'static str>,
 }
 
 /// A non-transient answer.
@@ -108,7 +111,17 @@ impl MetadataClient {
             base,
             http: http_client(tls, None, Redirects::Manual, METADATA_TIMEOUT)?,
             deadline,
+            purpose: None,
         })
+    }
+
+    /// The same client, saying in the line of a read that gives up what the
+    /// service was asked for (e.g. "the instance's identity, to open the
+    /// credential store"): with `--source none`, an operator would not
+    /// otherwise know why tagstrap asked it at all.
+    pub(crate) fn asked_for(mut self, purpose: &'static str) -> MetadataClient {
+        self.purpose = Some(purpose);
+        self
     }
 
     /// Runs a whole read with the retry engine until the deadline, and says
@@ -119,8 +132,11 @@ impl MetadataClient {
         Fut: Future<Output = std::result::Result<T, Failure>>,
     {
         let mut tries = Tries::default();
-        let value =
-            retry::retry(&self.describe(), self.deadline, &mut tries, |_| attempt()).await?;
+        let what = match self.purpose {
+            Some(purpose) => format!("{}, asked for {purpose}", self.describe()),
+            None => self.describe(),
+        };
+        let value = retry::retry(&what, self.deadline, &mut tries, |_| attempt()).await?;
         Ok((value, tries))
     }
 

@@ -51,5 +51,12 @@ pub(crate) fn client(
     tls: &Arc<rustls::ClientConfig>,
     deadline: Duration,
 ) -> Result<MetadataClient> {
-    MetadataClient::new(cloud, endpoint, LINK_LOCAL_ENDPOINT, tls, deadline)
+    Ok(
+        MetadataClient::new(cloud, endpoint, LINK_LOCAL_ENDPOINT, tls, deadline)?
+            .asked_for(PURPOSE),
+    )
 }
+
+/// What the metadata service is asked for here, in the line of a read that
+/// gives up.
+pub(crate) const PURPOSE: &str = "the instance's identity, to open the credential store";

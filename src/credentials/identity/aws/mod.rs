@@ -107,7 +107,8 @@ impl AwsIdentity {
         budget: Duration,
     ) -> Result<AwsIdentity> {
         Ok(AwsIdentity {
-            imds: MetadataClient::new("aws", endpoint, LINK_LOCAL_ENDPOINT, tls, budget)?,
+            imds: MetadataClient::new("aws", endpoint, LINK_LOCAL_ENDPOINT, tls, budget)?
+                .asked_for(super::PURPOSE),
             credentials: tokio::sync::Mutex::new(None),
             profile: Mutex::new(None),
             role: Mutex::new(None),
