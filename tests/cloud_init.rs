@@ -28,6 +28,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{secret_forms, sha256_hex};
+use serde_json::json;
+use testkit::metadata::{Cloud, FakeMetadata};
 use testkit::rootfs::text;
 use testkit::{static_tagstrap, Bao, Origin, Reply, Rootfs, Squid, TestCa};
 
@@ -48,6 +50,10 @@ enum Store {
     /// `[vault] address` in config.toml and the token in
     /// `/etc/tagstrap/vault-token`, loaded as a systemd credential.
     UnitCredential,
+    /// No secret anywhere in the tree: config.toml names Vault's `jwt`
+    /// login with the GCE identity token, which the (fake) GCE metadata
+    /// server signs for this instance (dist/config/vault-jwt-gce.toml).
+    Identity,
 }
 
 /// The servers on loopback and the tree that boots against them.
@@ -56,7 +62,10 @@ struct World {
     origin: Origin,
     squid: Squid,
     _bao: Bao,
-    token: String,
+    /// The GCE metadata server of [`Store::Identity`].
+    gce: Option<FakeMetadata>,
+    /// The store token on the image, when there is one.
+    token: Option<String>,
     rootfs: Rootfs,
     started: Instant,
 }
@@ -112,7 +121,40 @@ impl World {
                           source = \"none\"\n\
                           deadline = 60\n"
             .to_string();
+        let mut gce = None;
         match store {
+            Store::Identity => {
+                // OpenBao trusts the key the metadata server signs with, and
+                // role `boot` only for tokens made out to its audience.
+                let key = testkit::jwt::SigningKey::generate();
+                let root = bao.root_token();
+                let ok = |method: &str, path: &str, body: serde_json::Value| {
+                    let r = bao.api(method, path, Some(&root), Some(&body));
+                    assert!((200..300).contains(&r.status), "{path}: {}", r.text());
+                };
+                let policy = r#"path "secret/data/PROXY_PASS" { capabilities = ["read"] }"#;
+                ok(
+                    "PUT",
+                    "/v1/sys/policies/acl/boot",
+                    json!({ "policy": policy }),
+                );
+                ok("POST", "/v1/sys/auth/jwt", json!({ "type": "jwt" }));
+                let pubkeys = json!({ "jwt_validation_pubkeys": [key.public_pem()] });
+                ok("POST", "/v1/auth/jwt/config", pubkeys);
+                let role = json!({
+                    "role_type": "jwt", "bound_audiences": ["tagstrap-boot"],
+                    "user_claim": "sub", "token_policies": ["boot"],
+                });
+                ok("POST", "/v1/auth/jwt/role/boot", role);
+                let fake = FakeMetadata::builder(Cloud::Gce).signing_key(key).start();
+                config.push_str(&format!(
+                    "metadata_endpoint = \"{}\"\n\n[vault]\naddress = \"{}\"\n\n\
+                     [vault.jwt]\nrole = \"boot\"\ntoken = \"gce\"\naudience = \"tagstrap-boot\"\n",
+                    fake.url(),
+                    bao.addr()
+                ));
+                gce = Some(fake);
+            }
             Store::VaultEnv => {
                 rootfs.write(
                     "/etc/tagstrap/vault.env",
@@ -131,7 +173,8 @@ impl World {
             origin,
             squid,
             _bao: bao,
-            token,
+            gce,
+            token: (store != Store::Identity).then_some(token),
             rootfs,
             started,
         }
@@ -272,7 +315,9 @@ impl World {
     /// or /var/lib/cloud that is not mode 0600.
     fn assert_no_leak(&self, outputs: &[Output]) {
         let mut forms = secret_forms(PASSWORD);
-        forms.extend(secret_forms(&self.token));
+        if let Some(token) = &self.token {
+            forms.extend(secret_forms(token));
+        }
         forms.push(base64(format!("{USER}:{PASSWORD}").as_bytes()));
         let check = |what: &str, bytes: &[u8]| {
             let text = String::from_utf8_lossy(bytes);
@@ -384,12 +429,40 @@ fn base64(bytes: &[u8]) -> String {
 
 /// Three boots under cloud-init: the first runs the script, a reboot of the
 /// same instance does not, a new instance does.
-fn runs_once_per_instance_under_cloud_init(make_user_data: impl FnOnce(&Rootfs) -> Vec<u8>) {
-    let world = World::new(Store::VaultEnv);
+fn runs_once_per_instance_under_cloud_init(
+    store: Store,
+    make_user_data: impl FnOnce(&Rootfs) -> Vec<u8>,
+) {
+    let world = World::new(store);
     let user_data = &make_user_data(&world.rootfs);
+    if store == Store::Identity {
+        // The image holds names only: no token, no secret ID, no key.
+        let mut baked: Vec<String> = files_under(&world.rootfs.path("/etc/tagstrap"))
+            .into_iter()
+            .map(|(path, _)| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        baked.sort();
+        assert_eq!(
+            baked,
+            ["ca.pem", "config.toml", "tags"],
+            "the image's /etc/tagstrap"
+        );
+        assert!(!String::from_utf8_lossy(user_data).contains("VAULT_TOKEN="));
+    }
 
     let first = world.boot("i-first", user_data);
     assert_eq!(world.runs(), ["i-first"]);
+    if let Some(gce) = &world.gce {
+        // The password came through the login with the instance's identity
+        // token, asked for as the role's audience.
+        assert!(
+            gce.requests().iter().any(|r| r
+                .target
+                .contains("/service-accounts/default/identity?audience=tagstrap-boot&format=full")),
+            "{:?}",
+            gce.requests().iter().map(|r| &r.target).collect::<Vec<_>>()
+        );
+    }
     assert_eq!(world.origin.hits("/install.sh"), 1);
     world.assert_proxy_env();
     world.assert_connects_through_squid();
@@ -420,7 +493,7 @@ fn runs_once_per_instance_under_cloud_init(make_user_data: impl FnOnce(&Rootfs) 
 
 #[test]
 fn mime_shellscript_part_runs_tagstrap_once_per_instance() {
-    runs_once_per_instance_under_cloud_init(|rootfs| {
+    runs_once_per_instance_under_cloud_init(Store::VaultEnv, |rootfs| {
         let part = repo_file("cloud-init/user-data.sh");
         let user_data = rootfs.make_mime(&[(&part, "x-shellscript")]);
         let text = String::from_utf8_lossy(&user_data);
@@ -434,9 +507,11 @@ fn mime_shellscript_part_runs_tagstrap_once_per_instance() {
     });
 }
 
+/// With no secret on the image at all: the store opens with the instance's
+/// own identity (Vault's jwt login with the GCE identity token).
 #[test]
-fn cloud_config_runcmd_runs_tagstrap_once_per_instance() {
-    runs_once_per_instance_under_cloud_init(|_| {
+fn cloud_config_runcmd_runs_tagstrap_once_per_instance_with_no_secret_on_the_image() {
+    runs_once_per_instance_under_cloud_init(Store::Identity, |_| {
         let user_data = std::fs::read(repo_file("cloud-init/cloud-config.yaml")).unwrap();
         assert!(user_data.starts_with(b"#cloud-config\n"));
         user_data
