@@ -132,6 +132,12 @@ impl<T> TokenCache<T> {
         slot.as_ref().map(|(value, _)| value.clone())
     }
 
+    /// Drops the kept one, so that the next [`TokenCache::get`] asks for a
+    /// fresh one: the API refused it before its expiry (revoked, rotated).
+    pub(crate) fn forget(&self) {
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// The kept one while it is valid, else `fetch`'s: a value and the
     /// seconds it is valid for.
     pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<Arc<T>>
@@ -153,6 +159,20 @@ impl<T> TokenCache<T> {
         *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((value.clone(), until));
         Ok(value)
     }
+}
+
+/// Whether a store's answer `status` calls for one fresh token before it is
+/// taken as final: a 401, the first time in a read. A token can stop being
+/// accepted before its expiry (revoked, rotated, a clock ahead of the
+/// issuer's); asking the metadata service once more costs a request, and a
+/// second 401 with a fresh token is the refusal it says it is (77). AWS's
+/// stores do the same on `ExpiredToken`.
+pub(crate) fn renew_once(status: u16, renewed: &std::sync::atomic::AtomicBool, kind: &str) -> bool {
+    if status != 401 || renewed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    tracing::info!("{kind} did not accept the access token (401): asking for a fresh one, once");
+    true
 }
 
 /// " (it said: CODE: message)" from Google's and Azure's error bodies alike

@@ -148,6 +148,13 @@ fn handle(data: &mut Data, req: &RecordedRequest) -> Reply {
                 None,
             )
             .with_header("Retry-After", "1"),
+            // A token no longer accepted, as Key Vault says it.
+            401 => error(
+                401,
+                "Unauthorized",
+                "AKV10022: Invalid audience or the token has expired.",
+                None,
+            ),
             s => error(s, "ServiceUnavailable", "The service is unavailable.", None),
         };
     }

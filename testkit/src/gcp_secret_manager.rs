@@ -150,6 +150,13 @@ fn handle(data: &mut Data, req: &RecordedRequest) -> Reply {
                 "Quota exceeded for quota metric 'Access requests' and limit 'Access requests \
                  per minute' of service 'secretmanager.googleapis.com'",
             ),
+            // A token no longer accepted (revoked, rotated), as Google says it.
+            401 => error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, \
+                 login cookie or other valid authentication credential.",
+            ),
             _ => error(
                 status,
                 "UNAVAILABLE",

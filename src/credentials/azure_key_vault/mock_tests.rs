@@ -190,3 +190,37 @@ async fn names_and_settings_key_vault_cannot_take_are_refused_before_any_request
     assert!(kv.requests().is_empty());
     assert!(meta.requests().is_empty());
 }
+
+/// A token Key Vault stops accepting before its expiry (401) is replaced by
+/// a fresh one from IMDS, once: a second 401 is the refusal.
+#[tokio::test]
+async fn a_token_refused_with_401_is_asked_for_again_once() {
+    let token_reads = |meta: &FakeMetadata| {
+        meta.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/identity/oauth2/token"))
+            .count()
+    };
+    for (first, readable) in [(&[401][..], true), (&[401, 401][..], false)] {
+        let meta = FakeMetadata::builder(Cloud::Azure).start();
+        let kv = FakeKeyVault::builder("kv-web")
+            .reader(AZURE_SYSTEM_CLIENT_ID)
+            .secret("p", "p@ss")
+            .answer_first(first)
+            .start();
+        let store = store(&section(&kv, ""), &meta.url()).unwrap();
+        let read = store.get(&name("cred:p")).await;
+        match read {
+            Ok(secret) => {
+                assert!(readable, "read after two 401s");
+                assert_eq!(secret.expose_secret(), "p@ss");
+            }
+            Err(e) => {
+                assert!(!readable, "{e}");
+                assert_eq!(e.exit_code(), 77, "{e}");
+            }
+        }
+        assert_eq!(token_reads(&meta), 2, "one fresh token after the 401");
+        assert_eq!(kv.requests().len(), 2);
+    }
+}

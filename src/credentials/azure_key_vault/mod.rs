@@ -181,9 +181,15 @@ impl AzureKeyVault {
         );
         let what = format!("credential {name} in {}", self.describe());
         let mut tries = Tries::default();
+        let renewed = std::sync::atomic::AtomicBool::new(false);
         let (answer, token) = retry::retry(&what, self.budget, &mut tries, |_| async {
-            let token = self.token().await?;
-            let answer = self.api.get(url.clone(), &token.access_token).await?;
+            let mut token = self.token().await?;
+            let mut answer = self.api.get(url.clone(), &token.access_token).await?;
+            if super::bearer::renew_once(answer.status, &renewed, KIND) {
+                self.token.forget();
+                token = self.token().await?;
+                answer = self.api.get(url.clone(), &token.access_token).await?;
+            }
             Ok((answer, token))
         })
         .await?;

@@ -306,3 +306,40 @@ fn a_plain_http_endpoint_off_loopback_is_warned_about_on_every_run() {
     );
     assert!(crate::credentials::azure_key_vault::in_clear(&kv).is_some());
 }
+
+/// A token the API stops accepting before its expiry (401) is replaced by a
+/// fresh one from the metadata server, once: a second 401 is the refusal.
+#[tokio::test]
+async fn a_token_refused_with_401_is_asked_for_again_once() {
+    let token_reads = |meta: &FakeMetadata| {
+        meta.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/service-accounts/default/token"))
+            .count()
+    };
+    let meta = FakeMetadata::builder(Cloud::Gce).start();
+    let api = FakeSecretManager::builder(&meta.access_token())
+        .secret("P", "p@ss")
+        .answer_first(&[401])
+        .start();
+    let opened = store(&section(&api, ""), &meta.url()).unwrap();
+    let secret = opened.get(&name("cred:P")).await.unwrap();
+    assert_eq!(secret.expose_secret(), "p@ss");
+    assert_eq!(token_reads(&meta), 2, "a fresh token after the 401");
+    assert_eq!(api.requests().len(), 2);
+
+    let meta = FakeMetadata::builder(Cloud::Gce).start();
+    let api = FakeSecretManager::builder(&meta.access_token())
+        .secret("P", "p@ss")
+        .answer_first(&[401, 401])
+        .start();
+    let opened = store(&section(&api, ""), &meta.url()).unwrap();
+    let refused = opened.get(&name("cred:P")).await.unwrap_err();
+    assert_eq!(refused.exit_code(), 77, "{refused}");
+    assert!(
+        refused.message().contains("access token was not accepted"),
+        "{refused}"
+    );
+    assert_eq!(token_reads(&meta), 2, "one fresh token, not more");
+    assert_eq!(api.requests().len(), 2);
+}

@@ -250,16 +250,22 @@ impl GcpSecretManager {
         self.session().await?;
         let what = format!("credential {name} in {}", self.describe());
         let mut tries = Tries::default();
+        let renewed = std::sync::atomic::AtomicBool::new(false);
         let (answer, session) = retry::retry(&what, self.budget, &mut tries, |_| async {
-            let session = self.session().await?;
-            let path = format!(
-                "v1/projects/{}/secrets/{id}/versions/{}:access",
-                session.project, self.version
-            );
-            let answer = self
-                .api
-                .get(self.api.url(&path, None), &session.token)
-                .await?;
+            let ask = |session: &Session| {
+                let path = format!(
+                    "v1/projects/{}/secrets/{id}/versions/{}:access",
+                    session.project, self.version
+                );
+                self.api.url(&path, None)
+            };
+            let mut session = self.session().await?;
+            let mut answer = self.api.get(ask(&session), &session.token).await?;
+            if super::bearer::renew_once(answer.status, &renewed, KIND) {
+                self.session.forget();
+                session = self.session().await?;
+                answer = self.api.get(ask(&session), &session.token).await?;
+            }
             Ok((answer, session))
         })
         .await?;
