@@ -10,7 +10,8 @@ use testkit::metadata::{AwsCredentials, AwsRoleSet};
 use testkit::{Moto, MotoFront};
 
 use super::config::AwsSecretsManagerSettings;
-use crate::credentials::identity::aws::test_support::{cred, imds, opened};
+use crate::credentials::identity::aws::test_support::{imds, opened};
+use crate::credentials::test_support::name;
 
 const READ: &[&str] = &["secretsmanager:GetSecretValue"];
 
@@ -41,7 +42,7 @@ async fn reads_the_secret_string_and_a_json_field_with_the_instance_role() {
     let moto = moto();
     let fake = imds(&moto, "reader", None);
     let store = opened(&fake, &settings(&moto.url()), super::open);
-    let value = store.get(&cred("PROXY_PASS")).await.unwrap();
+    let value = store.get(&name("cred:PROXY_PASS")).await.unwrap();
     assert_eq!(value.expose_secret(), "s3cret-sm");
     let described = store.describe();
     assert!(
@@ -58,19 +59,19 @@ async fn reads_the_secret_string_and_a_json_field_with_the_instance_role() {
     with_field.field = Some("password".into());
     let store = opened(&fake, &with_field, super::open);
     assert_eq!(
-        store.get(&cred("JSON")).await.unwrap().expose_secret(),
+        store.get(&name("cred:JSON")).await.unwrap().expose_secret(),
         "pw-json"
     );
     with_field.field = Some("nope".into());
     let store = opened(&fake, &with_field, super::open);
-    let missing = store.get(&cred("JSON")).await.unwrap_err();
+    let missing = store.get(&name("cred:JSON")).await.unwrap_err();
     assert_eq!(missing.exit_code(), 66, "{missing}");
     assert!(missing.message().contains("no field \"nope\""), "{missing}");
     with_field.field = Some("n".into());
     let store = opened(&fake, &with_field, super::open);
-    let number = store.get(&cred("JSON")).await.unwrap_err();
+    let number = store.get(&name("cred:JSON")).await.unwrap_err();
     assert_eq!(number.exit_code(), 65, "{number}");
-    let not_json = store.get(&cred("PROXY_PASS")).await.unwrap_err();
+    let not_json = store.get(&name("cred:PROXY_PASS")).await.unwrap_err();
     assert_eq!(not_json.exit_code(), 65, "{not_json}");
     for e in [missing, number, not_json] {
         assert!(
@@ -85,14 +86,14 @@ async fn missing_is_66_denied_is_77_naming_the_permission_and_a_wrong_key_is_77(
     let moto = moto();
     let fake = imds(&moto, "reader", None);
     let store = opened(&fake, &settings(&moto.url()), super::open);
-    let missing = store.get(&cred("NOPE")).await.unwrap_err();
+    let missing = store.get(&name("cred:NOPE")).await.unwrap_err();
     assert_eq!(missing.exit_code(), 66, "{missing}");
     assert!(missing.message().contains("tagstrap/NOPE"), "{missing}");
     assert!(missing.message().contains("create-secret"), "{missing}");
 
     let other = imds(&moto, "ssm-only", None);
     let store = opened(&other, &settings(&moto.url()), super::open);
-    let denied = store.get(&cred("PROXY_PASS")).await.unwrap_err();
+    let denied = store.get(&name("cred:PROXY_PASS")).await.unwrap_err();
     assert_eq!(denied.exit_code(), 77, "{denied}");
     let message = denied.message();
     assert!(message.contains("AccessDenied"), "{message}");
@@ -110,7 +111,7 @@ async fn missing_is_66_denied_is_77_naming_the_permission_and_a_wrong_key_is_77(
     };
     let fake = imds(&moto, "reader", Some(vec![AwsRoleSet::fresh(wrong)]));
     let store = opened(&fake, &settings(&moto.url()), super::open);
-    let bad = store.get(&cred("PROXY_PASS")).await.unwrap_err();
+    let bad = store.get(&name("cred:PROXY_PASS")).await.unwrap_err();
     assert_eq!(bad.exit_code(), 77, "{bad}");
     assert!(bad.message().contains("SignatureDoesNotMatch"), "{bad}");
     assert!(
@@ -142,14 +143,14 @@ async fn expired_credentials_are_read_again_once_and_throttling_is_retried() {
     );
     let store = opened(&fake, &settings(&front.url()), super::open);
     front.throttle(2);
-    let value = store.get(&cred("PROXY_PASS")).await.unwrap();
+    let value = store.get(&name("cred:PROXY_PASS")).await.unwrap();
     assert_eq!(value.expose_secret(), "s3cret-sm");
     assert_eq!(front.answered(), 3, "two throttled, one expired");
 
     // Still expired after reading again: 77, and no loop.
     let stale = imds(&moto, "reader", Some(vec![AwsRoleSet::fresh(old.clone())]));
     let store = opened(&stale, &settings(&front.url()), super::open);
-    let err = store.get(&cred("PROXY_PASS")).await.unwrap_err();
+    let err = store.get(&name("cred:PROXY_PASS")).await.unwrap_err();
     assert_eq!(err.exit_code(), 77, "{err}");
     assert!(err.message().contains("clock"), "{err}");
 }

@@ -6,7 +6,8 @@ use secrecy::ExposeSecret;
 use testkit::Moto;
 
 use super::config::AwsSsmSettings;
-use crate::credentials::identity::aws::test_support::{cred, imds, opened};
+use crate::credentials::identity::aws::test_support::{imds, opened};
+use crate::credentials::test_support::name;
 
 fn settings(endpoint: &str) -> AwsSsmSettings {
     AwsSsmSettings {
@@ -27,18 +28,18 @@ async fn secure_strings_are_read_plain_strings_refused_missing_66_denied_77() {
         .start();
     let fake = imds(&moto, "reader", None);
     let store = opened(&fake, &settings(&moto.url()), super::open);
-    let value = store.get(&cred("PROXY_PASS")).await.unwrap();
+    let value = store.get(&name("cred:PROXY_PASS")).await.unwrap();
     assert_eq!(value.expose_secret(), "s3cret-ssm");
     assert!(store
         .describe()
         .starts_with("AWS SSM Parameter Store at http://127.0.0.1:"));
 
-    let plain = store.get(&cred("PLAIN")).await.unwrap_err();
+    let plain = store.get(&name("cred:PLAIN")).await.unwrap_err();
     assert_eq!(plain.exit_code(), 65, "{plain}");
     assert!(plain.message().contains("--type SecureString"), "{plain}");
     assert!(!plain.message().contains("plain-value"), "{plain}");
 
-    let missing = store.get(&cred("NOPE")).await.unwrap_err();
+    let missing = store.get(&name("cred:NOPE")).await.unwrap_err();
     assert_eq!(missing.exit_code(), 66, "{missing}");
     assert!(missing.message().contains("/tagstrap/NOPE"), "{missing}");
 
@@ -47,7 +48,7 @@ async fn secure_strings_are_read_plain_strings_refused_missing_66_denied_77() {
     let store = opened(&fake, &versioned, super::open);
     assert_eq!(
         store
-            .get(&cred("PROXY_PASS"))
+            .get(&name("cred:PROXY_PASS"))
             .await
             .unwrap()
             .expose_secret(),
@@ -55,12 +56,12 @@ async fn secure_strings_are_read_plain_strings_refused_missing_66_denied_77() {
     );
     versioned.version = Some(7);
     let store = opened(&fake, &versioned, super::open);
-    let no_version = store.get(&cred("PROXY_PASS")).await.unwrap_err();
+    let no_version = store.get(&name("cred:PROXY_PASS")).await.unwrap_err();
     assert_eq!(no_version.exit_code(), 66, "{no_version}");
 
     let other = imds(&moto, "sm-only", None);
     let store = opened(&other, &settings(&moto.url()), super::open);
-    let denied = store.get(&cred("PROXY_PASS")).await.unwrap_err();
+    let denied = store.get(&name("cred:PROXY_PASS")).await.unwrap_err();
     assert_eq!(denied.exit_code(), 77, "{denied}");
     let message = denied.message();
     assert!(

@@ -28,16 +28,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use reqwest::Method;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::net::metadata::{Answer, MetadataClient, LINK_LOCAL_ENDPOINT};
+use crate::net::metadata::{Answer, MetadataClient};
 use crate::net::retry::Failure;
-use crate::tags::instance::aws::{
-    endpoint_off, issued_token, TOKEN_HEADER, TOKEN_PATH, TTL_HEADER,
-};
+use crate::tags::instance::aws::{endpoint_off, session, token_header, Session};
 use crate::util::text::{forbidden_char, shown};
 
 /// Credentials this close to their `Expiration` are read again before use:
@@ -45,8 +43,6 @@ use crate::util::text::{forbidden_char, shown};
 /// a request signed now may still be retried for a while.
 pub(crate) const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 
-/// A token is asked for each read; it needs to outlive a few requests.
-const TOKEN_TTL: &str = "300";
 pub(crate) const CREDENTIALS_PATH: &str = "latest/meta-data/iam/security-credentials/";
 const INFO_PATH: &str = "latest/meta-data/iam/info";
 const REGION_PATH: &str = "latest/meta-data/placement/region";
@@ -107,8 +103,7 @@ impl AwsIdentity {
         budget: Duration,
     ) -> Result<AwsIdentity> {
         Ok(AwsIdentity {
-            imds: MetadataClient::new("aws", endpoint, LINK_LOCAL_ENDPOINT, tls, budget)?
-                .asked_for(super::PURPOSE),
+            imds: super::client("aws", endpoint, tls, budget)?,
             credentials: tokio::sync::Mutex::new(None),
             profile: Mutex::new(None),
             role: Mutex::new(None),
@@ -243,16 +238,12 @@ impl AwsIdentity {
     /// A session token (`None` from an EC2-compatible service without
     /// IMDSv2, which answers the PUT 404 or 405).
     async fn token(&self) -> std::result::Result<Option<SecretString>, Failure> {
-        let url = self.imds.url(TOKEN_PATH, &[], None);
-        let answer = self
-            .imds
-            .send(Method::PUT, url, &[(TTL_HEADER, TOKEN_TTL)])
-            .await?;
-        match answer.status {
-            200 => issued_token(&self.imds, &answer).map(Some),
-            403 => Err(Failure::Permanent(Error::Refused(endpoint_off(&self.imds)))),
-            404 | 405 => Ok(None),
-            _ => Err(self.imds.unexpected(&answer)),
+        match session(&self.imds).await? {
+            Session::Token(token) => Ok(Some(token)),
+            Session::NoTokens => Ok(None),
+            Session::EndpointOff => {
+                Err(Failure::Permanent(Error::Refused(endpoint_off(&self.imds))))
+            }
         }
     }
 
@@ -271,11 +262,7 @@ impl AwsIdentity {
         url: Url,
         token: &Option<SecretString>,
     ) -> std::result::Result<Answer, Failure> {
-        let headers: Vec<(&str, &str)> = token
-            .iter()
-            .map(|t| (TOKEN_HEADER, t.expose_secret()))
-            .collect();
-        self.imds.send(method, url, &headers).await
+        self.imds.send(method, url, &token_header(token)).await
     }
 }
 
@@ -365,6 +352,8 @@ pub(crate) fn default_endpoint(service: &str, region: &str) -> Url {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     #[test]
@@ -456,11 +445,5 @@ pub(crate) mod test_support {
             metadata_endpoint: Some(&url),
         };
         open(settings, &context).unwrap()
-    }
-
-    pub(crate) fn cred(name: &str) -> crate::credentials::CredRef {
-        crate::credentials::CredRef::parse(&format!("cred:{name}"))
-            .unwrap()
-            .unwrap()
     }
 }

@@ -38,14 +38,14 @@ const NAME: &str = "aws";
 /// Lifetime asked for each session token. A try needs it for a few requests;
 /// every try asks for a new one.
 pub(crate) const TOKEN_TTL_SECONDS: u32 = 300;
-pub(crate) const TOKEN_PATH: &str = "latest/api/token";
-pub(crate) const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
-pub(crate) const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
+const TOKEN_PATH: &str = "latest/api/token";
+const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
 const INSTANCE_ID_PATH: &str = "latest/meta-data/instance-id";
 const TAGS_PATH: &str = "latest/meta-data/tags/instance";
 
 /// What the token PUT gave.
-enum Session {
+pub(crate) enum Session {
     Token(SecretString),
     /// An EC2-compatible service without IMDSv2 (404 or 405).
     NoTokens,
@@ -134,39 +134,7 @@ impl Aws {
 
     /// A session token, if the service gives one.
     async fn token(&self) -> std::result::Result<Session, Failure> {
-        let url = self.client.url(TOKEN_PATH, &[], None);
-        let ttl = TOKEN_TTL_SECONDS.to_string();
-        let answer = match self
-            .client
-            .send(Method::PUT, url, &[(TTL_HEADER, &ttl)])
-            .await
-        {
-            Ok(answer) => answer,
-            // A PUT whose answer never comes back is the classic sign of a
-            // hop limit of 1 with tagstrap in a container.
-            Err(Failure::Transient(mut t)) if t.reason.contains(NO_ANSWER) => {
-                t.reason.push_str(
-                    " (no answer to the token PUT: if tagstrap runs in a container, the instance's \
-                     metadata hop limit must be 2: `aws ec2 modify-instance-metadata-options \
-                     --http-put-response-hop-limit 2`)",
-                );
-                return Err(Failure::Transient(t));
-            }
-            Err(e) => return Err(e),
-        };
-        match answer.status {
-            200 => issued_token(&self.client, &answer).map(Session::Token),
-            403 => Ok(Session::EndpointOff),
-            404 | 405 => {
-                tracing::info!(
-                    "{} has no IMDSv2 session tokens ({} to the token PUT); reading it without one",
-                    self.client.describe(),
-                    answer.status
-                );
-                Ok(Session::NoTokens)
-            }
-            _ => Err(self.client.unexpected(&answer)),
-        }
+        session(&self.client).await
     }
 
     /// GET `path`/`segments` with the token: `Some(text)` on 200, `None` on 404.
@@ -177,11 +145,7 @@ impl Aws {
         token: &Option<SecretString>,
     ) -> std::result::Result<Option<String>, Failure> {
         let url = self.client.url(path, segments, None);
-        let headers: Vec<(&str, &str)> = token
-            .iter()
-            .map(|t| (TOKEN_HEADER, t.expose_secret()))
-            .collect();
-        let answer = self.client.get(url, &headers).await?;
+        let answer = self.client.get(url, &token_header(token)).await?;
         match answer.status {
             200 => self.client.text(&answer).map(Some),
             404 => Ok(None),
@@ -203,6 +167,50 @@ impl Aws {
             answer.path
         )))
     }
+}
+
+/// One IMDSv2 session: `PUT latest/api/token` with its TTL header. Shared
+/// by the tag source and the instance role's credentials
+/// (`credentials::identity::aws`), so both say the same about a hop limit,
+/// a turned-off endpoint and a service without tokens.
+pub(crate) async fn session(client: &MetadataClient) -> std::result::Result<Session, Failure> {
+    let url = client.url(TOKEN_PATH, &[], None);
+    let ttl = TOKEN_TTL_SECONDS.to_string();
+    let answer = match client.send(Method::PUT, url, &[(TTL_HEADER, &ttl)]).await {
+        Ok(answer) => answer,
+        // A PUT whose answer never comes back is the classic sign of a
+        // hop limit of 1 with tagstrap in a container.
+        Err(Failure::Transient(mut t)) if t.reason.contains(NO_ANSWER) => {
+            t.reason.push_str(
+                " (no answer to the token PUT: if tagstrap runs in a container, the instance's \
+                 metadata hop limit must be 2: `aws ec2 modify-instance-metadata-options \
+                 --http-put-response-hop-limit 2`)",
+            );
+            return Err(Failure::Transient(t));
+        }
+        Err(e) => return Err(e),
+    };
+    match answer.status {
+        200 => issued_token(client, &answer).map(Session::Token),
+        403 => Ok(Session::EndpointOff),
+        404 | 405 => {
+            tracing::info!(
+                "{} has no IMDSv2 session tokens ({} to the token PUT); reading it without one",
+                client.describe(),
+                answer.status
+            );
+            Ok(Session::NoTokens)
+        }
+        _ => Err(client.unexpected(&answer)),
+    }
+}
+
+/// The header a request carries with the session token, when there is one.
+pub(crate) fn token_header(token: &Option<SecretString>) -> Vec<(&'static str, &str)> {
+    token
+        .iter()
+        .map(|t| (TOKEN_HEADER, t.expose_secret()))
+        .collect()
 }
 
 /// The session token of a 200 answer to the token PUT. It goes into a
