@@ -78,6 +78,38 @@ pub(crate) fn parse_address(text: &str, from: &str, rule: &AddressRule<'_>) -> R
     Ok(url)
 }
 
+/// When a store whose config section is `section` is reached over plain
+/// `http://` on a host that is not loopback (which only its
+/// `insecure_http = true` allows), the warning every run logs and `doctor`
+/// shows; `None` otherwise. `addresses` are the store's (unparsable ones
+/// are skipped: [`parse_address`] refuses them); `credential` is what
+/// crosses the network in clear with the proxy password, e.g. "the store
+/// token" or "the access token".
+pub(crate) fn in_clear<'a>(
+    section: &str,
+    insecure_http: bool,
+    addresses: impl IntoIterator<Item = &'a str>,
+    credential: &str,
+) -> Option<String> {
+    if !insecure_http {
+        return None;
+    }
+    let plain: Vec<String> = addresses
+        .into_iter()
+        .filter_map(|a| Url::parse(a).ok())
+        .filter(|url| url.scheme() == "http" && !is_loopback(url))
+        .map(|url| crate::util::text::shown(shown_address(&url)))
+        .collect();
+    (!plain.is_empty()).then(|| {
+        format!(
+            "the credential store at {} is reached over plain http:// ([{section}] \
+             insecure_http = true): {credential} and the proxy password cross the network in \
+             clear",
+            plain.join(", ")
+        )
+    })
+}
+
 /// Whether a URL's host is a loopback address: 127.0.0.0/8, ::1, or
 /// `localhost`. Plain http:// to it never leaves the machine, so SPEC §2
 /// allows it without `insecure_http`.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::address::{self, is_loopback, parse_address, shown_address};
+use super::address::{self, parse_address, shown_address};
 use super::config::{StoreChoice, StoreSettings};
 use super::directory::DirectoryStore;
 use super::vault::auth::{AppRole, AwsLogin, CertLogin, JwtLogin, Metadata, VaultAuth};
@@ -27,7 +27,6 @@ use super::vault::{VaultConfig, VaultStore};
 use super::{secret_file, CredentialStore};
 use crate::error::{Error, Result};
 use crate::net::tls;
-use crate::util::text::shown;
 
 /// What opening a store needs besides its settings.
 pub(crate) struct OpenContext<'a> {
@@ -102,11 +101,12 @@ pub(crate) fn in_clear(settings: &StoreSettings) -> Option<String> {
     match settings.choice {
         StoreChoice::GcpSecretManager => return super::gcp_secret_manager::in_clear(&settings.gcp),
         StoreChoice::AzureKeyVault => return super::azure_key_vault::in_clear(&settings.azure),
-        StoreChoice::AwsSecretsManager if sm.insecure_http => {
-            return endpoint_in_clear("aws_secrets_manager", sm.endpoint.as_deref())
+        StoreChoice::AwsSecretsManager => {
+            let endpoint = sm.endpoint.as_deref();
+            return endpoint_in_clear("aws_secrets_manager", sm.insecure_http, endpoint);
         }
-        StoreChoice::AwsSsm if ssm.insecure_http => {
-            return endpoint_in_clear("aws_ssm", ssm.endpoint.as_deref())
+        StoreChoice::AwsSsm => {
+            return endpoint_in_clear("aws_ssm", ssm.insecure_http, ssm.endpoint.as_deref())
         }
         _ => {}
     }
@@ -117,23 +117,8 @@ pub(crate) fn in_clear(settings: &StoreSettings) -> Option<String> {
 
 /// [`in_clear`] of the Vault/OpenBao settings.
 fn vault_in_clear(v: &VaultSettings) -> Option<String> {
-    if !v.insecure_http {
-        return None;
-    }
-    let plain: Vec<String> = v
-        .addresses
-        .iter()
-        .filter_map(|a| Url::parse(a).ok())
-        .filter(|url| url.scheme() == "http" && !is_loopback(url))
-        .map(|url| shown(shown_address(&url)))
-        .collect();
-    (!plain.is_empty()).then(|| {
-        format!(
-            "the credential store at {} is reached over plain http:// ([vault] insecure_http = \
-             true): the store token and the proxy password cross the network in clear",
-            plain.join(", ")
-        )
-    })
+    let addresses = v.addresses.iter().map(String::as_str);
+    address::in_clear("vault", v.insecure_http, addresses, "the store token")
 }
 
 fn open_directory(dir: &Path, from: &str) -> Result<Box<dyn CredentialStore>> {

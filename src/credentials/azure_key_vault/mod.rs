@@ -23,9 +23,9 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use self::config::{defs, AzureSettings};
-use super::address::{parse_address, AddressRule};
+use super::address::{self, parse_address, AddressRule};
 use super::bearer::{error_parts, error_said, BearerAnswer, BearerClient, TokenCache};
-use super::gcp_secret_manager::{checked_word, in_clear_at};
+use super::gcp_secret_manager::checked_word;
 use super::identity::azure::{self, AzureToken};
 use super::open::OpenContext;
 use super::{CredRef, CredentialStore};
@@ -36,6 +36,8 @@ use crate::net::tls;
 use crate::util::text::shown;
 use crate::util::BoxFuture;
 
+/// Its config section.
+const SECTION: &str = "azure_key_vault";
 const KIND: &str = "Azure Key Vault";
 /// The resource a Key Vault token is asked for.
 pub(crate) const RESOURCE: &str = "https://vault.azure.net";
@@ -95,7 +97,7 @@ pub(crate) fn open(
     let vault = file
         .vault
         .clone()
-        .unwrap_or_else(|| shown(super::address::shown_address(&base)));
+        .unwrap_or_else(|| shown(address::shown_address(&base)));
     let prefix = match &file.prefix {
         Some(p) if !p.is_empty() => checked_word(
             p,
@@ -139,7 +141,7 @@ pub(crate) fn open(
 
 fn rule(insecure_http: bool) -> AddressRule<'static> {
     AddressRule {
-        section: "azure_key_vault",
+        section: SECTION,
         example: EXAMPLE,
         credentials_hint: "the store is opened with the VM's managed identity",
         insecure_http,
@@ -154,7 +156,8 @@ pub(crate) fn in_clear(settings: &AzureSettings) -> Option<String> {
         .endpoint
         .as_deref()
         .or(file.vault.as_deref().filter(|v| v.contains("://")));
-    in_clear_at(address, file.insecure_http, "azure_key_vault")
+    let insecure_http = file.insecure_http == Some(true);
+    address::in_clear(SECTION, insecure_http, address, "the access token")
 }
 
 fn is_name_char(c: char) -> bool {

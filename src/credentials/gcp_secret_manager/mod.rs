@@ -25,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use self::config::{defs, GcpSettings, DEFAULT_ENDPOINT};
-use super::address::{parse_address, AddressRule};
+use super::address::{self, parse_address, AddressRule};
 use super::bearer::{error_parts, error_said, BearerAnswer, BearerClient, TokenCache};
 use super::identity::gce;
 use super::open::OpenContext;
@@ -37,6 +37,8 @@ use crate::net::tls;
 use crate::util::text::shown;
 use crate::util::BoxFuture;
 
+/// Its config section.
+const SECTION: &str = "gcp_secret_manager";
 const KIND: &str = "GCP Secret Manager";
 /// The role that reads one secret's versions, and nothing else.
 pub(crate) const ROLE: &str = "roles/secretmanager.secretAccessor";
@@ -125,7 +127,7 @@ pub(crate) fn open(
 /// The address rule of the section.
 fn rule(insecure_http: bool) -> AddressRule<'static> {
     AddressRule {
-        section: "gcp_secret_manager",
+        section: SECTION,
         example: DEFAULT_ENDPOINT,
         credentials_hint: "the store is opened with the instance's service account",
         insecure_http,
@@ -134,31 +136,10 @@ fn rule(insecure_http: bool) -> AddressRule<'static> {
 
 /// The warning for an `endpoint` reached over plain http:// off loopback.
 pub(crate) fn in_clear(settings: &GcpSettings) -> Option<String> {
-    in_clear_at(
-        settings.file.endpoint.as_deref(),
-        settings.file.insecure_http,
-        "gcp_secret_manager",
-    )
-}
-
-/// The warning for a store at `endpoint` reached over plain http:// off
-/// loopback with the section's `insecure_http`: the access token crosses
-/// the network in clear.
-pub(crate) fn in_clear_at(
-    endpoint: Option<&str>,
-    insecure_http: Option<bool>,
-    section: &str,
-) -> Option<String> {
-    let url = Url::parse(endpoint?).ok()?;
-    (insecure_http == Some(true) && url.scheme() == "http" && !super::address::is_loopback(&url))
-        .then(|| {
-            format!(
-                "the credential store at {} is reached over plain http:// ([{section}] \
-             insecure_http = true): the access token and the proxy password cross the network \
-             in clear",
-                shown(super::address::shown_address(&url))
-            )
-        })
+    let file = &settings.file;
+    let insecure_http = file.insecure_http == Some(true);
+    let addresses = file.endpoint.as_deref();
+    address::in_clear(SECTION, insecure_http, addresses, "the access token")
 }
 
 fn is_project_char(c: char) -> bool {

@@ -314,19 +314,13 @@ fn final_error(api: &AwsApi, error: &AwsError, asked: &str, grant: &str) -> Erro
 /// When a configured endpoint is plain http:// to a host that is not
 /// loopback (allowed by `insecure_http = true`), what to tell the operator:
 /// logged by every run, shown by `doctor` (`credentials::open::in_clear`).
-pub(crate) fn endpoint_in_clear(section: &str, endpoint: Option<&str>) -> Option<String> {
-    in_clear(section, &Url::parse(endpoint?).ok()?)
-}
-
-fn in_clear(section: &str, url: &Url) -> Option<String> {
-    (url.scheme() == "http" && !crate::credentials::address::is_loopback(url)).then(|| {
-        format!(
-            "the credential store at {} is reached over plain http:// ([{section}] \
-             insecure_http = true): the signed requests and the proxy password cross the \
-             network in clear",
-            shown_url(url)
-        )
-    })
+pub(crate) fn endpoint_in_clear(
+    section: &str,
+    insecure_http: bool,
+    endpoint: Option<&str>,
+) -> Option<String> {
+    let addresses = endpoint.into_iter();
+    crate::credentials::address::in_clear(section, insecure_http, addresses, "the signed requests")
 }
 
 /// A configured region and endpoint, checked: a region is a region name
@@ -362,7 +356,7 @@ fn configured_place(
                 insecure_http,
             };
             let url = parse_address(text, &from, &rule)?;
-            if let Some(warning) = in_clear(section, &url) {
+            if let Some(warning) = endpoint_in_clear(section, insecure_http, Some(text)) {
                 tracing::warn!("{warning}");
             }
             Some(url)
@@ -399,16 +393,21 @@ mod tests {
         let with_key = place(None, Some("https://AKIA:secret@ssm.example"), false).unwrap_err();
         assert!(!with_key.message().contains("secret@"), "{with_key}");
 
-        let warning = endpoint_in_clear("aws_ssm", Some(remote)).unwrap();
+        let warning = endpoint_in_clear("aws_ssm", true, Some(remote)).unwrap();
         assert!(warning.contains("http://ssm.corp.example"), "{warning}");
         assert_eq!(
-            endpoint_in_clear("aws_ssm", Some("http://127.0.0.1:1")),
+            endpoint_in_clear("aws_ssm", true, Some("http://127.0.0.1:1")),
             None
         );
         assert_eq!(
-            endpoint_in_clear("aws_ssm", Some("https://ssm.corp.example")),
+            endpoint_in_clear("aws_ssm", true, Some("https://ssm.corp.example")),
             None
         );
-        assert_eq!(endpoint_in_clear("aws_ssm", None), None);
+        assert_eq!(endpoint_in_clear("aws_ssm", true, None), None);
+        assert_eq!(
+            endpoint_in_clear("aws_ssm", false, Some(remote)),
+            None,
+            "only insecure_http allows it; without, opening refuses it"
+        );
     }
 }
