@@ -15,8 +15,9 @@ use super::azure_key_vault::config::{azure_settings, AzureFile, AzureSettings};
 use super::directory::config::{directory_settings, DirectoryFile};
 use super::gcp_secret_manager::config::{gcp_settings, GcpFile, GcpSettings};
 use super::vault::config::{vault_settings, VaultFile, VaultSettings};
-use crate::error::Result;
+use crate::error::{Class, Error, Result};
 use crate::util::setting::{pick, Setting};
+use crate::util::text::shown;
 
 pub(crate) const STORE: Setting = Setting::var_and_key("store", "TAGSTRAP_STORE").default("auto");
 
@@ -179,4 +180,23 @@ pub(crate) fn store_settings(
         aws_ssm: aws_ssm_settings(file.aws_ssm, config),
         variables: env.asked.into_inner(),
     })
+}
+
+/// A store setting that goes into a request's path or host (a project, a
+/// vault's name, a version): `text`, checked to be one word of `allowed`
+/// characters, at most 255; 78 naming `from` otherwise.
+pub(crate) fn checked_word(
+    text: &str,
+    from: &str,
+    allowed: fn(char) -> bool,
+    what: &str,
+) -> Result<String> {
+    if text.is_empty() || text.len() > 255 || !text.chars().all(allowed) {
+        return Err(Error::setting(
+            Class::Config,
+            from,
+            format!("{from}: {:?} is not {what}", shown(text)),
+        ));
+    }
+    Ok(text.to_string())
 }

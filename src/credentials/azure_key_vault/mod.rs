@@ -25,7 +25,7 @@ use url::Url;
 use self::config::{defs, AzureSettings};
 use super::address::{self, parse_address, AddressRule};
 use super::bearer::{error_parts, error_said, BearerAnswer, BearerClient, TokenCache};
-use super::gcp_secret_manager::checked_word;
+use super::config::checked_word;
 use super::identity::azure::{self, AzureToken};
 use super::open::OpenContext;
 use super::{CredRef, CredentialStore};

@@ -27,6 +27,7 @@ use url::Url;
 use self::config::{defs, GcpSettings, DEFAULT_ENDPOINT};
 use super::address::{self, parse_address, AddressRule};
 use super::bearer::{error_parts, error_said, BearerAnswer, BearerClient, TokenCache};
+use super::config::checked_word;
 use super::identity::gce;
 use super::open::OpenContext;
 use super::{CredRef, CredentialStore};
@@ -148,23 +149,6 @@ fn is_project_char(c: char) -> bool {
 
 fn is_secret_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
-}
-
-/// `text`, checked to be one word of `allowed` characters; 78 naming `from`.
-pub(crate) fn checked_word(
-    text: &str,
-    from: &str,
-    allowed: fn(char) -> bool,
-    what: &str,
-) -> Result<String> {
-    if text.is_empty() || text.len() > 255 || !text.chars().all(allowed) {
-        return Err(Error::setting(
-            Class::Config,
-            from,
-            format!("{from}: {:?} is not {what}", shown(text)),
-        ));
-    }
-    Ok(text.to_string())
 }
 
 impl GcpSecretManager {
