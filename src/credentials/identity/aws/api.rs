@@ -152,12 +152,21 @@ impl AwsApi {
         what: &str,
     ) -> Result<std::result::Result<serde_json::Value, AwsError>> {
         let (region, url) = self.resolve().await?;
+        // Read before the first try, as the GCP and Azure stores read their
+        // tokens: the credentials' own reads retry until the same deadline,
+        // and inside a try of this loop their failure (the metadata service
+        // unreachable, say) would be cut short by this loop's deadline and
+        // reported as "still running" instead of what it was. Each try reads
+        // them again only when they near expiry or after `ExpiredToken`;
+        // the first signs with those read here.
+        let first = std::sync::Mutex::new(Some(self.identity.credentials(false).await?));
         let body = body.to_string();
         let target = format!("{}.{operation}", self.service.target);
         let what = format!("{what} from {}", self.describe());
         let mut tries = Tries::default();
         retry::retry(&what, self.budget, &mut tries, |_| {
-            self.try_once(region, url, &target, &body)
+            let read = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+            self.try_once(region, url, &target, &body, read)
         })
         .await
     }
@@ -168,10 +177,14 @@ impl AwsApi {
         url: &Url,
         target: &str,
         body: &str,
+        mut read: Option<Arc<super::RoleCredentials>>,
     ) -> std::result::Result<std::result::Result<serde_json::Value, AwsError>, Failure> {
         let mut refreshed = false;
         loop {
-            let credentials = self.identity.credentials(refreshed).await?;
+            let credentials = match read.take() {
+                Some(credentials) => credentials,
+                None => self.identity.credentials(refreshed).await?,
+            };
             let headers = [("Content-Type", JSON_1_1), ("X-Amz-Target", target)];
             let signature = sign_request(
                 &credentials,
