@@ -1,9 +1,11 @@
-//! A real Debian bookworm root filesystem with Debian's own `cloud-init`,
-//! for running tagstrap's boot integration under the real thing.
+//! Real Debian root filesystems (bookworm, trixie, sid) with Debian's own
+//! `cloud-init`, or with another package list ([`Tree`]), for running
+//! tagstrap's boot integration under the real thing.
 //!
 //! # What is built, and where it is cached
-//! `debootstrap --variant=minbase --include=cloud-init,python3-cffi-backend,
-//! ca-certificates,curl bookworm DIR http://deb.debian.org/debian` (about
+//! For each [`Tree`], `debootstrap --variant=minbase --include=PACKAGES SUITE
+//! DIR http://deb.debian.org/debian`. The bookworm cloud-init tree,
+//! `--include=cloud-init,python3-cffi-backend,ca-certificates,curl` (about
 //! 290 MiB and 13,000 files; cloud-init 22.4.2). `python3-cffi-backend` is
 //! named because debootstrap does not resolve virtual packages:
 //! `python3-cryptography` (cloud-init → oauthlib) needs
@@ -11,14 +13,19 @@
 //! without it the build stops with cloud-init unconfigured. The downloaded
 //! `.deb`s are deleted afterwards.
 //!
-//! The tree is cached in `target/testkit-rootfs/bookworm-<key>/` (honouring
-//! `CARGO_TARGET_DIR`), where `<key>` hashes the suite, mirror, variant,
-//! package list and [`RECIPE`] version, so changing any of them builds a
-//! new tree. A build goes into `.bookworm-<key>.building` and is renamed into
-//! place only when it is complete, so a killed build never leaves a half
-//! cache (the next build deletes the leftover). One build per process (a
-//! `OnceLock`) and per machine (an `flock` on `bookworm-<key>.lock`, so
-//! concurrent test binaries wait for the first one).
+//! Each tree is cached in `target/testkit-rootfs/<name>-<key>/` (honouring
+//! `CARGO_TARGET_DIR`), where `<name>` is the tree's ([`Tree::name`]:
+//! `bookworm`, `trixie`, `sid`, ...) and `<key>` hashes the suite, mirror,
+//! variant, package list and [`RECIPE`] version, so changing any of them
+//! builds a new tree. A build goes into `.<name>-<key>.building` and is
+//! renamed into place only when it is complete, so a killed build never
+//! leaves a half cache (the next build deletes the leftover). One build per
+//! process and tree (a `OnceLock` each; different trees build at the same
+//! time) and per machine (an `flock` on `<name>-<key>.lock`, so concurrent
+//! test binaries wait for the first one). After a build, the trees of the
+//! same name with another key are pruned (each under its own lock, skipped
+//! while another process holds it), so a changed package list does not
+//! leave the old 300 MiB behind.
 //! A cold build took 68–74 s here (2 cores, deb.debian.org), mostly
 //! downloading and unpacking; the build prints its time. A killed test
 //! takes its debootstrap down with it (`PR_SET_PDEATHSIG`). `debootstrap` comes from Debian's package of
@@ -75,12 +82,11 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Debian release of the tree.
-pub const SUITE: &str = "bookworm";
 /// Where debootstrap downloads from.
 pub const MIRROR: &str = "http://deb.debian.org/debian";
-/// Packages on top of `minbase` (see the module doc for the cffi one).
-pub const PACKAGES: &[&str] = &[
+/// Packages on top of `minbase` for the cloud-init trees (see the module
+/// doc for the cffi one).
+pub const CLOUD_INIT_PACKAGES: &[&str] = &[
     "cloud-init",
     "python3-cffi-backend",
     "ca-certificates",
@@ -88,6 +94,64 @@ pub const PACKAGES: &[&str] = &[
 ];
 /// Bumped when the build steps change in a way the package list does not show.
 pub const RECIPE: u32 = 1;
+
+/// One Debian tree: a release and the packages on top of `minbase`. Each
+/// is cached on its own, under its `name` and a key of everything that
+/// built it (module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tree {
+    /// The cache directory's name before the key: `bookworm`, or
+    /// `bookworm-systemd` for a second tree of the same release.
+    pub name: &'static str,
+    /// The Debian release debootstrap installs.
+    pub suite: &'static str,
+    /// Packages on top of `minbase`.
+    pub packages: &'static [&'static str],
+}
+
+impl Tree {
+    /// Debian 12, cloud-init 22.4.
+    pub const BOOKWORM: Tree = Tree {
+        name: "bookworm",
+        suite: "bookworm",
+        packages: CLOUD_INIT_PACKAGES,
+    };
+    /// Debian 13, cloud-init 25.1.
+    pub const TRIXIE: Tree = Tree {
+        name: "trixie",
+        suite: "trixie",
+        packages: CLOUD_INIT_PACKAGES,
+    };
+    /// Debian unstable, cloud-init 26.x at the time of writing.
+    pub const SID: Tree = Tree {
+        name: "sid",
+        suite: "sid",
+        packages: CLOUD_INIT_PACKAGES,
+    };
+    /// The cloud-init generations the boot tests run on.
+    pub const CLOUD_INIT: [Tree; 3] = [Tree::BOOKWORM, Tree::TRIXIE, Tree::SID];
+
+    /// Everything that built the tree, as stamped into it; its hash is the
+    /// cache key.
+    fn recipe(&self) -> String {
+        format!(
+            "{}\n{MIRROR}\nminbase\n{}\n{RECIPE}\n",
+            self.suite,
+            self.packages.join(",")
+        )
+    }
+
+    /// `<name>-<key>`: the cache directory's name.
+    fn dir_name(&self) -> String {
+        format!("{}-{:016x}", self.name, fnv1a(self.recipe().as_bytes()))
+    }
+
+    /// Whether cloud-init is in the tree (then each copy gets the image's
+    /// cloud-init settings).
+    pub fn has_cloud_init(&self) -> bool {
+        self.packages.contains(&"cloud-init")
+    }
+}
 
 /// The four cloud-init stages, in boot order (what its systemd units run).
 pub const CLOUD_INIT_STAGES: [&[&str]; 4] = [
@@ -131,11 +195,17 @@ struct Holder {
 }
 
 impl Rootfs {
-    /// A private writable copy of the cached tree (built on first use; see
-    /// the module doc for how long that takes and where it goes).
+    /// A private writable copy of the cached bookworm cloud-init tree
+    /// ([`Tree::BOOKWORM`]).
     pub fn cached() -> Rootfs {
+        Rootfs::of(Tree::BOOKWORM)
+    }
+
+    /// A private writable copy of `tree`'s cached tree (built on first use;
+    /// see the module doc for how long that takes and where it goes).
+    pub fn of(tree: Tree) -> Rootfs {
         require_root();
-        let cache = cache_dir();
+        let cache = &tree_dir(tree);
         let started = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix("testkit-rootfs-")
@@ -189,11 +259,13 @@ impl Rootfs {
             cache.display(),
             rootfs.setup
         );
-        rootfs.write(
-            "/etc/cloud/cloud.cfg.d/90-testkit-image.cfg",
-            IMAGE_CFG,
-            0o644,
-        );
+        if tree.has_cloud_init() {
+            rootfs.write(
+                "/etc/cloud/cloud.cfg.d/90-testkit-image.cfg",
+                IMAGE_CFG,
+                0o644,
+            );
+        }
         rootfs
     }
 
@@ -548,26 +620,93 @@ fn fnv1a(data: &[u8]) -> u64 {
     })
 }
 
-/// The cached tree, built first if needed (see the module doc).
+/// The cached bookworm cloud-init tree, built first if needed.
 pub fn cache_dir() -> &'static Path {
-    static CACHE: OnceLock<PathBuf> = OnceLock::new();
-    CACHE.get_or_init(|| {
+    static BOOKWORM: OnceLock<PathBuf> = OnceLock::new();
+    BOOKWORM.get_or_init(|| tree_dir(Tree::BOOKWORM))
+}
+
+/// `tree`'s cached tree, built first if needed: once per process and tree
+/// (other trees build meanwhile), once per machine (the flock), and the
+/// same name's trees of other keys pruned (module doc).
+pub fn tree_dir(tree: Tree) -> PathBuf {
+    type Slots = std::sync::Mutex<Vec<(Tree, std::sync::Arc<OnceLock<PathBuf>>)>>;
+    static SLOTS: Slots = std::sync::Mutex::new(Vec::new());
+    let slot = {
+        let mut slots = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        match slots.iter().find(|(t, _)| *t == tree) {
+            Some((_, slot)) => slot.clone(),
+            None => {
+                let slot = std::sync::Arc::new(OnceLock::new());
+                slots.push((tree, slot.clone()));
+                slot
+            }
+        }
+    };
+    slot.get_or_init(|| {
         require_root();
-        let recipe = format!(
-            "{SUITE}\n{MIRROR}\nminbase\n{}\n{RECIPE}\n",
-            PACKAGES.join(",")
-        );
-        let name = format!("{SUITE}-{:016x}", fnv1a(recipe.as_bytes()));
+        let name = tree.dir_name();
         let base = target_dir().join("testkit-rootfs");
         std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
         let dir = base.join(&name);
         let lock = FileLock::acquire(&base.join(format!("{name}.lock")));
         if !dir.is_dir() {
-            build(&base, &name, &recipe);
+            build(&base, tree);
+            prune(&base, tree);
         }
         drop(lock);
         dir
     })
+    .clone()
+}
+
+/// Removes the trees of `tree.name` built with another key (an older
+/// package list or recipe), with their logs, locks and killed builds, so
+/// that the cache holds one tree per name. A tree whose lock another
+/// process holds (a test of another checkout using it) is left for a later
+/// build.
+fn prune(base: &Path, tree: Tree) {
+    let keep = tree.dir_name();
+    // `<name>-<key>`, `<name>-<key>.lock`/`.log`, `.<name>-<key>.building`
+    // all belong to the tree `<name>-<key>`.
+    let tree_of = |file: &str| -> Option<String> {
+        let stem = file.trim_start_matches('.');
+        let stem = [".lock", ".log", ".building"]
+            .iter()
+            .find_map(|ext| stem.strip_suffix(ext))
+            .unwrap_or(stem);
+        let key = stem.strip_prefix(tree.name)?.strip_prefix('-')?;
+        let is_key = key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit());
+        (is_key && stem != keep).then(|| stem.to_string())
+    };
+    let mut old: Vec<String> = std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(tree_of))
+        .collect();
+    old.sort();
+    old.dedup();
+    for stem in old {
+        let Some(lock) = FileLock::try_acquire(&base.join(format!("{stem}.lock"))) else {
+            eprintln!("testkit rootfs: {stem} is in use, not pruned");
+            continue;
+        };
+        for dir in [base.join(&stem), base.join(format!(".{stem}.building"))] {
+            if dir.is_dir() {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    eprintln!("testkit rootfs: cannot prune {}: {e}", dir.display());
+                    return;
+                }
+                eprintln!("testkit rootfs: pruned {}", dir.display());
+            }
+        }
+        let _ = std::fs::remove_file(base.join(format!("{stem}.log")));
+        // Last, while still held: a process that opens it after this
+        // finds no tree and builds its own.
+        let _ = std::fs::remove_file(base.join(format!("{stem}.lock")));
+        drop(lock);
+    }
 }
 
 /// An exclusive `flock` on a file, released on drop (or when the process dies).
@@ -576,6 +715,20 @@ struct FileLock {
 }
 
 impl FileLock {
+    /// The lock if no other process holds it now.
+    fn try_acquire(path: &Path) -> Option<FileLock> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ok()?;
+        // SAFETY: flock(2) on a descriptor this function owns.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        (rc == 0).then_some(FileLock { _file: file })
+    }
+
     fn acquire(path: &Path) -> FileLock {
         use std::os::fd::AsRawFd;
         let file = std::fs::OpenOptions::new()
@@ -599,8 +752,11 @@ impl FileLock {
     }
 }
 
-/// Builds `base/name` through `base/.name.building`; the caller holds the lock.
-fn build(base: &Path, name: &str, recipe: &str) {
+/// Builds `base/<name>-<key>` through `base/.<name>-<key>.building`; the
+/// caller holds the lock.
+fn build(base: &Path, tree: Tree) {
+    let (name, recipe) = (&tree.dir_name(), &tree.recipe());
+    let packages = tree.packages.join(",");
     let started = Instant::now();
     let building = base.join(format!(".{name}.building"));
     if building.exists() {
@@ -612,16 +768,16 @@ fn build(base: &Path, name: &str, recipe: &str) {
     let log = std::fs::File::create(&log_path)
         .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
     eprintln!(
-        "testkit rootfs: building Debian {SUITE} with {} (debootstrap, about 70 s; log: {})",
-        PACKAGES.join(","),
+        "testkit rootfs: building Debian {} with {packages} (debootstrap, about 70 s; log: {})",
+        tree.suite,
         log_path.display()
     );
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--pid", "--fork", "--kill-child", "--"])
         .arg("debootstrap")
         .arg("--variant=minbase")
-        .arg(format!("--include={}", PACKAGES.join(",")))
-        .arg(SUITE)
+        .arg(format!("--include={packages}"))
+        .arg(tree.suite)
         .arg(&building)
         .arg(MIRROR)
         .stdin(Stdio::null())
@@ -753,6 +909,67 @@ mod tests {
         if let Ok(elf) = std::fs::read(musl) {
             assert!(!has_interpreter(&elf));
         }
+    }
+
+    #[test]
+    fn a_new_key_prunes_the_old_trees_of_its_name_and_nothing_else() {
+        let base = tempfile::tempdir().unwrap();
+        let b = base.path();
+        let tree = Tree::BOOKWORM;
+        let current = tree.dir_name();
+        let (old, killed, busy) = (
+            "bookworm-00000000000000aa",
+            "bookworm-00000000000000bb",
+            "bookworm-00000000000000cc",
+        );
+        let others = [
+            current.clone(),
+            "trixie-00000000000000aa".to_string(),
+            "bookworm-systemd-00000000000000aa".to_string(),
+            "bookworm-notakey".to_string(),
+        ];
+        for dir in others.iter().map(String::as_str).chain([old, busy]) {
+            std::fs::create_dir_all(b.join(dir).join("etc")).unwrap();
+            std::fs::write(b.join(format!("{dir}.lock")), "").unwrap();
+            std::fs::write(b.join(format!("{dir}.log")), "log").unwrap();
+        }
+        std::fs::create_dir(b.join(format!(".{killed}.building"))).unwrap();
+        std::fs::write(b.join(format!("{killed}.lock")), "").unwrap();
+        // Another process (here: another open file) holds the busy tree.
+        let held = FileLock::try_acquire(&b.join(format!("{busy}.lock"))).unwrap();
+
+        prune(b, tree);
+
+        for gone in [
+            old.to_string(),
+            format!("{old}.lock"),
+            format!("{old}.log"),
+            format!(".{killed}.building"),
+            format!("{killed}.lock"),
+        ] {
+            assert!(!b.join(&gone).exists(), "{gone} is still there");
+        }
+        for kept in others.iter().map(String::as_str).chain([busy]) {
+            assert!(b.join(kept).join("etc").is_dir(), "{kept} was pruned");
+            assert!(
+                b.join(format!("{kept}.lock")).exists(),
+                "{kept}.lock was removed"
+            );
+        }
+        drop(held);
+    }
+
+    #[test]
+    fn each_tree_has_its_own_cache_name() {
+        let names: Vec<String> = Tree::CLOUD_INIT.iter().map(Tree::dir_name).collect();
+        assert!(names[0].starts_with("bookworm-") && names[1].starts_with("trixie-"));
+        assert!(names[2].starts_with("sid-"));
+        let other = Tree {
+            packages: &["systemd"],
+            ..Tree::BOOKWORM
+        };
+        assert_ne!(other.dir_name(), Tree::BOOKWORM.dir_name());
+        assert!(Tree::BOOKWORM.has_cloud_init() && !other.has_cloud_init());
     }
 
     #[test]
