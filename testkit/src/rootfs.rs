@@ -341,16 +341,8 @@ impl Rootfs {
     /// killed after 5 minutes.
     pub fn run(&self, cmd: &[&str], env: &[(&str, &str)]) -> Output {
         assert!(!cmd.is_empty(), "an empty command");
-        let root = self.chroot_dir.to_str().expect("a UTF-8 temp dir path");
-        let mut command = match &self.holder {
-            Some(holder) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--target={}", holder.child.id()))
-                    .args(["--mount", "--", "unshare"]);
-                c
-            }
-            None => Command::new("unshare"),
-        };
+        let (mut command, root) = self.mounted_command("unshare");
+        let root = root.to_str().expect("a UTF-8 temp dir path");
         command
             .args(["--mount", "--uts", "--pid", "--fork", "--kill-child"])
             .arg(format!("--mount-proc={root}/proc"))
@@ -360,6 +352,23 @@ impl Rootfs {
             .env("PATH", CHROOT_PATH)
             .envs(env.iter().copied());
         run_with_timeout(command, RUN_TIMEOUT)
+    }
+
+    /// `program` as a command that runs where the tree is mounted (in the
+    /// overlay's mount namespace, through `nsenter`), and the tree's path
+    /// there: for a tool that takes the tree as a directory of its own
+    /// (`systemd-nspawn -D`, [`crate::nspawn`]).
+    pub fn mounted_command(&self, program: &str) -> (Command, &Path) {
+        let command = match &self.holder {
+            Some(holder) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--target={}", holder.child.id()))
+                    .args(["--mount", "--", program]);
+                c
+            }
+            None => Command::new(program),
+        };
+        (command, &self.chroot_dir)
     }
 
     /// Runs the four cloud-init stages in boot order (each with a fresh
@@ -563,7 +572,7 @@ fn mount_overlay(lower: &Path, dir: &Path) -> Result<(Holder, PathBuf), String> 
 
 /// Spawns `command` with stdin empty and its output captured; SIGKILLs it
 /// if it has not exited after `timeout` (the output then ends with a note).
-fn run_with_timeout(mut command: Command, timeout: Duration) -> Output {
+pub(crate) fn run_with_timeout(mut command: Command, timeout: Duration) -> Output {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
