@@ -34,6 +34,9 @@
 //!   (debootstrap, cached under `target/testkit-rootfs/`), one private
 //!   overlay per test, commands run in it under `unshare ... chroot`; and
 //!   [`static_tagstrap`], the musl build of tagstrap to put in it.
+//! * [`nspawn`] — the bookworm systemd tree booted with systemd as PID 1
+//!   under `systemd-nspawn` ([`nspawn::Container`]), on the host's network,
+//!   stopped with everything in it when the test ends (needs root).
 //! * [`netns`] — the boot-time network race for real: an "instance" and a
 //!   "cloud" network namespace joined by a veth pair whose link comes up on
 //!   demand ([`NetnsPair`]), a real dnsmasq ([`Dnsmasq`]), and [`BootRace`]:
@@ -55,6 +58,7 @@ pub mod jwt;
 pub mod metadata;
 pub mod moto;
 pub mod netns;
+pub mod nspawn;
 pub mod origin;
 pub mod relay;
 pub mod rootfs;
