@@ -1,0 +1,621 @@
+//! The packaged unit under a real systemd: Debian bookworm's systemd 252
+//! as PID 1 in `systemd-nspawn` ([`Container`]), on the bookworm systemd
+//! tree ([`BOOKWORM_SYSTEMD`]), with tagstrap's `.deb` installed by `dpkg
+//! -i` in a chroot before the first boot, as an image builder does. The
+//! operator's part is what an operator writes: `/etc/tagstrap/config.toml`
+//! (the store's address, the test CA), `/etc/tagstrap/tags`, the store
+//! token in `/etc/tagstrap/vault-token` (0600) and the drop-in that loads
+//! it as a credential (`LoadCredential=`; the package's unit has none).
+//!
+//! The guest shares the host's loopback, where the test starts a Squid
+//! with basic auth, an OpenBao holding the proxy password and an HTTPS
+//! origin on 127.0.0.2 (127.0.0.1 is always in tagstrap's no-proxy list,
+//! and the point is to go through the proxy) serving the install script.
+//! The script checks its proxy environment (a sha256 only, so no file
+//! holds the password) and appends the machine ID to [`RUNS`]; a second
+//! unit of the test's, ordered `After=tagstrap.service` with
+//! `EnvironmentFile=/etc/tagstrap/proxy.env` (no `-`: it fails if the file
+//! is not there yet), records the sha256 of the `https_proxy` it got.
+//!
+//! Needs root, `systemd-nspawn` and `debootstrap` (`.ci/install`), and the
+//! `.deb` from `.ci/release`; the first run builds the tree (about two
+//! minutes) and later ones use the cache in `target/`.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use common::{secret_forms, sha256_hex};
+use testkit::nspawn::{self, Container, BOOKWORM_SYSTEMD};
+use testkit::rootfs::text;
+use testkit::{static_tagstrap, Bao, Origin, Reply, Rootfs, Squid, TestCa};
+
+const USER: &str = "svc-agent";
+/// Holds every character that breaks a naive proxy URL.
+const PASSWORD: &str = "p@ss:/%w0rd";
+const ORIGIN_IP: &str = "127.0.0.2";
+const NO_PROXY: &str = "localhost,127.0.0.1,::1,[::1],169.254.169.254";
+/// What the install script appends `machine=ID` to, once per run.
+const RUNS: &str = "/var/lib/agent/runs";
+const PROXY_ENV: &str = "/etc/tagstrap/proxy.env";
+const UNIT: &str = "tagstrap.service";
+/// The operator's drop-in: the package's unit loads no credential.
+const DROP_IN: &str = "/etc/systemd/system/tagstrap.service.d/vault-token.conf";
+/// The test's unit that needs the proxy, and what it writes.
+const CONSUMER: &str = "proxy-consumer.service";
+const CONSUMER_SEEN: &str = "/var/lib/proxy-consumer/seen";
+/// The unit's state the tests read.
+const STATE: [&str; 4] = ["ActiveState", "SubState", "Result", "ExecMainStatus"];
+
+/// The servers on loopback, and the tree with the package installed and
+/// configured by the operator.
+struct World {
+    ca: TestCa,
+    origin: Origin,
+    squid: Squid,
+    bao: Bao,
+    token: String,
+    /// What the store holds for the proxy password (the wrong one in the
+    /// failing case).
+    stored_password: String,
+    deb: PathBuf,
+    rootfs: Rootfs,
+    started: Instant,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new(stored_password: &str) -> World {
+        let started = Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        // The package (and its static binary) build while the tree does.
+        let deb_dir = dir.path().to_path_buf();
+        let deb = std::thread::spawn(move || package(&deb_dir));
+        let rootfs = Rootfs::of(BOOKWORM_SYSTEMD);
+        let deb = deb.join().expect("the package");
+
+        let ca = TestCa::new();
+        let reserved = Origin::builder(Some(&ca))
+            .bind_ip(ORIGIN_IP.parse().unwrap())
+            .reserve();
+        let squid = Squid::builder()
+            .basic_auth(USER, PASSWORD)
+            .allow_connect_ports(&[reserved.port()])
+            .start();
+        let bao = Bao::start();
+        bao.put_kv2("secret", "PROXY_PASS", &[("value", stored_password)]);
+        let token =
+            bao.create_token(r#"path "secret/data/PROXY_PASS" { capabilities = ["read"] }"#);
+        let origin = reserved
+            .route(
+                "/install.sh",
+                vec![],
+                Reply::ok(install_script(&squid.proxy_addr())),
+            )
+            .start();
+
+        let world = World {
+            ca,
+            origin,
+            squid,
+            bao,
+            token,
+            stored_password: stored_password.to_string(),
+            deb,
+            rootfs,
+            started,
+            _dir: dir,
+        };
+        world.install_package();
+        world.assert_package_layout();
+        world.configure();
+        world
+    }
+
+    /// `dpkg -i` of the package in a chroot: exit 0, nothing asked.
+    fn install_package(&self) -> String {
+        let bytes = std::fs::read(&self.deb).unwrap();
+        self.rootfs.write("/var/cache/tagstrap.deb", bytes, 0o644);
+        let out = self
+            .rootfs
+            .run(&["dpkg", "-i", "/var/cache/tagstrap.deb"], &[]);
+        // stdin is empty: a conffile question would end dpkg with an error.
+        assert!(out.status.success(), "dpkg -i: {}", text(&out));
+        std::fs::remove_file(self.rootfs.path("/var/cache/tagstrap.deb")).unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// What the package put in the tree: the binary, the unit enabled for
+    /// multi-user with no credential of its own, commented examples.
+    fn assert_package_layout(&self) {
+        let bin = std::fs::metadata(self.rootfs.path("/usr/bin/tagstrap")).unwrap();
+        assert_eq!(bin.permissions().mode() & 0o777, 0o755);
+        let unit = self
+            .rootfs
+            .read("/usr/lib/systemd/system/tagstrap.service")
+            .expect("the package's unit");
+        for line in [
+            "Type=oneshot",
+            "RemainAfterExit=yes",
+            "ExecStart=/usr/bin/tagstrap run --once --write-env /etc/tagstrap/proxy.env",
+            "StateDirectory=tagstrap",
+            "StandardOutput=journal+console",
+        ] {
+            assert!(unit.lines().any(|l| l.trim() == line), "no {line}:\n{unit}");
+        }
+        assert!(
+            !unit.lines().any(|l| l.trim().starts_with("LoadCredential")),
+            "the operator adds the credential:\n{unit}"
+        );
+        let wants = self
+            .rootfs
+            .path("/etc/systemd/system/multi-user.target.wants/tagstrap.service");
+        let target = std::fs::read_link(&wants).expect("enabled at install");
+        assert!(
+            [
+                "/lib/systemd/system/tagstrap.service",
+                "/usr/lib/systemd/system/tagstrap.service"
+            ]
+            .iter()
+            .any(|t| target == Path::new(t)),
+            "{}",
+            target.display()
+        );
+        for example in ["/etc/tagstrap/config.toml", "/etc/tagstrap/tags"] {
+            let text = self.rootfs.read(example).expect("the example");
+            assert!(
+                text.lines()
+                    .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')),
+                "{example} is a commented example:\n{text}"
+            );
+        }
+        let conffiles = self.rootfs.read("/var/lib/dpkg/info/tagstrap.conffiles");
+        let conffiles = conffiles.expect("the package's conffiles");
+        assert!(
+            conffiles.contains("/etc/tagstrap/config.toml\n")
+                && conffiles.contains("/etc/tagstrap/tags\n"),
+            "{conffiles}"
+        );
+        assert!(self.rootfs.read(PROXY_ENV).is_none(), "nothing written yet");
+    }
+
+    /// The operator's files, and the test's unit that needs the proxy.
+    fn configure(&self) {
+        let fs = &self.rootfs;
+        fs.write("/etc/tagstrap/ca.pem", self.ca.ca_pem(), 0o644);
+        fs.write("/etc/tagstrap/config.toml", self.config(), 0o644);
+        fs.write(
+            "/etc/tagstrap/tags",
+            format!(
+                "# the image's tags\n\
+                 rs_agent:http_proxy={}\n\
+                 rs_agent:http_proxy_user={USER}\n\
+                 rs_agent:http_proxy_password=cred:PROXY_PASS\n\
+                 rs_agent:mime_shellscript={}\n",
+                self.squid.proxy_addr(),
+                self.origin.url("/install.sh")
+            ),
+            0o644,
+        );
+        fs.write(
+            "/etc/tagstrap/vault-token",
+            format!("{}\n", self.token),
+            0o600,
+        );
+        fs.write(
+            DROP_IN,
+            "[Service]\nLoadCredential=vault-token:/etc/tagstrap/vault-token\n",
+            0o644,
+        );
+        fs.write("/usr/local/bin/proxy-consumer", CONSUMER_SCRIPT, 0o755);
+        fs.write(
+            &format!("/etc/systemd/system/{CONSUMER}"),
+            CONSUMER_UNIT,
+            0o644,
+        );
+        let wants = fs.path(&format!(
+            "/etc/systemd/system/multi-user.target.wants/{CONSUMER}"
+        ));
+        std::os::unix::fs::symlink(format!("/etc/systemd/system/{CONSUMER}"), wants).unwrap();
+    }
+
+    /// The operator's config.toml: the store, the test CA, and a deadline
+    /// that ends a failing test in a minute instead of ten.
+    fn config(&self) -> String {
+        format!(
+            "# the operator's\nca_file = \"/etc/tagstrap/ca.pem\"\nsource = \"none\"\n\
+             deadline = 60\n\n[vault]\naddress = \"{}\"\n",
+            self.bao.addr()
+        )
+    }
+
+    /// The machine IDs the install script ran on, in order.
+    fn runs(&self) -> Vec<String> {
+        let runs = self.rootfs.read(RUNS).unwrap_or_default();
+        runs.lines()
+            .map(|l| l.strip_prefix("machine=").expect("machine=ID").to_string())
+            .collect()
+    }
+
+    fn proxy_url(&self) -> String {
+        let encoded = secret_forms(PASSWORD).pop().unwrap();
+        format!("http://{USER}:{encoded}@{}", self.squid.proxy_addr())
+    }
+
+    /// `/etc/tagstrap/proxy.env` is 0600 and holds exactly the six
+    /// variables (compared without printing the file: it holds the
+    /// password); returns its inode and mtime.
+    fn assert_proxy_env(&self) -> (u64, i64, i64) {
+        let meta = std::fs::metadata(self.rootfs.path(PROXY_ENV))
+            .unwrap_or_else(|e| panic!("{PROXY_ENV}: {e}"));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{PROXY_ENV} mode");
+        let url = self.proxy_url();
+        let mut expected: Vec<String> = common::PROXY_VARS
+            .iter()
+            .map(|k| {
+                let v = if k.eq_ignore_ascii_case("no_proxy") {
+                    NO_PROXY
+                } else {
+                    &url
+                };
+                format!("{k}='{v}'")
+            })
+            .collect();
+        let content = self.rootfs.read(PROXY_ENV).unwrap();
+        let mut lines: Vec<String> = content
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        expected.sort();
+        lines.sort();
+        let names = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|l| l.split('=').next().unwrap().to_string())
+                .collect()
+        };
+        assert!(
+            lines == expected,
+            "{PROXY_ENV}: variables {:?}, expected {:?} (values not shown)",
+            names(&lines),
+            names(&expected)
+        );
+        (meta.ino(), meta.mtime(), meta.mtime_nsec())
+    }
+
+    /// Squid saw the script's download: CONNECTs to the origin, every one
+    /// authenticated as USER and tunnelled.
+    fn assert_connects_through_squid(&self) {
+        let needle = format!("CONNECT {ORIGIN_IP}:{} {USER} ", self.origin.port());
+        let log = self.squid.access_log();
+        let connects: Vec<&str> = log.lines().filter(|l| l.contains(" CONNECT ")).collect();
+        assert!(
+            !connects.is_empty()
+                && connects
+                    .iter()
+                    .all(|l| l.contains(&needle) && l.contains("TCP_TUNNEL/200")),
+            "Squid's access.log, expected {needle:?}:\n{log}"
+        );
+    }
+
+    /// No form of the password, the stored value or the store token in
+    /// `text`.
+    fn assert_no_secret(&self, what: &str, text: &str) {
+        let mut forms = secret_forms(PASSWORD);
+        forms.extend(secret_forms(&self.stored_password));
+        forms.extend(secret_forms(&self.token));
+        for (i, form) in forms.iter().enumerate() {
+            assert!(
+                !text.contains(form.as_str()),
+                "{what} holds a secret (form {i})"
+            );
+        }
+    }
+
+    /// The whole journal of the boot and the console: no secret.
+    fn assert_no_leak(&self, guest: &Container) {
+        let all = guest.exec(&["journalctl", "--no-pager", "-b", "-o", "cat"]);
+        assert!(all.status.success(), "journalctl -b: {}", text(&all));
+        self.assert_no_secret("the journal", &String::from_utf8_lossy(&all.stdout));
+        self.assert_no_secret("the console", &guest.console());
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        eprintln!("test took {:.1?}", self.started.elapsed());
+    }
+}
+
+/// The install script the origin serves: checks its proxy environment
+/// (hash only) and appends the machine ID to [`RUNS`].
+fn install_script(proxy_addr: &str) -> String {
+    let encoded = secret_forms(PASSWORD).pop().unwrap();
+    let expected = format!("http://{USER}:{encoded}@{proxy_addr}");
+    format!(
+        r#"#!/bin/sh
+set -eu
+h=$(printf '%s' "${{https_proxy:-}}" | sha256sum | cut -d' ' -f1)
+[ "$h" = {hash} ] || {{ echo "install.sh: https_proxy is not the expected URL" >&2; exit 3; }}
+[ "${{no_proxy:-}}" = "{NO_PROXY}" ] || {{ echo "install.sh: no_proxy is ${{no_proxy:-unset}}" >&2; exit 3; }}
+mkdir -p /var/lib/agent
+echo "machine=$(cat /etc/machine-id)" >> {RUNS}
+echo "install.sh: agent installed"
+"#,
+        hash = sha256_hex(expected.as_bytes()),
+    )
+}
+
+/// A service that needs the proxy, as dist/systemd/tagstrap.service tells
+/// one to be written.
+const CONSUMER_UNIT: &str = "\
+[Unit]
+Description=A service that needs the proxy (testkit)
+After=tagstrap.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+EnvironmentFile=/etc/tagstrap/proxy.env
+ExecStart=/usr/local/bin/proxy-consumer
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// Records the sha256 of the `https_proxy` it was given, and `no_proxy`.
+const CONSUMER_SCRIPT: &str = r#"#!/bin/sh
+set -eu
+umask 077
+mkdir -p /var/lib/proxy-consumer
+h=$(printf '%s' "${https_proxy:-}" | sha256sum | cut -d' ' -f1)
+printf 'https_proxy_sha256=%s\nno_proxy=%s\n' "$h" "${no_proxy:-}" > /var/lib/proxy-consumer/seen
+"#;
+
+/// The `.deb` to install. A stand-in built here with `dpkg-deb` until the
+/// release's package lands: the agreed layout.
+fn package(dir: &Path) -> PathBuf {
+    let root = dir.join("pkg");
+    let put = |rel: &str, content: &[u8], mode: u32| {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    put(
+        "usr/bin/tagstrap",
+        &std::fs::read(static_tagstrap()).unwrap(),
+        0o755,
+    );
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/systemd/tagstrap.service"),
+    )
+    .unwrap()
+    .replace("/usr/local/bin/tagstrap", "/usr/bin/tagstrap")
+    .lines()
+    .filter(|l| !l.contains("LoadCredential"))
+    .map(|l| format!("{l}\n"))
+    .collect::<String>();
+    put(
+        "usr/lib/systemd/system/tagstrap.service",
+        unit.as_bytes(),
+        0o644,
+    );
+    put(
+        "etc/tagstrap/config.toml",
+        b"# tagstrap's settings (example)\n# source = \"auto\"\n",
+        0o644,
+    );
+    put(
+        "etc/tagstrap/tags",
+        b"# the image's tags (example)\n# rs_agent:http_proxy=proxy.corp:3128\n",
+        0o644,
+    );
+    put(
+        "DEBIAN/control",
+        b"Package: tagstrap\nVersion: 0.1.0-1\nArchitecture: amd64\n\
+          Maintainer: tagstrap maintainers <tagstrap@example.invalid>\n\
+          Description: stand-in\n",
+        0o644,
+    );
+    put(
+        "DEBIAN/conffiles",
+        b"/etc/tagstrap/config.toml\n/etc/tagstrap/tags\n",
+        0o644,
+    );
+    put(
+        "DEBIAN/postinst",
+        b"#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then\n\
+          deb-systemd-helper unmask tagstrap.service >/dev/null || true\n\
+          if deb-systemd-helper --quiet was-enabled tagstrap.service; then\n\
+          deb-systemd-helper enable tagstrap.service >/dev/null || true\n\
+          else deb-systemd-helper update-state tagstrap.service >/dev/null || true; fi\nfi\n",
+        0o755,
+    );
+    let deb = dir.join("tagstrap_0.1.0-1_amd64.deb");
+    let out = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&root)
+        .arg(&deb)
+        .output()
+        .expect("dpkg-deb");
+    assert!(out.status.success(), "dpkg-deb: {}", text(&out));
+    deb
+}
+
+/// `journal` has a line holding each of `steps`, in that order.
+fn assert_steps(journal: &str, steps: &[&str]) {
+    let mut lines = journal.lines();
+    for step in steps {
+        assert!(
+            lines.any(|l| l.contains(step)),
+            "no {step:?} (in this order) in the journal:\n{journal}"
+        );
+    }
+}
+
+/// The unit's state as `systemctl show` gives it.
+fn unit_state(guest: &Container, unit: &str) -> [String; 4] {
+    let shown = guest.show(unit, &STATE);
+    STATE.map(|p| shown[p].clone())
+}
+
+#[test]
+fn the_packaged_unit_runs_the_script_once_per_machine_under_systemd() {
+    let world = World::new(PASSWORD);
+    let machine = nspawn::machine_id();
+
+    let guest = Container::boot(&world.rootfs, &machine);
+    let journal = guest.journal(UNIT);
+    assert_eq!(
+        unit_state(&guest, UNIT),
+        ["active", "exited", "success", "0"],
+        "{UNIT}:\n{journal}\n--- console:\n{}",
+        guest.console()
+    );
+    assert_eq!(guest.state(), "running", "{}", guest.console());
+    assert_eq!(world.runs(), [machine.as_str()]);
+    assert_eq!(world.origin.hits("/install.sh"), 1);
+    world.assert_connects_through_squid();
+    let first_env = world.assert_proxy_env();
+    assert_steps(
+        &journal,
+        &[
+            "INFO credential resolved credential=cred:PROXY_PASS",
+            "INFO wrote the proxy environment to /etc/tagstrap/proxy.env (0600)",
+            "INFO downloading script https://127.0.0.2:",
+            "INFO running /var/lib/tagstrap/script/install",
+            "install.sh: agent installed",
+            "INFO the script exited 0",
+        ],
+    );
+    assert!(
+        guest.console().contains("INFO the script exited 0"),
+        "the unit's lines on the console:\n{}",
+        guest.console()
+    );
+    // The service ordered after tagstrap got the proxy from proxy.env.
+    assert_eq!(
+        unit_state(&guest, CONSUMER),
+        ["active", "exited", "success", "0"]
+    );
+    assert_eq!(
+        world.rootfs.read(CONSUMER_SEEN).unwrap(),
+        format!(
+            "https_proxy_sha256={}\nno_proxy={NO_PROXY}\n",
+            sha256_hex(world.proxy_url().as_bytes())
+        )
+    );
+    world.assert_no_leak(&guest);
+    let times = guest.show(
+        UNIT,
+        &[
+            "ExecMainStartTimestampMonotonic",
+            "ExecMainExitTimestampMonotonic",
+        ],
+    );
+    let micros = |k: &str| times[k].parse::<u64>().unwrap();
+    eprintln!(
+        "boot to {UNIT} done: {:.1?} (the unit itself: {} ms)",
+        guest.boot_time(),
+        (micros("ExecMainExitTimestampMonotonic") - micros("ExecMainStartTimestampMonotonic"))
+            / 1000
+    );
+    eprintln!("{UNIT} journal, first boot:\n{journal}");
+    assert!(guest.poweroff().success(), "nspawn's exit status");
+
+    // An upgrade while the machine is down (the image rebuilt with the same
+    // package): the operator's edits are kept without a question, and
+    // the package puts no copy of its own beside them.
+    let said = world.install_package();
+    assert!(!said.contains("Configuration file"), "dpkg asked:\n{said}");
+    assert_eq!(
+        world.rootfs.read("/etc/tagstrap/config.toml").unwrap(),
+        world.config()
+    );
+    assert!(world
+        .rootfs
+        .read("/etc/tagstrap/tags")
+        .unwrap()
+        .starts_with("# the image's tags\nrs_agent:http_proxy="));
+    for dpkg_copy in [".dpkg-dist", ".dpkg-new", ".dpkg-old"] {
+        for file in ["config.toml", "tags"] {
+            let path = format!("/etc/tagstrap/{file}{dpkg_copy}");
+            assert!(world.rootfs.read(&path).is_none(), "{path}");
+        }
+    }
+
+    // The second boot of the same machine runs nothing, and still writes
+    // proxy.env afresh for the services after it.
+    let guest = Container::boot(&world.rootfs, &machine);
+    let journal = guest.journal(UNIT);
+    assert_eq!(
+        unit_state(&guest, UNIT),
+        ["active", "exited", "success", "0"],
+        "{journal}"
+    );
+    assert_eq!(guest.state(), "running", "{}", guest.console());
+    assert_eq!(
+        world.runs(),
+        [machine.as_str()],
+        "a reboot ran the script again"
+    );
+    assert_eq!(world.origin.hits("/install.sh"), 1);
+    let second_env = world.assert_proxy_env();
+    assert_ne!(first_env, second_env, "{PROXY_ENV} was not rewritten");
+    assert_eq!(
+        unit_state(&guest, CONSUMER),
+        ["active", "exited", "success", "0"]
+    );
+    assert_steps(
+        &journal,
+        &[
+            &format!("INFO --once: the script already ran on instance {machine}"),
+            "INFO wrote the proxy environment to /etc/tagstrap/proxy.env (0600)",
+        ],
+    );
+    assert!(
+        !journal.contains("downloading script") && !journal.contains("install.sh"),
+        "the script ran on the second boot:\n{journal}"
+    );
+    world.assert_no_leak(&guest);
+    eprintln!("{UNIT} journal, second boot:\n{journal}");
+    assert!(guest.poweroff().success(), "nspawn's exit status");
+}
+
+#[test]
+fn a_refused_proxy_password_leaves_the_unit_failed_with_one_error_line() {
+    let world = World::new("not-the-password");
+    let guest = Container::boot(&world.rootfs, &nspawn::machine_id());
+    let journal = guest.journal(UNIT);
+    let console = guest.console();
+    assert_eq!(
+        unit_state(&guest, UNIT),
+        ["failed", "failed", "exit-code", "77"],
+        "{journal}\n--- console:\n{console}"
+    );
+    assert_eq!(guest.state(), "degraded", "{console}");
+    let errors: Vec<&str> = journal.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{journal}");
+    assert!(
+        errors[0].contains("answered 407 Proxy Authentication Required"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        console.lines().any(|l| l.ends_with(errors[0])),
+        "the error line on the console:\n{console}"
+    );
+    assert!(world.runs().is_empty(), "the script ran");
+    assert_eq!(world.origin.hits("/install.sh"), 0);
+    world.assert_no_leak(&guest);
+    eprintln!("{UNIT} journal:\n{journal}");
+    assert!(guest.poweroff().success(), "nspawn's exit status");
+}
