@@ -17,6 +17,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tagstrap");
 /// One invocation of tagstrap, built up step by step; the subcommand is
 /// chosen when it runs, so the same set-up serves `run`, `plan` and `tags`.
 pub struct Tagstrap {
+    /// What runs: [`BIN`], or another build behind its launcher ([`Tagstrap::program`]).
+    program: Vec<std::ffi::OsString>,
     args: Vec<std::ffi::OsString>,
     envs: Vec<(String, std::ffi::OsString)>,
     pub state: TempDir,
@@ -31,6 +33,7 @@ impl Tagstrap {
         let config = write_file(state.path(), "empty.toml", "");
         let tags = write_file(state.path(), "empty.tags", "");
         let mut t = Tagstrap {
+            program: vec![BIN.into()],
             args: vec![subcommand.into()],
             envs: Vec::new(),
             state,
@@ -52,6 +55,13 @@ impl Tagstrap {
 
     pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Tagstrap {
         self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    /// Runs `argv` (a program and its first arguments, e.g. `qemu-aarch64
+    /// BINARY` in tests/arm64.rs) with the same arguments instead of [`BIN`].
+    pub fn program(mut self, argv: &[&std::ffi::OsStr]) -> Tagstrap {
+        self.program = argv.iter().map(|a| a.to_os_string()).collect();
         self
     }
 
@@ -79,8 +89,9 @@ impl Tagstrap {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(&self.program[0]);
         command
+            .args(&self.program[1..])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .args(&self.args)
