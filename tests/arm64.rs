@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use common::{Tagstrap, Witness};
-use testkit::{Bao, Origin, Reply, Squid, TestCa};
+use testkit::{Origin, Reply, TestCa};
 
 const USER: &str = "svc-agent";
 /// Holds every character that breaks a naive proxy URL.
@@ -125,12 +125,7 @@ fn a_proxied_run_with_the_password_from_openbao_runs_the_script_from_the_https_o
     let reserved = Origin::builder(Some(&ca))
         .bind_ip(ORIGIN_IP.parse::<IpAddr>().unwrap())
         .reserve();
-    let squid = Squid::builder()
-        .basic_auth(USER, PASSWORD)
-        .allow_connect_ports(&[reserved.port()])
-        .start();
-    let bao = Bao::start();
-    bao.put_kv2("secret", "PROXY_PASS", &[("value", PASSWORD)]);
+    let (squid, bao) = common::proxy_and_store(USER, PASSWORD, reserved.port());
     // Runs only if its http_proxy is exactly the proxy URL with the password.
     let witness = Witness::expecting_proxy(&squid.proxy_addr(), USER, PASSWORD);
     let origin = reserved
@@ -139,11 +134,8 @@ fn a_proxied_run_with_the_password_from_openbao_runs_the_script_from_the_https_o
 
     let run = arm64(
         Tagstrap::new("run")
-            .tag("rs_agent:http_proxy", &squid.proxy_addr())
-            .tag("rs_agent:http_proxy_user", USER)
-            .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+            .through_proxy(&squid, &bao, USER)
             .tag("rs_agent:mime_shellscript", &origin.url("/install.sh"))
-            .vault(&bao.addr(), &bao.root_token())
             .arg("--ca-file")
             .arg(ca.ca_pem_path()),
     )

@@ -75,6 +75,15 @@ impl Tagstrap {
         self.env("VAULT_ADDR", addr).env("VAULT_TOKEN", token)
     }
 
+    /// The proxy tags for `squid` with `user` and the password as
+    /// `cred:PROXY_PASS`, resolved from `bao` (see [`proxy_and_store`]).
+    pub fn through_proxy(self, squid: &testkit::Squid, bao: &testkit::Bao, user: &str) -> Tagstrap {
+        self.tag("rs_agent:http_proxy", &squid.proxy_addr())
+            .tag("rs_agent:http_proxy_user", user)
+            .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+            .vault(&bao.addr(), &bao.root_token())
+    }
+
     /// `tagstrap SUBCOMMAND --source CLOUD --metadata-endpoint FAKE`.
     pub fn against(subcommand: &str, fake: &testkit::metadata::FakeMetadata) -> Tagstrap {
         Tagstrap::new(subcommand)
@@ -212,6 +221,23 @@ impl Run {
             .filter(|l| l.contains("failed:") && l.contains("next try in"))
             .count()
     }
+}
+
+/// A proxied run's servers: a Squid with basic auth for `user`/`password`
+/// allowing CONNECT only to `connect_port`, and an OpenBao dev server
+/// holding `password` as `PROXY_PASS` (KV v2, field `value`).
+pub fn proxy_and_store(
+    user: &str,
+    password: &str,
+    connect_port: u16,
+) -> (testkit::Squid, testkit::Bao) {
+    let squid = testkit::Squid::builder()
+        .basic_auth(user, password)
+        .allow_connect_ports(&[connect_port])
+        .start();
+    let bao = testkit::Bao::start();
+    bao.put_kv2("secret", "PROXY_PASS", &[("value", password)]);
+    (squid, bao)
 }
 
 /// The variables tagstrap sets for the script when there is a proxy (SPEC
