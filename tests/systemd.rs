@@ -15,23 +15,24 @@
 //! holds the password) and appends the machine ID to [`RUNS`]; a second
 //! unit of the test's, ordered `After=tagstrap.service` with
 //! `EnvironmentFile=/etc/tagstrap/proxy.env` (no `-`: it fails if the file
-//! is not there yet), records the sha256 of the `https_proxy` it got.
+//! is not there yet), records the sha256 of the `https_proxy` it got. A
+//! third case seals the token with `systemd-creds` on the running machine
+//! and boots it again with `LoadCredentialEncrypted=`.
 //!
 //! Needs root, `systemd-nspawn` and `debootstrap` (`.ci/install`), and the
-//! `.deb` from `.ci/release`; the first run builds the tree (about two
+//! `.deb` that `.ci/release` builds (`testkit::artifacts::deb`); the first run builds the tree (about two
 //! minutes) and later ones use the cache in `target/`.
 
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use common::{secret_forms, sha256_hex};
 use testkit::nspawn::{self, Container, BOOKWORM_SYSTEMD};
 use testkit::rootfs::text;
-use testkit::{static_tagstrap, Bao, Origin, Reply, Rootfs, Squid, TestCa};
+use testkit::{artifacts, Bao, Origin, Reply, Rootfs, Squid, TestCa};
 
 const USER: &str = "svc-agent";
 /// Holds every character that breaks a naive proxy URL.
@@ -64,29 +65,22 @@ struct World {
     deb: PathBuf,
     rootfs: Rootfs,
     started: Instant,
-    _dir: tempfile::TempDir,
 }
 
 impl World {
     fn new(stored_password: &str) -> World {
         let started = Instant::now();
-        let dir = tempfile::tempdir().unwrap();
-        // The package (and its static binary) build while the tree does.
-        let deb_dir = dir.path().to_path_buf();
-        let deb = std::thread::spawn(move || package(&deb_dir));
+        let deb = artifacts::deb("amd64");
         let rootfs = Rootfs::of(BOOKWORM_SYSTEMD);
-        let deb = deb.join().expect("the package");
 
         let ca = TestCa::new();
         let reserved = Origin::builder(Some(&ca))
             .bind_ip(ORIGIN_IP.parse().unwrap())
             .reserve();
-        let squid = Squid::builder()
-            .basic_auth(USER, PASSWORD)
-            .allow_connect_ports(&[reserved.port()])
-            .start();
-        let bao = Bao::start();
-        bao.put_kv2("secret", "PROXY_PASS", &[("value", stored_password)]);
+        let (squid, bao) = common::proxy_and_store(USER, PASSWORD, reserved.port());
+        if stored_password != PASSWORD {
+            bao.put_kv2("secret", "PROXY_PASS", &[("value", stored_password)]);
+        }
         let token =
             bao.create_token(r#"path "secret/data/PROXY_PASS" { capabilities = ["read"] }"#);
         let origin = reserved
@@ -107,7 +101,6 @@ impl World {
             deb,
             rootfs,
             started,
-            _dir: dir,
         };
         world.install_package();
         world.assert_package_layout();
@@ -209,11 +202,17 @@ impl World {
             format!("{}\n", self.token),
             0o600,
         );
-        fs.write(
-            DROP_IN,
-            "[Service]\nLoadCredential=vault-token:/etc/tagstrap/vault-token\n",
-            0o644,
+        // The drop-in the package ships as an example, copied into place.
+        let drop_in = fs
+            .read("/usr/share/doc/tagstrap/examples/vault-token.conf")
+            .expect("the package's example drop-in");
+        assert!(
+            drop_in
+                .lines()
+                .any(|l| l == "LoadCredential=vault-token:/etc/tagstrap/vault-token"),
+            "{drop_in}"
         );
+        fs.write(DROP_IN, drop_in, 0o644);
         fs.write("/usr/local/bin/proxy-consumer", CONSUMER_SCRIPT, 0o755);
         fs.write(
             &format!("/etc/systemd/system/{CONSUMER}"),
@@ -378,77 +377,6 @@ mkdir -p /var/lib/proxy-consumer
 h=$(printf '%s' "${https_proxy:-}" | sha256sum | cut -d' ' -f1)
 printf 'https_proxy_sha256=%s\nno_proxy=%s\n' "$h" "${no_proxy:-}" > /var/lib/proxy-consumer/seen
 "#;
-
-/// The `.deb` to install. A stand-in built here with `dpkg-deb` until the
-/// release's package lands: the agreed layout.
-fn package(dir: &Path) -> PathBuf {
-    let root = dir.join("pkg");
-    let put = |rel: &str, content: &[u8], mode: u32| {
-        let path = root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, content).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
-    put(
-        "usr/bin/tagstrap",
-        &std::fs::read(static_tagstrap()).unwrap(),
-        0o755,
-    );
-    let unit = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/systemd/tagstrap.service"),
-    )
-    .unwrap()
-    .replace("/usr/local/bin/tagstrap", "/usr/bin/tagstrap")
-    .lines()
-    .filter(|l| !l.contains("LoadCredential"))
-    .map(|l| format!("{l}\n"))
-    .collect::<String>();
-    put(
-        "usr/lib/systemd/system/tagstrap.service",
-        unit.as_bytes(),
-        0o644,
-    );
-    put(
-        "etc/tagstrap/config.toml",
-        b"# tagstrap's settings (example)\n# source = \"auto\"\n",
-        0o644,
-    );
-    put(
-        "etc/tagstrap/tags",
-        b"# the image's tags (example)\n# rs_agent:http_proxy=proxy.corp:3128\n",
-        0o644,
-    );
-    put(
-        "DEBIAN/control",
-        b"Package: tagstrap\nVersion: 0.1.0-1\nArchitecture: amd64\n\
-          Maintainer: tagstrap maintainers <tagstrap@example.invalid>\n\
-          Description: stand-in\n",
-        0o644,
-    );
-    put(
-        "DEBIAN/conffiles",
-        b"/etc/tagstrap/config.toml\n/etc/tagstrap/tags\n",
-        0o644,
-    );
-    put(
-        "DEBIAN/postinst",
-        b"#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then\n\
-          deb-systemd-helper unmask tagstrap.service >/dev/null || true\n\
-          if deb-systemd-helper --quiet was-enabled tagstrap.service; then\n\
-          deb-systemd-helper enable tagstrap.service >/dev/null || true\n\
-          else deb-systemd-helper update-state tagstrap.service >/dev/null || true; fi\nfi\n",
-        0o755,
-    );
-    let deb = dir.join("tagstrap_0.1.0-1_amd64.deb");
-    let out = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "--build"])
-        .arg(&root)
-        .arg(&deb)
-        .output()
-        .expect("dpkg-deb");
-    assert!(out.status.success(), "dpkg-deb: {}", text(&out));
-    deb
-}
 
 /// `journal` has a line holding each of `steps`, in that order.
 fn assert_steps(journal: &str, steps: &[&str]) {
@@ -617,5 +545,84 @@ fn a_refused_proxy_password_leaves_the_unit_failed_with_one_error_line() {
     assert_eq!(world.origin.hits("/install.sh"), 0);
     world.assert_no_leak(&guest);
     eprintln!("{UNIT} journal:\n{journal}");
+    assert!(guest.poweroff().success(), "nspawn's exit status");
+}
+
+/// The encrypted variant the drop-in offers: on the machine, the token is
+/// sealed with `systemd-creds` (the host key in
+/// `/var/lib/systemd/credential.secret`; no TPM here), the plain file
+/// deleted and the drop-in switched to `LoadCredentialEncrypted=`; at the
+/// next boot systemd decrypts it for the unit alone, and tagstrap opens
+/// the store with it to write `proxy.env` again.
+#[test]
+fn an_encrypted_credential_opens_the_store_at_the_next_boot() {
+    let world = World::new(PASSWORD);
+    let fs = &world.rootfs;
+    let machine = nspawn::machine_id();
+    let guest = Container::boot(fs, &machine);
+    assert_eq!(
+        unit_state(&guest, UNIT),
+        ["active", "exited", "success", "0"]
+    );
+    let out = guest.exec(&[
+        "systemd-creds",
+        "encrypt",
+        "--with-key=host",
+        "--name=vault-token",
+        "/etc/tagstrap/vault-token",
+        "/etc/tagstrap/vault-token.cred",
+    ]);
+    assert!(
+        out.status.success(),
+        "systemd-creds encrypt: {}",
+        text(&out)
+    );
+    std::fs::remove_file(fs.path("/etc/tagstrap/vault-token")).unwrap();
+    let sealed = std::fs::read(fs.path("/etc/tagstrap/vault-token.cred")).unwrap();
+    world.assert_no_secret(
+        "the encrypted credential",
+        &String::from_utf8_lossy(&sealed),
+    );
+    let drop_in = fs.read(DROP_IN).unwrap();
+    let switched: String = drop_in
+        .lines()
+        .map(|l| match l {
+            "LoadCredential=vault-token:/etc/tagstrap/vault-token" => format!("#{l}\n"),
+            l if l.starts_with("#LoadCredentialEncrypted=") => format!("{}\n", &l[1..]),
+            l => format!("{l}\n"),
+        })
+        .collect();
+    assert!(
+        switched
+            .lines()
+            .any(|l| l == "LoadCredentialEncrypted=vault-token:/etc/tagstrap/vault-token.cred"),
+        "{switched}"
+    );
+    fs.write(DROP_IN, switched, 0o644);
+    assert!(guest.poweroff().success(), "nspawn's exit status");
+    let first_env = world.assert_proxy_env();
+
+    let guest = Container::boot(fs, &machine);
+    let journal = guest.journal(UNIT);
+    assert_eq!(
+        unit_state(&guest, UNIT),
+        ["active", "exited", "success", "0"],
+        "{journal}\n--- console:\n{}",
+        guest.console()
+    );
+    assert_steps(
+        &journal,
+        &[
+            "INFO credential resolved credential=cred:PROXY_PASS",
+            "INFO wrote the proxy environment to /etc/tagstrap/proxy.env (0600)",
+        ],
+    );
+    assert_ne!(
+        world.assert_proxy_env(),
+        first_env,
+        "{PROXY_ENV} was not rewritten"
+    );
+    assert_eq!(world.runs(), [machine.as_str()]);
+    world.assert_no_leak(&guest);
     assert!(guest.poweroff().success(), "nspawn's exit status");
 }
