@@ -4,12 +4,15 @@
 //!
 //! # What is built, and where it is cached
 //! For each [`Tree`], `debootstrap --variant=minbase --include=PACKAGES SUITE
-//! DIR http://deb.debian.org/debian`. The bookworm cloud-init tree,
-//! `--include=cloud-init,python3-cffi-backend,ca-certificates,curl` (about
-//! 290 MiB and 13,000 files; cloud-init 22.4.2). `python3-cffi-backend` is
+//! DIR http://deb.debian.org/debian`. The cloud-init trees,
+//! `--include=cloud-init,python3-cffi-backend,iproute2,ca-certificates,curl`
+//! ([`CLOUD_INIT_PACKAGES`]): bookworm 293 MiB and 12,900 files (cloud-init
+//! 22.4.2), trixie 301 MiB (25.1.4), sid 336 MiB (26.2 at the time of
+//! writing). `python3-cffi-backend` is
 //! named because debootstrap does not resolve virtual packages:
 //! `python3-cryptography` (cloud-init → oauthlib) needs
-//! `python3-cffi-backend-api-*`, which only that package provides, and
+//! `python3-cffi-backend-api-*`, which only that package provides (on all
+//! three releases), and
 //! without it the build stops with cloud-init unconfigured. The downloaded
 //! `.deb`s are deleted afterwards.
 //!
@@ -27,7 +30,10 @@
 //! while another process holds it), so a changed package list does not
 //! leave the old 300 MiB behind.
 //! A cold build took 68–74 s here (2 cores, deb.debian.org), mostly
-//! downloading and unpacking; the build prints its time. A killed test
+//! downloading and unpacking; the three cloud-init trees built at once (as
+//! the first run of `tests/cloud_init.rs` does) took 189 s (trixie, sid)
+//! and 207 s (bookworm), on 2 cores other builds shared. The build prints
+//! its time. A killed test
 //! takes its debootstrap down with it (`PR_SET_PDEATHSIG`). `debootstrap` comes from Debian's package of
 //! that name (`.ci/install`).
 //!
