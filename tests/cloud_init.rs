@@ -968,36 +968,42 @@ fn cloudstack_tags_part_rides_beside_the_shell_part_under_cloud_init(tree: Tree)
 
 /// One `#[test]` per case and release, `RELEASE::CASE`, so that a failure
 /// names the release and the cases run in parallel as before; each release's
-/// tree is built on its first use (module doc).
+/// tree is built on its first use (module doc). A case is a function above
+/// taking the [`Tree`].
 macro_rules! on_each_release {
-    ($($release:ident: $tree:expr;)*) => {$(
+    ($cases:tt $($release:ident: $tree:expr;)*) => {
+        $(cases_on!($release, $tree, $cases);)*
+
+        /// A tree added to [`Tree::CLOUD_INIT`] gets the cases too.
+        #[test]
+        fn the_cases_run_on_every_cloud_init_tree() {
+            assert_eq!([$($tree),*], Tree::CLOUD_INIT);
+        }
+    };
+}
+
+/// `mod RELEASE` with a `#[test]` per case ([`on_each_release!`]).
+macro_rules! cases_on {
+    ($release:ident, $tree:expr, [$($case:ident),* $(,)?]) => {
         mod $release {
             use super::*;
-
-            #[test]
-            fn mime_shellscript_part_runs_tagstrap_once_per_instance() {
-                super::mime_shellscript_part_runs_tagstrap_once_per_instance($tree);
-            }
-
-            #[test]
-            fn cloud_config_runcmd_runs_tagstrap_once_per_instance_with_no_secret_on_the_image() {
-                super::cloud_config_runcmd_runs_tagstrap_once_per_instance_with_no_secret_on_the_image($tree);
-            }
-
-            #[test]
-            fn baked_unit_command_line_runs_once_per_instance() {
-                super::baked_unit_command_line_runs_once_per_instance($tree);
-            }
-
-            #[test]
-            fn cloudstack_tags_part_rides_beside_the_shell_part_under_cloud_init() {
-                super::cloudstack_tags_part_rides_beside_the_shell_part_under_cloud_init($tree);
-            }
+            $(
+                #[test]
+                fn $case() {
+                    super::$case($tree);
+                }
+            )*
         }
-    )*};
+    };
 }
 
 on_each_release! {
+    [
+        mime_shellscript_part_runs_tagstrap_once_per_instance,
+        cloud_config_runcmd_runs_tagstrap_once_per_instance_with_no_secret_on_the_image,
+        baked_unit_command_line_runs_once_per_instance,
+        cloudstack_tags_part_rides_beside_the_shell_part_under_cloud_init,
+    ]
     bookworm: Tree::BOOKWORM;
     trixie: Tree::TRIXIE;
     sid: Tree::SID;
