@@ -487,20 +487,7 @@ impl Rootfs {
         let status = self
             .read("/var/lib/dpkg/status")
             .expect("/var/lib/dpkg/status");
-        let version = status
-            .split("\n\n")
-            .find(|p| p.lines().any(|l| l == "Package: cloud-init"))
-            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("Version: ")))
-            .expect("cloud-init in dpkg's status");
-        // Without an epoch (`1:`), should one come.
-        let version = version.split_once(':').map_or(version, |(_, v)| v);
-        let mut numbers = version
-            .split(|c: char| !c.is_ascii_digit())
-            .map(|n| n.parse::<u32>());
-        match (numbers.next(), numbers.next()) {
-            (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
-            _ => panic!("cloud-init version {version:?}"),
-        }
+        cloud_init_version_in(&status)
     }
 
     /// The errors cloud-init recorded for its last boot: each stage's
@@ -559,20 +546,7 @@ impl Rootfs {
         let text = self.read(rel)?;
         let status: serde_json::Value =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        let stages = status["v1"].as_object()?;
-        let mut found = None;
-        for (stage, v) in stages {
-            let Some(levels) = v.get("recoverable_errors") else {
-                continue;
-            };
-            let list: &mut Vec<String> = found.get_or_insert_with(Vec::new);
-            for (level, messages) in levels.as_object().into_iter().flatten() {
-                for m in messages.as_array().into_iter().flatten() {
-                    list.push(format!("{stage}: {level}: {}", json_text(m)));
-                }
-            }
-        }
-        found
+        recoverable_errors_in(&status)
     }
 
     /// The multipart user-data that `cloud-init devel make-mime -a FILE:TYPE
@@ -698,6 +672,41 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// [`Rootfs::cloud_init_recoverable_errors`] of a `status.json`.
+fn recoverable_errors_in(status: &serde_json::Value) -> Option<Vec<String>> {
+    let mut found = None;
+    for (stage, v) in status["v1"].as_object()? {
+        let Some(levels) = v.get("recoverable_errors") else {
+            continue;
+        };
+        let list: &mut Vec<String> = found.get_or_insert_with(Vec::new);
+        for (level, messages) in levels.as_object().into_iter().flatten() {
+            for m in messages.as_array().into_iter().flatten() {
+                list.push(format!("{stage}: {level}: {}", json_text(m)));
+            }
+        }
+    }
+    found
+}
+
+/// cloud-init's major and minor version in dpkg's `status` file.
+fn cloud_init_version_in(status: &str) -> (u32, u32) {
+    let version = status
+        .split("\n\n")
+        .find(|p| p.lines().any(|l| l == "Package: cloud-init"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("Version: ")))
+        .expect("cloud-init in dpkg's status");
+    // Without an epoch (`1:`), should one come.
+    let version = version.split_once(':').map_or(version, |(_, v)| v);
+    let mut numbers = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>());
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+        _ => panic!("cloud-init version {version:?}"),
+    }
 }
 
 fn json_text(v: &serde_json::Value) -> String {
@@ -1174,6 +1183,51 @@ mod tests {
         };
         assert_ne!(other.dir_name(), Tree::BOOKWORM.dir_name());
         assert!(Tree::BOOKWORM.has_cloud_init() && !other.has_cloud_init());
+    }
+
+    #[test]
+    fn the_cloud_init_version_comes_from_dpkg() {
+        let status = |v: &str| {
+            format!(
+                "Package: cloud-guest-utils\nVersion: 0.33-1\n\n\
+                 Package: cloud-init\nStatus: install ok installed\nVersion: {v}\n\n\
+                 Package: curl\nVersion: 8.14.1-2\n"
+            )
+        };
+        assert_eq!(cloud_init_version_in(&status("22.4.2-1+deb12u4")), (22, 4));
+        assert_eq!(cloud_init_version_in(&status("25.1.4-1+deb13u1")), (25, 1));
+        assert_eq!(cloud_init_version_in(&status("26.2-1")), (26, 2));
+        assert_eq!(cloud_init_version_in(&status("1:27.1~rc1-1")), (27, 1));
+    }
+
+    #[test]
+    fn recoverable_errors_are_none_before_23_4_and_listed_per_stage_after() {
+        // The shapes of 22.4's and 26.2's status.json (trimmed).
+        let old = serde_json::json!({"v1": {
+            "datasource": "DataSourceNoCloud",
+            "init": {"errors": [], "finished": 1.0, "start": 0.5},
+            "modules-final": {"errors": [], "finished": 2.0, "start": 1.5},
+            "stage": null,
+        }});
+        assert_eq!(recoverable_errors_in(&old), None);
+        let new = serde_json::json!({"v1": {
+            "datasource": "DataSourceNoCloud",
+            "init": {"errors": [], "recoverable_errors": {
+                "WARNING": ["Unhandled unknown content-type (text/x-tagstrap-tags)"],
+                "DEPRECATED": ["`x` is deprecated"],
+            }},
+            "init-local": {"errors": [], "recoverable_errors": {}},
+            "stage": null,
+        }});
+        assert_eq!(
+            recoverable_errors_in(&new),
+            Some(vec![
+                "init: DEPRECATED: `x` is deprecated".to_string(),
+                "init: WARNING: Unhandled unknown content-type (text/x-tagstrap-tags)".into(),
+            ])
+        );
+        let clean = serde_json::json!({"v1": {"init": {"errors": [], "recoverable_errors": {}}}});
+        assert_eq!(recoverable_errors_in(&clean), Some(vec![]));
     }
 
     #[test]
