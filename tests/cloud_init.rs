@@ -816,8 +816,10 @@ fn baked_unit_command_line_runs_once_per_instance(tree: Tree) {
 /// again, byte for byte, by a fake virtual router on loopback. The script
 /// URL is only in the tags part (the image's tags file has the proxy and
 /// its credentials), so the run proves the tags came from that part, end to
-/// end. cloud-init 22.4 skips the unknown part with a warning in its log,
-/// records no error, and says `status: done`: what docs/clouds.md tells.
+/// end. cloud-init skips the unknown part with a warning in its log and
+/// records no error; 22.4 says `status: done` and exits 0, 25.1 and 26.2
+/// record the warning and say `degraded done` with exit 2: what
+/// docs/clouds.md tells.
 fn cloudstack_tags_part_rides_beside_the_shell_part_under_cloud_init(tree: Tree) {
     let world = World::new(Store::VaultEnv, tree);
     world.rootfs.write(
