@@ -344,31 +344,53 @@ fn each_rpm_lists_the_expected_files_conffiles_and_no_library_requirement() {
     }
 }
 
+/// An empty directory with an rpm database of its own, to install into.
+struct RpmRoot(tempfile::TempDir);
+
+impl RpmRoot {
+    fn new() -> RpmRoot {
+        let root = tempfile::tempdir().unwrap();
+        ok("rpm", args!["--root", root.path(), "--initdb"]);
+        RpmRoot(root)
+    }
+
+    fn at(&self, path: &str) -> PathBuf {
+        self.0.path().join(path.trim_start_matches('/'))
+    }
+
+    /// `rpm --root R MODE PACKAGE` (`-ivh`, `-Uvh`). --nodeps: the root has
+    /// no packages for the requirements; --noscripts: nor a /bin/sh or
+    /// systemctl for the scriptlets; --ignorearch: the aarch64 one goes into
+    /// this x86_64 machine's root; --replacepkgs: `-Uvh` of the same package.
+    fn rpm(&self, mode: &str, package: &Path) -> String {
+        ok(
+            "rpm",
+            args![
+                "--root",
+                self.0.path(),
+                mode,
+                "--nodeps",
+                "--noscripts",
+                "--ignorearch",
+                "--replacepkgs",
+                package
+            ],
+        )
+    }
+
+    /// The installed tagstrap's name-version-release.arch.
+    fn query(&self) -> String {
+        ok("rpm", args!["--root", self.0.path(), "-q", "tagstrap"])
+    }
+}
+
 #[test]
 fn each_rpm_installs_into_an_empty_root_and_an_upgrade_keeps_the_operators_config() {
     for arch in RPM_ARCHES {
         let rpm = artifacts::rpm(arch);
-        let root = tempfile::tempdir().unwrap();
-        let at = |p: &str| root.path().join(p.trim_start_matches('/'));
-        ok("rpm", args!["--root", root.path(), "--initdb"]);
-        // --nodeps: the empty root has no rpm database of its own packages;
-        // --noscripts: nor a /bin/sh or systemctl for the scriptlets;
-        // --ignorearch: the aarch64 one goes into this x86_64 machine's root.
-        let install = |mode: &str| {
-            ok(
-                "rpm",
-                args![
-                    "--root",
-                    root.path(),
-                    mode,
-                    "--nodeps",
-                    "--noscripts",
-                    "--ignorearch",
-                    "--replacepkgs",
-                    rpm
-                ],
-            )
-        };
+        let root = RpmRoot::new();
+        let at = |p: &str| root.at(p);
+        let install = |mode: &str| root.rpm(mode, &rpm);
         install("-ivh");
         for (path, mode) in common_files() {
             let meta = std::fs::metadata(at(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -387,7 +409,7 @@ fn each_rpm_installs_into_an_empty_root_and_an_upgrade_keeps_the_operators_confi
             "nothing else in /etc/tagstrap (no token file)"
         );
         assert_eq!(
-            ok("rpm", args!["--root", root.path(), "-q", "tagstrap"]).trim(),
+            root.query().trim(),
             format!("tagstrap-{}-1.{arch}", artifacts::VERSION)
         );
 
@@ -459,29 +481,16 @@ fn an_upgrade_whose_packaged_config_changed_keeps_the_operators_and_writes_rpmne
     let v2 = out_dir.join(format!("tagstrap-{}-2.x86_64.rpm", artifacts::VERSION));
     assert!(v2.is_file(), "{}", String::from_utf8_lossy(&built.stdout));
 
-    let root = tempfile::tempdir().unwrap();
-    let at = |p: &str| root.path().join(p.trim_start_matches('/'));
-    ok("rpm", args!["--root", root.path(), "--initdb"]);
-    let rpm = |mode: &str, package: &Path| {
-        ok(
-            "rpm",
-            args![
-                "--root",
-                root.path(),
-                mode,
-                "--nodeps",
-                "--noscripts",
-                package
-            ],
-        );
-    };
+    let root = RpmRoot::new();
+    let at = |p: &str| root.at(p);
+    let rpm = |mode: &str, package: &Path| root.rpm(mode, package);
     rpm("-ivh", &artifacts::rpm("x86_64"));
     let operators = "# the operator's\ndeadline = 900\n";
     std::fs::write(at("/etc/tagstrap/config.toml"), operators).unwrap();
     rpm("-Uvh", &v2);
 
     assert_eq!(
-        ok("rpm", args!["--root", root.path(), "-q", "tagstrap"]).trim(),
+        root.query().trim(),
         format!("tagstrap-{}-2.x86_64", artifacts::VERSION)
     );
     assert_eq!(
