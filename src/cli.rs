@@ -46,8 +46,9 @@ Examples:
 
 /// The command line as clap parses it: the derived one, each flag's help
 /// followed by its default, variable and config key from its setting's one
-/// definition (`settings::defs`).
-pub(crate) fn command() -> clap::Command {
+/// definition (`settings::defs`). Public for examples/manpage.rs, which
+/// generates the man page and completions from it.
+pub fn command() -> clap::Command {
     let mut command = <Cli as clap::CommandFactory>::command();
     let names: Vec<String> = command
         .get_subcommands()

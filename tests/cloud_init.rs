@@ -125,6 +125,8 @@ impl World {
 
         let tagstrap = tagstrap.join().expect("the static tagstrap build");
         rootfs.install_binary(&tagstrap, "/usr/local/bin/tagstrap");
+        // Where the packaged unit (dist/systemd/tagstrap.service) runs it.
+        rootfs.install_binary(&tagstrap, "/usr/bin/tagstrap");
         rootfs.write("/etc/tagstrap/ca.pem", ca.ca_pem(), 0o644);
         rootfs.write(
             "/etc/tagstrap/tags",
@@ -747,11 +749,16 @@ fn split_words(s: &str) -> Vec<String> {
 }
 
 fn baked_unit_command_line_runs_once_per_instance(tree: Tree) {
-    let unit =
-        Unit::parse(&std::fs::read_to_string(repo_file("dist/systemd/tagstrap.service")).unwrap());
+    // The packaged unit with the operator's token drop-in, as systemd merges them.
+    let read = |rel: &str| std::fs::read_to_string(repo_file(rel)).unwrap();
+    let unit = Unit::parse(&format!(
+        "{}\n{}",
+        read("dist/systemd/tagstrap.service"),
+        read("dist/systemd/vault-token.conf")
+    ));
     assert_eq!(
         unit.exec_start.first().map(String::as_str),
-        Some("/usr/local/bin/tagstrap"),
+        Some("/usr/bin/tagstrap"),
         "{unit:?}"
     );
     assert!(

@@ -40,12 +40,16 @@
 //!   Squid, OpenBao and an HTTPS origin in the cloud, reached by name
 //!   (needs root).
 //!
+//! * [`artifacts`] — what `.ci/release` built: the .deb and .rpm per
+//!   architecture, the aarch64 binary, the man page and completions.
+//!
 //! Every instance owns its temp dir, its ports and its processes; dropping it
 //! kills the processes (and waits for them) and removes the temp dir.
 //! Readiness is detected from the servers' own logs or by polling them —
 //! never by a fixed sleep. Nothing listens anywhere but 127.0.0.1, except
 //! inside the private network namespaces of [`netns`].
 
+pub mod artifacts;
 pub mod azure_key_vault;
 pub mod bao;
 pub mod bao_cluster;

@@ -811,7 +811,7 @@ fn run_with_timeout(mut command: Command, timeout: Duration) -> Output {
 }
 
 /// `target/` of this workspace, or `$CARGO_TARGET_DIR`.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("testkit sits in the workspace")

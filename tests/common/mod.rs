@@ -17,6 +17,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tagstrap");
 /// One invocation of tagstrap, built up step by step; the subcommand is
 /// chosen when it runs, so the same set-up serves `run`, `plan` and `tags`.
 pub struct Tagstrap {
+    /// What runs: [`BIN`], or another build behind its launcher ([`Tagstrap::program`]).
+    program: Vec<std::ffi::OsString>,
     args: Vec<std::ffi::OsString>,
     envs: Vec<(String, std::ffi::OsString)>,
     pub state: TempDir,
@@ -31,6 +33,7 @@ impl Tagstrap {
         let config = write_file(state.path(), "empty.toml", "");
         let tags = write_file(state.path(), "empty.tags", "");
         let mut t = Tagstrap {
+            program: vec![BIN.into()],
             args: vec![subcommand.into()],
             envs: Vec::new(),
             state,
@@ -55,6 +58,13 @@ impl Tagstrap {
         self
     }
 
+    /// Runs `argv` (a program and its first arguments, e.g. `qemu-aarch64
+    /// BINARY` in tests/arm64.rs) with the same arguments instead of [`BIN`].
+    pub fn program(mut self, argv: &[&std::ffi::OsStr]) -> Tagstrap {
+        self.program = argv.iter().map(|a| a.to_os_string()).collect();
+        self
+    }
+
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Tagstrap {
         self.envs
             .push((key.to_string(), value.as_ref().to_os_string()));
@@ -63,6 +73,15 @@ impl Tagstrap {
 
     pub fn vault(self, addr: &str, token: &str) -> Tagstrap {
         self.env("VAULT_ADDR", addr).env("VAULT_TOKEN", token)
+    }
+
+    /// The proxy tags for `squid` with `user` and the password as
+    /// `cred:PROXY_PASS`, resolved from `bao` (see [`proxy_and_store`]).
+    pub fn through_proxy(self, squid: &testkit::Squid, bao: &testkit::Bao, user: &str) -> Tagstrap {
+        self.tag("rs_agent:http_proxy", &squid.proxy_addr())
+            .tag("rs_agent:http_proxy_user", user)
+            .tag("rs_agent:http_proxy_password", "cred:PROXY_PASS")
+            .vault(&bao.addr(), &bao.root_token())
     }
 
     /// `tagstrap SUBCOMMAND --source CLOUD --metadata-endpoint FAKE`.
@@ -79,8 +98,9 @@ impl Tagstrap {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(&self.program[0]);
         command
+            .args(&self.program[1..])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .args(&self.args)
@@ -201,6 +221,23 @@ impl Run {
             .filter(|l| l.contains("failed:") && l.contains("next try in"))
             .count()
     }
+}
+
+/// A proxied run's servers: a Squid with basic auth for `user`/`password`
+/// allowing CONNECT only to `connect_port`, and an OpenBao dev server
+/// holding `password` as `PROXY_PASS` (KV v2, field `value`).
+pub fn proxy_and_store(
+    user: &str,
+    password: &str,
+    connect_port: u16,
+) -> (testkit::Squid, testkit::Bao) {
+    let squid = testkit::Squid::builder()
+        .basic_auth(user, password)
+        .allow_connect_ports(&[connect_port])
+        .start();
+    let bao = testkit::Bao::start();
+    bao.put_kv2("secret", "PROXY_PASS", &[("value", password)]);
+    (squid, bao)
 }
 
 /// The variables tagstrap sets for the script when there is a proxy (SPEC
