@@ -1,7 +1,9 @@
 //! What ships, checked as built by .ci/release (`testkit::artifacts`): the
 //! .deb and .rpm for both architectures (lintian, their file lists and
-//! modes, conffiles, requirements, an install into an empty rpm root and an
-//! upgrade that keeps the operator's config), the man page against `--help`,
+//! modes, conffiles, requirements, an install into an empty rpm root, and
+//! upgrades that keep the operator's config: to the same package, and to a
+//! release 2 rebuilt here whose config changed, which rpm leaves as
+//! `.rpmnew`), the man page against `--help`,
 //! and the completions loaded by bash and zsh.
 //!
 //! The .deb's upgrade-keeps-the-conffile case needs a real dpkg database in
@@ -342,31 +344,53 @@ fn each_rpm_lists_the_expected_files_conffiles_and_no_library_requirement() {
     }
 }
 
+/// An empty directory with an rpm database of its own, to install into.
+struct RpmRoot(tempfile::TempDir);
+
+impl RpmRoot {
+    fn new() -> RpmRoot {
+        let root = tempfile::tempdir().unwrap();
+        ok("rpm", args!["--root", root.path(), "--initdb"]);
+        RpmRoot(root)
+    }
+
+    fn at(&self, path: &str) -> PathBuf {
+        self.0.path().join(path.trim_start_matches('/'))
+    }
+
+    /// `rpm --root R MODE PACKAGE` (`-ivh`, `-Uvh`). --nodeps: the root has
+    /// no packages for the requirements; --noscripts: nor a /bin/sh or
+    /// systemctl for the scriptlets; --ignorearch: the aarch64 one goes into
+    /// this x86_64 machine's root; --replacepkgs: `-Uvh` of the same package.
+    fn rpm(&self, mode: &str, package: &Path) -> String {
+        ok(
+            "rpm",
+            args![
+                "--root",
+                self.0.path(),
+                mode,
+                "--nodeps",
+                "--noscripts",
+                "--ignorearch",
+                "--replacepkgs",
+                package
+            ],
+        )
+    }
+
+    /// The installed tagstrap's name-version-release.arch.
+    fn query(&self) -> String {
+        ok("rpm", args!["--root", self.0.path(), "-q", "tagstrap"])
+    }
+}
+
 #[test]
 fn each_rpm_installs_into_an_empty_root_and_an_upgrade_keeps_the_operators_config() {
     for arch in RPM_ARCHES {
         let rpm = artifacts::rpm(arch);
-        let root = tempfile::tempdir().unwrap();
-        let at = |p: &str| root.path().join(p.trim_start_matches('/'));
-        ok("rpm", args!["--root", root.path(), "--initdb"]);
-        // --nodeps: the empty root has no rpm database of its own packages;
-        // --noscripts: nor a /bin/sh or systemctl for the scriptlets;
-        // --ignorearch: the aarch64 one goes into this x86_64 machine's root.
-        let install = |mode: &str| {
-            ok(
-                "rpm",
-                args![
-                    "--root",
-                    root.path(),
-                    mode,
-                    "--nodeps",
-                    "--noscripts",
-                    "--ignorearch",
-                    "--replacepkgs",
-                    rpm
-                ],
-            )
-        };
+        let root = RpmRoot::new();
+        let at = |p: &str| root.at(p);
+        let install = |mode: &str| root.rpm(mode, &rpm);
         install("-ivh");
         for (path, mode) in common_files() {
             let meta = std::fs::metadata(at(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -385,7 +409,7 @@ fn each_rpm_installs_into_an_empty_root_and_an_upgrade_keeps_the_operators_confi
             "nothing else in /etc/tagstrap (no token file)"
         );
         assert_eq!(
-            ok("rpm", args!["--root", root.path(), "-q", "tagstrap"]).trim(),
+            root.query().trim(),
             format!("tagstrap-{}-1.{arch}", artifacts::VERSION)
         );
 
@@ -404,6 +428,85 @@ fn each_rpm_installs_into_an_empty_root_and_an_upgrade_keeps_the_operators_confi
             std::fs::read(repo("dist/etc/tags")).unwrap()
         );
     }
+}
+
+/// The case `-Uvh --replacepkgs` cannot show: release 2 of the package,
+/// rebuilt here with cargo-generate-rpm from the same metadata but a changed
+/// `config.toml`, upgrades a root whose operator edited theirs. rpm keeps
+/// the operator's file and leaves the new one beside it as `.rpmnew`.
+#[test]
+fn an_upgrade_whose_packaged_config_changed_keeps_the_operators_and_writes_rpmnew() {
+    let tool = artifacts::ci_tool("cargo-generate-rpm");
+    let work = tempfile::tempdir().unwrap();
+    let shipped_v2 = "# release 2's example\n#deadline = 600\n";
+    let new_config = common::write_file(work.path(), "config.toml", shipped_v2);
+    // The assets of Cargo.toml's [package.metadata.generate-rpm], with
+    // config.toml's source swapped, and release 2.
+    let manifest = std::fs::read_to_string(repo("Cargo.toml")).unwrap();
+    let rpm_meta = &manifest[manifest.find("[package.metadata.generate-rpm]").unwrap()..];
+    let assets_at = rpm_meta.find("\nassets = [").unwrap() + 1;
+    let assets = &rpm_meta[assets_at..assets_at + rpm_meta[assets_at..].find("\n]\n").unwrap() + 3];
+    let old_source = "source = \"dist/etc/config.toml\"";
+    assert!(assets.contains(old_source), "{assets}");
+    let overwrite = common::write_file(
+        work.path(),
+        "release-2.toml",
+        &format!(
+            "release = \"2\"\n{}",
+            assets.replace(
+                old_source,
+                &format!("source = \"{}\"", new_config.display())
+            )
+        ),
+    );
+    let out_dir = work.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let built = Command::new(&tool)
+        .args(args![
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "--metadata-overwrite",
+            overwrite,
+            "--output",
+            out_dir
+        ])
+        .current_dir(repo(""))
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let v2 = out_dir.join(format!("tagstrap-{}-2.x86_64.rpm", artifacts::VERSION));
+    assert!(v2.is_file(), "{}", String::from_utf8_lossy(&built.stdout));
+
+    let root = RpmRoot::new();
+    let at = |p: &str| root.at(p);
+    let rpm = |mode: &str, package: &Path| root.rpm(mode, package);
+    rpm("-ivh", &artifacts::rpm("x86_64"));
+    let operators = "# the operator's\ndeadline = 900\n";
+    std::fs::write(at("/etc/tagstrap/config.toml"), operators).unwrap();
+    rpm("-Uvh", &v2);
+
+    assert_eq!(
+        root.query().trim(),
+        format!("tagstrap-{}-2.x86_64", artifacts::VERSION)
+    );
+    assert_eq!(
+        std::fs::read_to_string(at("/etc/tagstrap/config.toml")).unwrap(),
+        operators
+    );
+    assert_eq!(
+        std::fs::read_to_string(at("/etc/tagstrap/config.toml.rpmnew")).unwrap(),
+        shipped_v2
+    );
+    // The tags file changed in neither: replaced in place, no .rpmnew.
+    assert!(!at("/etc/tagstrap/tags.rpmnew").exists());
+    assert_eq!(
+        std::fs::read(at("/etc/tagstrap/tags")).unwrap(),
+        std::fs::read(repo("dist/etc/tags")).unwrap()
+    );
 }
 
 /// The `--flags` of `tagstrap [SUB] --help` and the subcommands it lists.

@@ -45,3 +45,15 @@ pub fn aarch64_tagstrap() -> PathBuf {
 pub fn x86_64_tagstrap() -> PathBuf {
     artifact("tagstrap-x86_64-linux-musl")
 }
+
+/// A packaging tool `.ci/install` builds into `target/ci-tools/bin/`
+/// (`cargo-deb`, `cargo-generate-rpm`); panics saying to run `.ci/install`.
+pub fn ci_tool(name: &str) -> PathBuf {
+    let path = crate::rootfs::target_dir().join("ci-tools/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run .ci/install (it builds the packagers into target/ci-tools)",
+        path.display()
+    );
+    path
+}

@@ -30,8 +30,8 @@
 //!   [`Moto`]'s STS as Vault does and grants a token only to the bound role.
 //! * [`Relay`] — a TCP relay in front of a server that can run a hook when
 //!   the first client connects or inject HTTP request headers.
-//! * [`Rootfs`] — a Debian bookworm tree with the real `cloud-init`
-//!   (debootstrap, cached under `target/testkit-rootfs/`), one private
+//! * [`Rootfs`] — a Debian tree (bookworm, trixie, sid) with the real
+//!   `cloud-init` (debootstrap, cached under `target/testkit-rootfs/`), one private
 //!   overlay per test, commands run in it under `unshare ... chroot`; and
 //!   [`static_tagstrap`], the musl build of tagstrap to put in it.
 //! * [`nspawn`] — the bookworm systemd tree booted with systemd as PID 1
