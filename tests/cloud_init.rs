@@ -41,12 +41,11 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{secret_forms, sha256_hex};
 use serde_json::json;
@@ -354,42 +353,8 @@ impl World {
 
     /// `/etc/tagstrap/proxy.env` is 0600 and holds exactly the six variables.
     fn assert_proxy_env(&self) {
-        let path = self.rootfs.path(PROXY_ENV);
-        let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{PROXY_ENV}: {e}"));
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{PROXY_ENV} mode");
         let url = self.proxy_url();
-        let expected: BTreeSet<String> = [
-            ("http_proxy", url.as_str()),
-            ("https_proxy", &url),
-            ("HTTP_PROXY", &url),
-            ("HTTPS_PROXY", &url),
-            ("no_proxy", NO_PROXY),
-            ("NO_PROXY", NO_PROXY),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}='{v}'"))
-        .collect();
-        let content = self.rootfs.read(PROXY_ENV).unwrap();
-        let lines: BTreeSet<String> = content
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect();
-        // Compare without printing the file: it holds the password.
-        let missing: Vec<&str> = expected
-            .iter()
-            .filter(|l| !lines.contains(*l))
-            .map(|l| l.split('=').next().unwrap())
-            .collect();
-        let extra: Vec<&str> = lines
-            .iter()
-            .filter(|l| !expected.contains(*l))
-            .map(|l| l.split('=').next().unwrap())
-            .collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "{PROXY_ENV}: wrong or missing {missing:?}, unexpected {extra:?}"
-        );
+        common::assert_env_file(&self.rootfs.path(PROXY_ENV), &url, NO_PROXY);
         // And sh reads it back as the same URL (hash only: no secret in argv or output).
         let out = self.rootfs.run(
             &[
@@ -410,20 +375,8 @@ impl World {
 
     /// Squid saw the CONNECTs to the origin, all authenticated as USER.
     fn assert_connects_through_squid(&self) {
-        let needle = format!("CONNECT {ORIGIN_IP}:{} {USER} ", self.origin.port());
-        assert!(
-            self.squid
-                .wait_for_access_log(&needle, Duration::from_secs(10)),
-            "no {needle:?} in Squid's access.log:\n{}",
-            self.squid.access_log()
-        );
-        let log = self.squid.access_log();
-        for line in log.lines().filter(|l| l.contains(" CONNECT ")) {
-            assert!(
-                line.contains(&needle) && line.contains("TCP_TUNNEL/200"),
-                "{log}"
-            );
-        }
+        let origin = format!("{ORIGIN_IP}:{}", self.origin.port());
+        common::assert_connects(&self.squid, &origin, USER);
     }
 
     /// No form of the password or the store token in cloud-init's logs, in

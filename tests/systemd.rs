@@ -17,7 +17,8 @@
 //! `EnvironmentFile=/etc/tagstrap/proxy.env` (no `-`: it fails if the file
 //! is not there yet), records the sha256 of the `https_proxy` it got. A
 //! third case seals the token with `systemd-creds` on the running machine
-//! and boots it again with `LoadCredentialEncrypted=`.
+//! and boots it again with `LoadCredentialEncrypted=`; a fourth upgrades
+//! to a release 2 whose packaged config changed.
 //!
 //! Needs root, `systemd-nspawn` and `debootstrap` (`.ci/install`), and the
 //! `.deb` that `.ci/release` builds (`testkit::artifacts::deb`); the first run builds the tree (about two
@@ -25,6 +26,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -110,19 +112,26 @@ impl World {
 
     /// `dpkg -i` of the package in a chroot: exit 0, nothing asked.
     fn install_package(&self) -> String {
-        let bytes = std::fs::read(&self.deb).unwrap();
-        self.rootfs.write("/var/cache/tagstrap.deb", bytes, 0o644);
-        let out = self
-            .rootfs
-            .run(&["dpkg", "-i", "/var/cache/tagstrap.deb"], &[]);
+        let out = self.dpkg_install(&self.deb, &[]);
         // stdin is empty: a conffile question would end dpkg with an error.
         assert!(out.status.success(), "dpkg -i: {}", text(&out));
-        std::fs::remove_file(self.rootfs.path("/var/cache/tagstrap.deb")).unwrap();
         format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
+    }
+
+    /// `dpkg [OPTIONS] -i DEB` in a chroot, stdin empty.
+    fn dpkg_install(&self, deb: &Path, options: &[&str]) -> std::process::Output {
+        let bytes = std::fs::read(deb).unwrap();
+        self.rootfs.write("/var/cache/tagstrap.deb", bytes, 0o644);
+        let mut cmd = vec!["dpkg"];
+        cmd.extend(options);
+        cmd.extend(["-i", "/var/cache/tagstrap.deb"]);
+        let out = self.rootfs.run(&cmd, &[]);
+        std::fs::remove_file(self.rootfs.path("/var/cache/tagstrap.deb")).unwrap();
+        out
     }
 
     /// What the package put in the tree: the binary, the unit enabled for
@@ -249,59 +258,18 @@ impl World {
     }
 
     /// `/etc/tagstrap/proxy.env` is 0600 and holds exactly the six
-    /// variables (compared without printing the file: it holds the
-    /// password); returns its inode and mtime.
+    /// variables; returns its inode and mtime.
     fn assert_proxy_env(&self) -> (u64, i64, i64) {
-        let meta = std::fs::metadata(self.rootfs.path(PROXY_ENV))
-            .unwrap_or_else(|e| panic!("{PROXY_ENV}: {e}"));
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{PROXY_ENV} mode");
-        let url = self.proxy_url();
-        let mut expected: Vec<String> = common::PROXY_VARS
-            .iter()
-            .map(|k| {
-                let v = if k.eq_ignore_ascii_case("no_proxy") {
-                    NO_PROXY
-                } else {
-                    &url
-                };
-                format!("{k}='{v}'")
-            })
-            .collect();
-        let content = self.rootfs.read(PROXY_ENV).unwrap();
-        let mut lines: Vec<String> = content
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect();
-        expected.sort();
-        lines.sort();
-        let names = |v: &[String]| -> Vec<String> {
-            v.iter()
-                .map(|l| l.split('=').next().unwrap().to_string())
-                .collect()
-        };
-        assert!(
-            lines == expected,
-            "{PROXY_ENV}: variables {:?}, expected {:?} (values not shown)",
-            names(&lines),
-            names(&expected)
-        );
+        let path = self.rootfs.path(PROXY_ENV);
+        let meta = common::assert_env_file(&path, &self.proxy_url(), NO_PROXY);
         (meta.ino(), meta.mtime(), meta.mtime_nsec())
     }
 
     /// Squid saw the script's download: CONNECTs to the origin, every one
     /// authenticated as USER and tunnelled.
     fn assert_connects_through_squid(&self) {
-        let needle = format!("CONNECT {ORIGIN_IP}:{} {USER} ", self.origin.port());
-        let log = self.squid.access_log();
-        let connects: Vec<&str> = log.lines().filter(|l| l.contains(" CONNECT ")).collect();
-        assert!(
-            !connects.is_empty()
-                && connects
-                    .iter()
-                    .all(|l| l.contains(&needle) && l.contains("TCP_TUNNEL/200")),
-            "Squid's access.log, expected {needle:?}:\n{log}"
-        );
+        let origin = format!("{ORIGIN_IP}:{}", self.origin.port());
+        common::assert_connects(&self.squid, &origin, USER);
     }
 
     /// No form of the password, the stored value or the store token in
@@ -621,6 +589,94 @@ fn an_encrypted_credential_opens_the_store_at_the_next_boot() {
         world.assert_proxy_env(),
         first_env,
         "{PROXY_ENV} was not rewritten"
+    );
+    assert_eq!(world.runs(), [machine.as_str()]);
+    world.assert_no_leak(&guest);
+    assert!(guest.poweroff().success(), "nspawn's exit status");
+}
+
+/// Release 2 of the package (the release's .deb repacked as `0.1.0-2`)
+/// whose own `config.toml` changed, over the operator's edited one: dpkg
+/// would ask which to keep, and with an empty stdin the plain `dpkg -i`
+/// fails on that question. An image build cannot answer, so it says ahead
+/// what it wants: `--force-confdef --force-confold` (the package's default
+/// where there is one, else the operator's file), as `apt-get -o
+/// Dpkg::Options::=--force-confold` would. The operator's file is kept,
+/// the package's new one lands beside it as `config.toml.dpkg-dist`, and
+/// the upgraded machine boots and runs the unit.
+#[test]
+fn an_upgrade_whose_packaged_config_changed_keeps_the_operators_file() {
+    let world = World::new(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("deb");
+    let repack = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("dpkg-deb")
+            .args(args)
+            .output()
+            .expect("dpkg-deb (Debian's dpkg)");
+        assert!(out.status.success(), "dpkg-deb {args:?}: {}", text(&out));
+    };
+    repack(&[OsStr::new("-R"), world.deb.as_os_str(), tree.as_os_str()]);
+    let control = tree.join("DEBIAN/control");
+    let text_of = std::fs::read_to_string(&control).unwrap();
+    assert!(text_of.contains("\nVersion: 0.1.0-1\n"), "{text_of}");
+    std::fs::write(
+        &control,
+        text_of.replace("\nVersion: 0.1.0-1\n", "\nVersion: 0.1.0-2\n"),
+    )
+    .unwrap();
+    let packaged = tree.join("etc/tagstrap/config.toml");
+    let mut release_2 = std::fs::read_to_string(&packaged).unwrap();
+    release_2.push_str("# Release 2 documents one more setting here.\n");
+    std::fs::write(&packaged, &release_2).unwrap();
+    let deb_2 = dir.path().join("tagstrap_0.1.0-2_amd64.deb");
+    repack(&[
+        OsStr::new("--root-owner-group"),
+        OsStr::new("-b"),
+        tree.as_os_str(),
+        deb_2.as_os_str(),
+    ]);
+
+    let asked = world.dpkg_install(&deb_2, &[]);
+    assert!(!asked.status.success(), "dpkg -i: {}", text(&asked));
+    assert!(
+        text(&asked).contains("Configuration file '/etc/tagstrap/config.toml'"),
+        "{}",
+        text(&asked)
+    );
+    let out = world.dpkg_install(&deb_2, &["--force-confdef", "--force-confold"]);
+    assert!(
+        out.status.success(),
+        "dpkg -i --force-confold: {}",
+        text(&out)
+    );
+    let fs = &world.rootfs;
+    assert_eq!(
+        fs.read("/etc/tagstrap/config.toml").unwrap(),
+        world.config()
+    );
+    assert_eq!(
+        fs.read("/etc/tagstrap/config.toml.dpkg-dist").as_deref(),
+        Some(release_2.as_str())
+    );
+    let status = fs.run(
+        &["dpkg-query", "-W", "-f", "${Version} ${Status}", "tagstrap"],
+        &[],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout),
+        "0.1.0-2 install ok installed",
+        "{}",
+        text(&status)
+    );
+
+    let machine = nspawn::machine_id();
+    let guest = Container::boot(fs, &machine);
+    assert_eq!(
+        unit_state(&guest, UNIT),
+        ["active", "exited", "success", "0"],
+        "{}",
+        guest.journal(UNIT)
     );
     assert_eq!(world.runs(), [machine.as_str()]);
     world.assert_no_leak(&guest);

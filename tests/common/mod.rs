@@ -223,6 +223,71 @@ impl Run {
     }
 }
 
+/// The file `--write-env` wrote at `path` (a host path, also into a test
+/// tree): mode 0600 and exactly the [`PROXY_VARS`], the proxies `url` and
+/// `no_proxy`, single-quoted. Compared without printing the file: it holds
+/// the password. Returns its metadata (inode, mtime) for a rewrite check.
+pub fn assert_env_file(path: &Path, url: &str, no_proxy: &str) -> std::fs::Metadata {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "{} mode",
+        path.display()
+    );
+    let mut expected: Vec<String> = PROXY_VARS
+        .iter()
+        .map(|k| {
+            let v = if k.eq_ignore_ascii_case("no_proxy") {
+                no_proxy
+            } else {
+                url
+            };
+            format!("{k}='{v}'")
+        })
+        .collect();
+    let content = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = content
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    expected.sort();
+    lines.sort();
+    let names = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .map(|l| l.split('=').next().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        lines == expected,
+        "{}: variables {:?} (values not shown), expected {:?} with the proxy URL and no_proxy",
+        path.display(),
+        names(&lines),
+        names(&expected)
+    );
+    meta
+}
+
+/// Squid tunnelled CONNECTs to `target` (`IP:PORT`), and every CONNECT it
+/// saw was that one, authenticated as `user`.
+pub fn assert_connects(squid: &testkit::Squid, target: &str, user: &str) {
+    let needle = format!("CONNECT {target} {user} ");
+    assert!(
+        squid.wait_for_access_log(&needle, Duration::from_secs(10)),
+        "no {needle:?} in Squid's access.log:\n{}",
+        squid.access_log()
+    );
+    let log = squid.access_log();
+    for line in log.lines().filter(|l| l.contains(" CONNECT ")) {
+        assert!(
+            line.contains(&needle) && line.contains("TCP_TUNNEL/200"),
+            "{log}"
+        );
+    }
+}
+
 /// A proxied run's servers: a Squid with basic auth for `user`/`password`
 /// allowing CONNECT only to `connect_port`, and an OpenBao dev server
 /// holding `password` as `PROXY_PASS` (KV v2, field `value`).
