@@ -9,8 +9,8 @@
 //! tests/systemd.rs, 153 s by hand with other builds running; a boot to a
 //! settled multi-user took 0.3–0.7 s, a poweroff 0.1–0.3 s). No D-Bus:
 //! as root, `systemctl` and `journalctl` talk to systemd over its private
-//! socket, and the tree boots to `running` with no failed unit without it. (`systemd-run` does need D-Bus; nothing here
-//! uses it.)
+//! socket, and the tree boots to `running` with no failed unit without it
+//! (`systemd-run` does need D-Bus; nothing here uses it).
 //!
 //! # Which copy nspawn boots
 //! The test's own [`Rootfs`] overlay, booted with `-D` from inside the
