@@ -110,7 +110,7 @@ impl World {
             "rs_agent:powershell_url={}",
             self.origin.url("/install.ps1")
         );
-        let ca = z_path(&self.ca.ca_pem_path());
+        let ca = z_path(self.ca.ca_pem_path());
         let mut args = vec![
             "run",
             "--source",
@@ -157,7 +157,7 @@ fn run_file(wine: &Wine, extra: &[&str]) -> WineRun {
 
 #[test]
 fn version_and_help_show_the_windows_defaults() {
-    let wine = Wine::new();
+    let wine = Wine::cached();
     let version = wine.tagstrap(&["--version"], &[]);
     assert_code(&version, 0);
     assert_eq!(
@@ -238,7 +238,7 @@ fn the_linux_help_shows_the_unix_defaults() {
 #[test]
 fn plan_is_redacted_and_shows_the_programdata_state_dir() {
     let world = World::new(PASSWORD);
-    let wine = Wine::new();
+    let wine = Wine::cached();
     let proxy = format!("rs_agent:http_proxy={}", world.squid.proxy_addr());
     let user = format!("rs_agent:http_proxy_user={USER}");
     let url = format!(
@@ -292,7 +292,7 @@ fn plan_is_redacted_and_shows_the_programdata_state_dir() {
 #[test]
 fn a_proxied_run_starts_powershell_with_the_fixed_command_line_and_the_proxy_environment() {
     let world = World::new(PASSWORD);
-    let wine = Wine::new();
+    let wine = Wine::cached();
     let run = world.run(&wine, &[]);
 
     assert_code(&run, 0);
@@ -359,7 +359,7 @@ fn a_proxied_run_starts_powershell_with_the_fixed_command_line_and_the_proxy_env
 
 #[test]
 fn exit_codes_0_3010_and_1001_pass_through_errorlevel_and_the_report() {
-    let wine = Wine::new();
+    let wine = Wine::cached();
     for code in [0, 3010, 1001] {
         wine.set_powershell_exit(code);
         let run = run_file(&wine, &[]);
@@ -368,6 +368,7 @@ fn exit_codes_0_3010_and_1001_pass_through_errorlevel_and_the_report() {
         assert_eq!(report["exit_code"], code, "{report:#}");
         assert_eq!(report["script"]["exit_code"], code, "{report:#}");
         assert_eq!(report["script"]["route"], "file", "{report:#}");
+        assert_eq!(report["script"]["url"], "file:///C:/agent/install.ps1");
     }
     let path = format!(r"{STATE}\script\install.ps1");
     assert_eq!(wine.powershell_runs(), vec![powershell_line(&path); 3]);
@@ -377,7 +378,7 @@ fn exit_codes_0_3010_and_1001_pass_through_errorlevel_and_the_report() {
 #[test]
 fn a_wrong_proxy_password_is_77_with_one_line_naming_the_credential() {
     let world = World::new("not-the-password");
-    let wine = Wine::new();
+    let wine = Wine::cached();
     let run = world.run(&wine, &[]);
 
     assert_code(&run, 77);
@@ -398,7 +399,7 @@ fn a_wrong_proxy_password_is_77_with_one_line_naming_the_credential() {
 
 #[test]
 fn once_runs_the_script_once_per_instance() {
-    let wine = Wine::new();
+    let wine = Wine::cached();
     let once = ["--once", "--instance-id", "i-0123456789abcdef0"];
     let first = run_file(&wine, &once);
     assert_code(&first, 0);
@@ -411,7 +412,7 @@ fn once_runs_the_script_once_per_instance() {
 
 #[test]
 fn without_flags_the_config_tags_and_state_are_under_programdata() {
-    let wine = Wine::new();
+    let wine = Wine::cached();
     let home = wine.c_path(r"C:\ProgramData\tagstrap");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(

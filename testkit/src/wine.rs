@@ -37,7 +37,7 @@
 //! installers; no X display is needed (there is no `DISPLAY`).
 //!
 //! # One prefix per test
-//! [`Wine::new`] gives each test its own prefix: a copy whose directories
+//! [`Wine::cached`] gives each test its own prefix: a copy whose directories
 //! are new and whose files are hard links to the cache (`cp -al`, tens of
 //! milliseconds), except the registry files, which wineserver rewrites and
 //! so are real copies. Each copy has its own wineserver, killed on drop, so
@@ -105,7 +105,7 @@ pub struct WineRun {
 
 impl Wine {
     /// A private copy of the cached prefix (built on first use).
-    pub fn new() -> Wine {
+    pub fn cached() -> Wine {
         let cache = cache_dir();
         let exe = tagstrap_exe();
         let base = cache.parent().expect("the cache has a parent").join("run");
