@@ -32,7 +32,8 @@
 //! wine's `wine.inf` (what wine compares to decide a prefix needs an
 //! update), both stand-ins' sources and [`RECIPE`]. It is built in
 //! `.<key>.building` under an `flock` on `<key>.lock` and renamed into place
-//! when complete; the build prints its time. `WINEDEBUG=-all` keeps wine
+//! when complete; the build prints its time and removes the prefixes of
+//! other keys. `WINEDEBUG=-all` keeps wine
 //! quiet; `WINEDLLOVERRIDES=mscoree,mshtml=` skips the Mono and Gecko
 //! installers; no X display is needed (there is no `DISPLAY`).
 //!
@@ -433,6 +434,29 @@ fn build(base: &Path, name: &str, recipe: &str) {
         tree_bytes(&dir) >> 20,
         started.elapsed()
     );
+    prune(base, name);
+}
+
+/// Removes the prefixes of other keys (another wine, older stand-ins):
+/// 690 MiB each, and this checkout builds only its own. A new key is built
+/// once per change, so this runs rarely.
+fn prune(base: &Path, keep: &str) {
+    for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let old = name.strip_suffix(".lock").unwrap_or(&name);
+        if old.starts_with("wine-") && old != keep {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => eprintln!("testkit wine: removed the old {}", path.display()),
+                Err(e) => eprintln!("testkit wine: cannot remove {}: {e}", path.display()),
+            }
+        }
+    }
 }
 
 /// Compiles one stand-in with MinGW.
