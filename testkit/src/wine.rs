@@ -62,7 +62,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::rootfs::{fnv1a, release_build, run_with_timeout, target_dir, FileLock};
+use crate::rootfs::{fnv1a, locked_cache, prune, release_build, run_with_timeout};
 
 /// The Rust target of the Windows build.
 pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
@@ -348,15 +348,7 @@ pub fn cache_dir() -> &'static Path {
     CACHE.get_or_init(|| {
         let recipe = recipe();
         let name = format!("wine-{:016x}", fnv1a(recipe.as_bytes()));
-        let base = target_dir().join("testkit-wine");
-        std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
-        let dir = base.join(&name);
-        let lock = FileLock::acquire(&base.join(format!("{name}.lock")));
-        if !dir.is_dir() {
-            build(&base, &name, &recipe);
-        }
-        drop(lock);
-        dir
+        locked_cache("testkit-wine", &name, |base| build(base, &name, &recipe))
     })
 }
 
@@ -434,29 +426,8 @@ fn build(base: &Path, name: &str, recipe: &str) {
         tree_bytes(&dir) >> 20,
         started.elapsed()
     );
-    prune(base, name);
-}
-
-/// Removes the prefixes of other keys (another wine, older stand-ins):
-/// 690 MiB each, and this checkout builds only its own. A new key is built
-/// once per change, so this runs rarely.
-fn prune(base: &Path, keep: &str) {
-    for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let old = name.strip_suffix(".lock").unwrap_or(&name);
-        if old.starts_with("wine-") && old != keep {
-            let path = entry.path();
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            match removed {
-                Ok(()) => eprintln!("testkit wine: removed the old {}", path.display()),
-                Err(e) => eprintln!("testkit wine: cannot remove {}: {e}", path.display()),
-            }
-        }
-    }
+    // Other wines' or older stand-ins' prefixes: 690 MiB each.
+    prune(base, "wine", name);
 }
 
 /// Compiles one stand-in with MinGW.
