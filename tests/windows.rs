@@ -102,23 +102,27 @@ impl World {
     }
 
     /// `tagstrap.exe run` with the proxy tags, the store in the
-    /// environment and the test CA.
+    /// environment and the test CA; `extra` after them.
     fn run(&self, wine: &Wine, extra: &[&str]) -> WineRun {
+        let ca = z_path(self.ca.ca_pem_path());
+        let mut args = vec!["run", "--state-dir", STATE, "--ca-file", &ca];
+        args.extend_from_slice(extra);
+        self.tagstrap(wine, &args)
+    }
+
+    /// `tagstrap.exe ARGS --source none` and the proxy and script tags,
+    /// with the store's address and token in the environment.
+    fn tagstrap(&self, wine: &Wine, args: &[&str]) -> WineRun {
         let proxy = format!("rs_agent:http_proxy={}", self.squid.proxy_addr());
         let user = format!("rs_agent:http_proxy_user={USER}");
         let url = format!(
             "rs_agent:powershell_url={}",
             self.origin.url("/install.ps1")
         );
-        let ca = z_path(self.ca.ca_pem_path());
-        let mut args = vec![
-            "run",
+        let mut args = args.to_vec();
+        args.extend_from_slice(&[
             "--source",
             "none",
-            "--state-dir",
-            STATE,
-            "--ca-file",
-            &ca,
             "--tag",
             &proxy,
             "--tag",
@@ -127,8 +131,7 @@ impl World {
             "rs_agent:http_proxy_password=cred:PROXY_PASS",
             "--tag",
             &url,
-        ];
-        args.extend_from_slice(extra);
+        ]);
         let token = self.bao.root_token();
         wine.tagstrap(
             &args,
@@ -239,29 +242,8 @@ fn the_linux_help_shows_the_unix_defaults() {
 fn plan_is_redacted_and_shows_the_programdata_state_dir() {
     let world = World::new(PASSWORD);
     let wine = Wine::cached();
-    let proxy = format!("rs_agent:http_proxy={}", world.squid.proxy_addr());
-    let user = format!("rs_agent:http_proxy_user={USER}");
-    let url = format!(
-        "rs_agent:powershell_url={}",
-        world.origin.url("/install.ps1")
-    );
     let token = world.bao.root_token();
-    let plan = wine.tagstrap(
-        &[
-            "plan",
-            "--source",
-            "none",
-            "--tag",
-            &proxy,
-            "--tag",
-            &user,
-            "--tag",
-            "rs_agent:http_proxy_password=cred:PROXY_PASS",
-            "--tag",
-            &url,
-        ],
-        &[("VAULT_ADDR", &world.bao.addr()), ("VAULT_TOKEN", &token)],
-    );
+    let plan = world.tagstrap(&wine, &["plan"]);
     assert_code(&plan, 0);
     assert!(error_lines(&plan).is_empty(), "{plan:#?}");
     let state = r"C:\ProgramData\tagstrap\state";
