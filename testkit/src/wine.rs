@@ -25,23 +25,27 @@
 //! production.
 //!
 //! # The prefix, cached
-//! `wine wineboot --init` in a new prefix takes about 11 s here and makes
-//! 690 MiB (wine 8 copies its PE DLLs into `system32`), so it is built once
-//! per machine into `target/testkit-wine/<key>/` (honouring
+//! `wine wineboot --init` in a new prefix takes 11–18 s here (2 shared
+//! cores) and makes 692 MiB in 930 files (wine 8 copies its PE DLLs into
+//! `system32`), so it is built once per machine into
+//! `target/testkit-wine/wine-<key>/` (honouring
 //! `CARGO_TARGET_DIR`), where `<key>` hashes `wine --version`, the mtime of
 //! wine's `wine.inf` (what wine compares to decide a prefix needs an
 //! update), both stand-ins' sources and [`RECIPE`]. It is built in
-//! `.<key>.building` under an `flock` on `<key>.lock` and renamed into place
-//! when complete; the build prints its time and removes the prefixes of
-//! other keys. `WINEDEBUG=-all` keeps wine
-//! quiet; `WINEDLLOVERRIDES=mscoree,mshtml=` skips the Mono and Gecko
+//! `.wine-<key>.building` under an `flock` on `wine-<key>.lock` (shared
+//! with `rootfs`: `locked_cache`) and renamed into place when complete; the
+//! build prints its time and size, and prunes the prefixes of other keys.
+//! `WINEDEBUG=-all` keeps wine quiet; `WINEDLLOVERRIDES=mscoree,mshtml=` skips the Mono and Gecko
 //! installers; no X display is needed (there is no `DISPLAY`).
 //!
 //! # One prefix per test
 //! [`Wine::cached`] gives each test its own prefix: a copy whose directories
-//! are new and whose files are hard links to the cache (`cp -al`, tens of
-//! milliseconds), except the registry files, which wineserver rewrites and
-//! so are real copies. Each copy has its own wineserver, killed on drop, so
+//! are new and whose files are hard links to the cache (`cp -al`, about
+//! 60 ms), except the registry files, which wineserver rewrites and so are
+//! real copies. Everything else a run writes is a new file (after a full
+//! run of `tests/windows.rs` no file of the cache is newer than its build);
+//! a file of the prefix is replaced, never written into, as the stand-in
+//! PowerShell replaces wine's stub. Each copy has its own wineserver, killed on drop, so
 //! tests run in parallel and a test's `C:\ProgramData` is its own. The copy
 //! sits under `target/testkit-wine/run/` so the hard links stay on one
 //! filesystem.
