@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{secret_forms, PROXY_VARS};
+use common::{proxy_and_store, secret_forms, PROXY_VARS};
 use testkit::wine::{z_path, Wine, WineRun};
 use testkit::{Bao, Origin, Reply, Squid, TestCa};
 
@@ -70,7 +70,9 @@ fn assert_code(run: &WineRun, code: i32) {
 }
 
 /// Squid with basic auth allowing CONNECT to the origin's port, OpenBao
-/// holding `stored` as `PROXY_PASS`, and the HTTPS origin serving SCRIPT.
+/// holding `stored` as `PROXY_PASS` (`common::proxy_and_store`, then the
+/// stored value replaced when it is another), and the HTTPS origin serving
+/// SCRIPT.
 struct World {
     ca: TestCa,
     squid: Squid,
@@ -84,12 +86,10 @@ impl World {
         let reserved = Origin::builder(Some(&ca))
             .bind_ip(ORIGIN_IP.parse().unwrap())
             .reserve();
-        let squid = Squid::builder()
-            .basic_auth(USER, PASSWORD)
-            .allow_connect_ports(&[reserved.port()])
-            .start();
-        let bao = Bao::start();
-        bao.put_kv2("secret", "PROXY_PASS", &[("value", stored)]);
+        let (squid, bao) = proxy_and_store(USER, PASSWORD, reserved.port());
+        if stored != PASSWORD {
+            bao.put_kv2("secret", "PROXY_PASS", &[("value", stored)]);
+        }
         let origin = reserved
             .route("/install.ps1", vec![], Reply::ok(SCRIPT))
             .start();
