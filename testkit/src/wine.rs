@@ -34,8 +34,9 @@
 //! update), both stand-ins' sources and [`RECIPE`]. It is built in
 //! `.wine-<key>.building` under an `flock` on `wine-<key>.lock` (shared
 //! with `rootfs`: `locked_cache`) and renamed into place when complete; the
-//! build prints its time and size, and prunes the prefixes of other keys.
-//! `WINEDEBUG=-all` keeps wine quiet; `WINEDLLOVERRIDES=mscoree,mshtml=` skips the Mono and Gecko
+//! build prints its time and size (past the test harness's capture, for the
+//! CI log), and prunes the prefixes of other keys. `WINEDEBUG=-all` keeps
+//! wine quiet; `WINEDLLOVERRIDES=mscoree,mshtml=` skips the Mono and Gecko
 //! installers; no X display is needed (there is no `DISPLAY`).
 //!
 //! # One prefix per test
@@ -424,7 +425,11 @@ fn build(base: &Path, name: &str, recipe: &str) {
     std::fs::rename(&building, base.join(name))
         .unwrap_or_else(|e| panic!("rename {} into place: {e}", building.display()));
     let dir = base.join(name);
-    eprintln!(
+    // Past the test harness's capture (as rootfs does): the CI log (.ci/run)
+    // shows what the prefix cost.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
         "testkit wine: built {} ({} MiB) in {:.1?}",
         dir.display(),
         tree_bytes(&dir) >> 20,
