@@ -266,9 +266,10 @@ fn plan_is_redacted_and_shows_the_programdata_state_dir() {
             "{plan:#?}"
         );
     }
-    // plan downloads nothing and runs nothing.
+    // plan downloads nothing, runs nothing and writes nothing.
     assert_eq!(world.origin.hits("/install.ps1"), 0);
     assert!(wine.powershell_runs().is_empty());
+    assert!(!wine.c_path(r"C:\ProgramData\tagstrap").exists());
 }
 
 #[test]
@@ -388,8 +389,16 @@ fn once_runs_the_script_once_per_instance() {
     let second = run_file(&wine, &once);
     assert_code(&second, 0);
     assert!(error_lines(&second).is_empty(), "{second:#?}");
+    assert!(
+        second
+            .stderr
+            .contains("already ran on instance i-0123456789abcdef0"),
+        "{second:#?}"
+    );
     let path = format!(r"{STATE}\script\install.ps1");
     assert_eq!(wine.powershell_runs(), [powershell_line(&path)], "ran once");
+    let marker = wine.c_path(&format!(r"{STATE}\once\i-0123456789abcdef0"));
+    assert!(marker.is_file(), "no marker at {}", marker.display());
 }
 
 #[test]
