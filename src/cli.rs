@@ -14,19 +14,43 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const ABOUT: &str = "Read rs_agent:* tags, fetch the proxy password from a credential store, \
 build the proxied environment, then download the agent install script through the proxy and run it.";
 
-const LONG_ABOUT: &str = "\
+/// The long help around this platform's built-in paths (those of
+/// `settings::default_dir`, as `settings::defs` shows them).
+macro_rules! long_about {
+    ($tags:literal, $config:literal) => {
+        concat!(
+            "\
 tagstrap runs at the very start of a cloud instance's life. It reads the instance's rs_agent:* \
 tags, resolves cred:NAME references from a credential store (so that no secret is ever a tag), \
 builds http_proxy/https_proxy/no_proxy for the install script, downloads the script through \
 the proxy with retries that outlast the boot-time network race, and runs it.
 
-Tags come from tags files (default /etc/tagstrap/tags), then the instance's own tags (--source), \
+Tags come from tags files (default ",
+            $tags,
+            "), then the instance's own tags (--source), \
 then --tag, later ones overriding earlier ones key by key.
 
 Every setting is read from, in order: the command-line flag, its TAGSTRAP_* variable, the config \
-file (TOML, default /etc/tagstrap/config.toml), the built-in default.";
+file (TOML, default ",
+            $config,
+            "), the built-in default."
+        )
+    };
+}
 
-const EXIT_CODES: &str = "\
+#[cfg(not(windows))]
+const LONG_ABOUT: &str = long_about!("/etc/tagstrap/tags", "/etc/tagstrap/config.toml");
+#[cfg(windows)]
+const LONG_ABOUT: &str = long_about!(
+    r"%ProgramData%\tagstrap\tags",
+    r"%ProgramData%\tagstrap\config.toml"
+);
+
+/// The exit codes, then this platform's examples.
+macro_rules! exit_codes {
+    ($examples:literal) => {
+        concat!(
+            "\
 Exit codes:
   0   the script ran and exited 0
   64  bad command line
@@ -40,9 +64,24 @@ Exit codes:
   other: the script's own exit code
 
 Examples:
-  tagstrap plan --tags-file /etc/tagstrap/tags
+",
+            $examples
+        )
+    };
+}
+
+#[cfg(not(windows))]
+const EXIT_CODES: &str = exit_codes!(
+    "  tagstrap plan --tags-file /etc/tagstrap/tags
   tagstrap run --source none --tag rs_agent:mime_shellscript=file:///opt/agent/install.sh
-  VAULT_ADDR=https://vault.corp:8200 VAULT_TOKEN=... tagstrap run --once";
+  VAULT_ADDR=https://vault.corp:8200 VAULT_TOKEN=... tagstrap run --once"
+);
+#[cfg(windows)]
+const EXIT_CODES: &str = exit_codes!(
+    r"  tagstrap plan --tags-file %ProgramData%\tagstrap\tags
+  tagstrap run --source none --tag rs_agent:powershell_url=file:///C:/agent/install.ps1
+  set VAULT_ADDR=https://vault.corp:8200 & set VAULT_TOKEN=... & tagstrap run --once"
+);
 
 /// The command line as clap parses it: the derived one, each flag's help
 /// followed by its default, variable and config key from its setting's one
@@ -149,8 +188,7 @@ pub enum LogFormat {
 /// `Debug` shows `--tag` values redacted (a password typed into one).
 #[derive(Clone, Default, Args)]
 pub struct CommonArgs {
-    /// A tags file, one key=value per line (repeatable; replaces the default
-    /// /etc/tagstrap/tags)
+    /// A tags file, one key=value per line (repeatable; replaces the default)
     #[arg(long = "tags-file", value_name = "PATH")]
     pub tags_files: Vec<PathBuf>,
 

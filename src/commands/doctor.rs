@@ -480,8 +480,8 @@ async fn check_script(found: &mut Found) -> Said {
             Ok(m) if m.is_file() => ok(
                 "script",
                 format!(
-                    "file://{} is on this image ({} bytes)",
-                    path.display(),
+                    "{} is on this image ({} bytes)",
+                    crate::util::text::shown_file_url(path),
                     m.len()
                 ),
             ),

@@ -453,7 +453,7 @@ fn too_large(source: &str, max: u64) -> Error {
 }
 
 fn copy_local(source: &Path, partial: &Path, max: u64) -> Result<(u64, [u8; 32])> {
-    let shown = format!("file://{}", crate::util::text::shown_path(source));
+    let shown = crate::util::text::shown_file_url(source);
     // A regular file only: a FIFO there would block the boot.
     let mut file = crate::util::fs::open_input(source).map_err(|e| match e {
         e if e.is_not_found() => {

@@ -42,9 +42,16 @@ pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 pub(crate) mod defs {
     use crate::util::setting::{InFile, Setting};
 
+    // The built-in paths as help shows them are this platform's: what
+    // `default_dir` gives, `%ProgramData%` left for the reader to expand.
     pub(crate) const TAGS_FILES: Setting =
         Setting::everywhere("tags_files", "--tags-file", "TAGSTRAP_TAGS_FILE")
-            .var_form("a path list");
+            .var_form("a path list")
+            .default(if cfg!(windows) {
+                r"%ProgramData%\tagstrap\tags when present"
+            } else {
+                "/etc/tagstrap/tags when present"
+            });
     pub(crate) const TAGS: Setting = Setting::everywhere("tags", "--tag", "TAGSTRAP_TAG")
         .in_file(InFile::Table)
         .var_form("one KEY=VALUE per line");
@@ -57,7 +64,11 @@ pub(crate) mod defs {
     );
     pub(crate) const CONFIG: Setting = Setting::everywhere("config", "--config", "TAGSTRAP_CONFIG")
         .in_file(InFile::No)
-        .default("/etc/tagstrap/config.toml when present");
+        .default(if cfg!(windows) {
+            r"%ProgramData%\tagstrap\config.toml when present"
+        } else {
+            "/etc/tagstrap/config.toml when present"
+        });
     pub(crate) const CA_FILE: Setting =
         Setting::everywhere("ca_file", "--ca-file", "TAGSTRAP_CA_FILE");
     pub(crate) const DEADLINE: Setting =
@@ -69,8 +80,13 @@ pub(crate) mod defs {
     )
     .default("16M");
     pub(crate) const STATE_DIR: Setting =
-        Setting::everywhere("state_dir", "--state-dir", "TAGSTRAP_STATE_DIR")
-            .default("/var/lib/tagstrap");
+        Setting::everywhere("state_dir", "--state-dir", "TAGSTRAP_STATE_DIR").default(
+            if cfg!(windows) {
+                r"%ProgramData%\tagstrap\state"
+            } else {
+                "/var/lib/tagstrap"
+            },
+        );
     pub(crate) const LOG_FORMAT: Setting =
         Setting::everywhere("log_format", "--log-format", "TAGSTRAP_LOG_FORMAT").default("text");
     pub(crate) const ONCE: Setting =

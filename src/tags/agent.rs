@@ -326,7 +326,7 @@ impl ScriptTag {
     pub fn shown(&self) -> String {
         match &self.location {
             ScriptLocation::Remote(url) => redact_url(url),
-            ScriptLocation::File(path) => format!("file://{}", crate::util::text::shown_path(path)),
+            ScriptLocation::File(path) => crate::util::text::shown_file_url(path),
         }
     }
 }

@@ -82,6 +82,19 @@ pub(crate) fn shown_path(path: &Path) -> String {
     shown(&path.to_string_lossy())
 }
 
+/// A local script's path as the `file://` URL it was named by, shown as
+/// [`shown_path`] shows it: `file:///opt/i.sh`, and on Windows
+/// `file:///C:/agent/i.ps1` (not `file://C:\agent\i.ps1`).
+pub(crate) fn shown_file_url(path: &Path) -> String {
+    let path = path.to_string_lossy();
+    if cfg!(windows) {
+        // Separators first: the escapes `shown` writes hold backslashes.
+        format!("file:///{}", shown(&path.replace('\\', "/")))
+    } else {
+        format!("file://{}", shown(&path))
+    }
+}
+
 /// Prints one line on stdout with every hidden character escaped: `plan`,
 /// `tags` and `doctor` print through this only, so no value they quote can
 /// start a line of its own or rewrite the terminal.

@@ -42,6 +42,9 @@
 //!   demand ([`NetnsPair`]), a real dnsmasq ([`Dnsmasq`]), and [`BootRace`]:
 //!   Squid, OpenBao and an HTTPS origin in the cloud, reached by name
 //!   (needs root).
+//! * [`Wine`] — the Windows `tagstrap.exe` under Debian's wine, one prefix
+//!   per test (cached under `target/testkit-wine/`), with a stand-in
+//!   `bcryptprimitives.dll` and a recording stand-in `powershell.exe`.
 //!
 //! * [`artifacts`] — what `.ci/release` built: the .deb and .rpm per
 //!   architecture, the aarch64 binary, the man page and completions.
@@ -69,6 +72,7 @@ pub mod rootfs;
 pub mod squid;
 mod util;
 pub mod vault_aws;
+pub mod wine;
 
 pub use azure_key_vault::FakeKeyVault;
 pub use bao::Bao;
@@ -89,3 +93,4 @@ pub use rootfs::{static_tagstrap, Rootfs};
 pub use squid::{Squid, SquidBuilder};
 pub use util::{free_port, http_request, HttpResponse};
 pub use vault_aws::{VaultAwsBuilder, VaultAwsLogin};
+pub use wine::{Wine, WineRun};

@@ -832,7 +832,7 @@ pub(crate) fn target_dir() -> PathBuf {
 }
 
 /// FNV-1a: a stable cache key (std's hashers may change between releases).
-fn fnv1a(data: &[u8]) -> u64 {
+pub(crate) fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -863,28 +863,36 @@ pub fn tree_dir(tree: Tree) -> PathBuf {
     };
     slot.get_or_init(|| {
         require_root();
-        let name = tree.dir_name();
-        let base = target_dir().join("testkit-rootfs");
-        std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
-        let dir = base.join(&name);
-        let lock = FileLock::acquire(&base.join(format!("{name}.lock")));
-        if !dir.is_dir() {
-            build(&base, tree);
-            prune(&base, tree);
-        }
-        drop(lock);
-        dir
+        locked_cache("testkit-rootfs", &tree.dir_name(), |base| {
+            build(base, tree);
+            prune(base, tree.name, &tree.dir_name());
+        })
     })
     .clone()
 }
 
-/// Removes the trees of `tree.name` built with another key (an older
-/// package list or recipe), with their logs, locks and killed builds, so
-/// that the cache holds one tree per name. A tree whose lock another
-/// process holds (a test of another checkout using it) is left for a later
-/// build.
-fn prune(base: &Path, tree: Tree) {
-    let keep = tree.dir_name();
+/// `target/AREA/NAME`, built first by `build` (given `target/AREA`) when it
+/// is missing, under an `flock` on `AREA/NAME.lock`: one build per machine,
+/// concurrent test binaries wait for it. `build` renames its result into
+/// place only when complete. Shared by the trees here and `crate::wine`.
+pub(crate) fn locked_cache(area: &str, name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    let base = target_dir().join(area);
+    std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
+    let dir = base.join(name);
+    let lock = FileLock::acquire(&base.join(format!("{name}.lock")));
+    if !dir.is_dir() {
+        build(&base);
+    }
+    drop(lock);
+    dir
+}
+
+/// Removes the trees of `name` built with another key than `keep`'s (an
+/// older package list or recipe), with their logs, locks and killed
+/// builds, so that the cache holds one tree per name. A tree whose lock
+/// another process holds (a test of another checkout using it) is left for
+/// a later build. Also prunes `crate::wine`'s prefixes (name `wine`).
+pub(crate) fn prune(base: &Path, name: &str, keep: &str) {
     // `<name>-<key>`, `<name>-<key>.lock`/`.log`, `.<name>-<key>.building`
     // all belong to the tree `<name>-<key>`.
     let tree_of = |file: &str| -> Option<String> {
@@ -893,7 +901,7 @@ fn prune(base: &Path, tree: Tree) {
             .iter()
             .find_map(|ext| stem.strip_suffix(ext))
             .unwrap_or(stem);
-        let key = stem.strip_prefix(tree.name)?.strip_prefix('-')?;
+        let key = stem.strip_prefix(name)?.strip_prefix('-')?;
         let is_key = key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit());
         (is_key && stem != keep).then(|| stem.to_string())
     };
@@ -1060,32 +1068,8 @@ pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 pub fn static_tagstrap() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("testkit sits in the workspace");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let started = Instant::now();
-        let out = Command::new(&cargo)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--target",
-                MUSL_TARGET,
-                "--bin",
-                "tagstrap",
-            ])
-            .current_dir(workspace)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("spawn {cargo:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "cargo build --target {MUSL_TARGET} failed; it needs `rustup target add {MUSL_TARGET}` \
-             and Debian's musl-tools (.ci/install):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = target_dir().join(MUSL_TARGET).join("release/tagstrap");
+        let bin = release_build(MUSL_TARGET, "Debian's musl-tools");
         let elf = std::fs::read(&bin).unwrap_or_else(|e| panic!("read {}: {e}", bin.display()));
         assert!(
             !has_interpreter(&elf),
@@ -1100,6 +1084,43 @@ pub fn static_tagstrap() -> PathBuf {
         bin
     })
     .clone()
+}
+
+/// `cargo build --release --locked --target TARGET --bin tagstrap` in this
+/// workspace (a no-op when it is up to date), and the binary's path; `needs`
+/// names what the target needs besides `rustup target add` (.ci/install).
+/// Shared by [`static_tagstrap`] and the Windows build (`crate::wine`).
+pub(crate) fn release_build(target: &str, needs: &str) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit sits in the workspace");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            target,
+            "--bin",
+            "tagstrap",
+        ])
+        .current_dir(workspace)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {cargo:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build --target {target} failed; it needs `rustup target add {target}` \
+         and {needs} (.ci/install):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = if target.contains("windows") {
+        "tagstrap.exe"
+    } else {
+        "tagstrap"
+    };
+    target_dir().join(target).join("release").join(exe)
 }
 
 /// Whether a 64-bit little-endian ELF file has a `PT_INTERP` program header.
@@ -1160,7 +1181,7 @@ mod tests {
         // Another process (here: another open file) holds the busy tree.
         let held = FileLock::try_acquire(&b.join(format!("{busy}.lock"))).unwrap();
 
-        prune(b, tree);
+        prune(b, tree.name, &tree.dir_name());
 
         for gone in [
             old.to_string(),
