@@ -1095,16 +1095,38 @@ pub(crate) fn release_build(target: &str, needs: &str) -> PathBuf {
         .parent()
         .expect("testkit sits in the workspace");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            target,
-            "--bin",
-            "tagstrap",
-        ])
+    let mut command = Command::new(&cargo);
+    command.args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        target,
+        "--bin",
+        "tagstrap",
+    ]);
+    // Not the variables cargo sets for a test process: ring's build script
+    // reruns when CARGO_MANIFEST_DIR differs from the shell's (unset), and
+    // with it the whole TLS stack and tagstrap, so .ci/release's fresh build
+    // would be redone here, LTO and all.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_for_tests = [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+        ]
+        .contains(&key.as_ref())
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_EXE_");
+        if set_for_tests {
+            command.env_remove(key.as_ref());
+        }
+    }
+    let out = command
         .current_dir(workspace)
         .stdin(Stdio::null())
         .output()

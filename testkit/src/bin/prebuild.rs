@@ -1,8 +1,9 @@
-//! Builds the heavy cached fixtures before the tests need them: every
-//! debootstrap tree the tests boot (the three cloud-init generations and the
-//! systemd tree) at the same time, each through the same cache, lock and
-//! key as a test would build it (`testkit::rootfs::tree_dir`), so a tree
-//! built here is the one the tests find, and one the tests are building is
+//! Builds the heavy cached fixtures before the tests need them, all at the
+//! same time: every debootstrap tree the tests boot (the three cloud-init
+//! generations and the systemd tree) and the wine prefix, each through the
+//! same cache, lock and key as a test would build it
+//! (`testkit::rootfs::tree_dir`, `testkit::wine::cache_dir`), so what is
+//! built here is what the tests find, and one the tests are building is
 //! waited for, not built twice.
 //!
 //! Why it exists: the builds are mostly downloading and unpacking, so CI
@@ -33,6 +34,15 @@ fn main() {
                 );
             })
         })
+        .chain(std::iter::once(std::thread::spawn(|| {
+            let t = Instant::now();
+            let dir = testkit::wine::cache_dir();
+            println!(
+                "prebuild: wine prefix ready in {:.1?} ({})",
+                t.elapsed(),
+                dir.display()
+            );
+        })))
         .collect();
     let failed = builds.into_iter().map(|b| b.join()).filter(Result::is_err).count();
     println!("prebuild: done in {:.1?}", started.elapsed());
