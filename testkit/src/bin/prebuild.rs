@@ -44,7 +44,11 @@ fn main() {
             );
         })))
         .collect();
-    let failed = builds.into_iter().map(|b| b.join()).filter(Result::is_err).count();
+    let failed = builds
+        .into_iter()
+        .map(|b| b.join())
+        .filter(Result::is_err)
+        .count();
     println!("prebuild: done in {:.1?}", started.elapsed());
     std::process::exit(i32::from(failed > 0));
 }
