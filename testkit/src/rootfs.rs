@@ -39,7 +39,7 @@
 //! that name (`.ci/install`).
 //!
 //! # One private copy per test
-//! [`Rootfs::cached`] gives each test its own writable view of the cached
+//! [`Rootfs::of`] gives each test its own writable view of the cached
 //! tree: an overlayfs whose lower layer is the cache (never written) and
 //! whose upper layer is in the test's temp dir. Measured here: the overlay
 //! takes 7–14 ms, a `cp -a --reflink=auto` of the tree 1–5 s (ext4, no
@@ -237,12 +237,6 @@ struct Holder {
 }
 
 impl Rootfs {
-    /// A private writable copy of the cached bookworm cloud-init tree
-    /// ([`Tree::BOOKWORM`]).
-    pub fn cached() -> Rootfs {
-        Rootfs::of(Tree::BOOKWORM)
-    }
-
     /// A private writable copy of `tree`'s cached tree (built on first use;
     /// see the module doc for how long that takes and where it goes).
     pub fn of(tree: Tree) -> Rootfs {
@@ -836,12 +830,6 @@ pub(crate) fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// The cached bookworm cloud-init tree, built first if needed.
-pub fn cache_dir() -> &'static Path {
-    static BOOKWORM: OnceLock<PathBuf> = OnceLock::new();
-    BOOKWORM.get_or_init(|| tree_dir(Tree::BOOKWORM))
 }
 
 /// `tree`'s cached tree, built first if needed: once per process and tree
