@@ -125,7 +125,7 @@ fn a_proxied_run_with_the_password_from_openbao_runs_the_script_from_the_https_o
     let reserved = Origin::builder(Some(&ca))
         .bind_ip(ORIGIN_IP.parse::<IpAddr>().unwrap())
         .reserve();
-    let (squid, bao) = common::proxy_and_store(USER, PASSWORD, reserved.port());
+    let (squid, bao) = common::proxy_and_store(USER, PASSWORD, PASSWORD, reserved.port());
     // Runs only if its http_proxy is exactly the proxy URL with the password.
     let witness = Witness::expecting_proxy(&squid.proxy_addr(), USER, PASSWORD);
     let origin = reserved

@@ -79,10 +79,8 @@ impl World {
         let reserved = Origin::builder(Some(&ca))
             .bind_ip(ORIGIN_IP.parse().unwrap())
             .reserve();
-        let (squid, bao) = common::proxy_and_store(USER, PASSWORD, reserved.port());
-        if stored_password != PASSWORD {
-            bao.put_kv2("secret", "PROXY_PASS", &[("value", stored_password)]);
-        }
+        let (squid, bao) =
+            common::proxy_and_store(USER, PASSWORD, stored_password, reserved.port());
         let token =
             bao.create_token(r#"path "secret/data/PROXY_PASS" { capabilities = ["read"] }"#);
         let origin = reserved

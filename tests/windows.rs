@@ -70,9 +70,8 @@ fn assert_code(run: &WineRun, code: i32) {
 }
 
 /// Squid with basic auth allowing CONNECT to the origin's port, OpenBao
-/// holding `stored` as `PROXY_PASS` (`common::proxy_and_store`, then the
-/// stored value replaced when it is another), and the HTTPS origin serving
-/// SCRIPT.
+/// holding `stored` as `PROXY_PASS` (`common::proxy_and_store`), and the
+/// HTTPS origin serving SCRIPT.
 struct World {
     ca: TestCa,
     squid: Squid,
@@ -86,10 +85,7 @@ impl World {
         let reserved = Origin::builder(Some(&ca))
             .bind_ip(ORIGIN_IP.parse().unwrap())
             .reserve();
-        let (squid, bao) = proxy_and_store(USER, PASSWORD, reserved.port());
-        if stored != PASSWORD {
-            bao.put_kv2("secret", "PROXY_PASS", &[("value", stored)]);
-        }
+        let (squid, bao) = proxy_and_store(USER, PASSWORD, stored, reserved.port());
         let origin = reserved
             .route("/install.ps1", vec![], Reply::ok(SCRIPT))
             .start();

@@ -290,10 +290,12 @@ pub fn assert_connects(squid: &testkit::Squid, target: &str, user: &str) {
 
 /// A proxied run's servers: a Squid with basic auth for `user`/`password`
 /// allowing CONNECT only to `connect_port`, and an OpenBao dev server
-/// holding `password` as `PROXY_PASS` (KV v2, field `value`).
+/// holding `stored` as `PROXY_PASS` (KV v2, field `value`): `password`
+/// itself, or another for a run the proxy must refuse (407).
 pub fn proxy_and_store(
     user: &str,
     password: &str,
+    stored: &str,
     connect_port: u16,
 ) -> (testkit::Squid, testkit::Bao) {
     let squid = testkit::Squid::builder()
@@ -301,7 +303,7 @@ pub fn proxy_and_store(
         .allow_connect_ports(&[connect_port])
         .start();
     let bao = testkit::Bao::start();
-    bao.put_kv2("secret", "PROXY_PASS", &[("value", password)]);
+    bao.put_kv2("secret", "PROXY_PASS", &[("value", stored)]);
     (squid, bao)
 }
 
