@@ -851,25 +851,44 @@ pub fn tree_dir(tree: Tree) -> PathBuf {
     };
     slot.get_or_init(|| {
         require_root();
-        locked_cache("testkit-rootfs", &tree.dir_name(), |base| {
-            build(base, tree);
-            prune(base, tree.name, &tree.dir_name());
-        })
+        locked_cache(
+            "testkit-rootfs",
+            tree.name,
+            &tree.dir_name(),
+            |base, building| build(base, building, tree),
+        )
     })
     .clone()
 }
 
-/// `target/AREA/NAME`, built first by `build` (given `target/AREA`) when it
-/// is missing, under an `flock` on `AREA/NAME.lock`: one build per machine,
-/// concurrent test binaries wait for it. `build` renames its result into
-/// place only when complete. Shared by the trees here and `crate::wine`.
-pub(crate) fn locked_cache(area: &str, name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+/// `target/AREA/NAME`, built first when it is missing, under an `flock` on
+/// `AREA/NAME.lock`: one build per machine, concurrent test binaries wait
+/// for it. `build` gets `AREA` and the directory to build into,
+/// `AREA/.NAME.building` (a killed build's leftover removed first: it held
+/// the lock this one now holds), and returns once the build is complete;
+/// only then is it renamed into place, so a half build is never found, and
+/// `family`'s caches of other keys are pruned ([`prune`]). Shared by the
+/// trees here and `crate::wine`.
+pub(crate) fn locked_cache(
+    area: &str,
+    family: &str,
+    name: &str,
+    build: impl FnOnce(&Path, &Path),
+) -> PathBuf {
     let base = target_dir().join(area);
     std::fs::create_dir_all(&base).unwrap_or_else(|e| panic!("create {}: {e}", base.display()));
     let dir = base.join(name);
     let lock = FileLock::acquire(&base.join(format!("{name}.lock")));
     if !dir.is_dir() {
-        build(&base);
+        let building = base.join(format!(".{name}.building"));
+        if building.exists() {
+            std::fs::remove_dir_all(&building)
+                .unwrap_or_else(|e| panic!("remove stale {}: {e}", building.display()));
+        }
+        build(&base, &building);
+        std::fs::rename(&building, &dir)
+            .unwrap_or_else(|e| panic!("rename {} into place: {e}", building.display()));
+        prune(&base, family, name);
     }
     drop(lock);
     dir
@@ -966,18 +985,12 @@ impl FileLock {
     }
 }
 
-/// Builds `base/<name>-<key>` through `base/.<name>-<key>.building`; the
-/// caller holds the lock.
-fn build(base: &Path, tree: Tree) {
+/// Builds `tree` into `building` (for `base/<name>-<key>`; `locked_cache`
+/// holds the lock and renames it into place).
+fn build(base: &Path, building: &Path, tree: Tree) {
     let (name, recipe) = (&tree.dir_name(), &tree.recipe());
     let packages = tree.packages.join(",");
     let started = Instant::now();
-    let building = base.join(format!(".{name}.building"));
-    if building.exists() {
-        // A build that was killed: it held the lock we now hold.
-        std::fs::remove_dir_all(&building)
-            .unwrap_or_else(|e| panic!("remove stale {}: {e}", building.display()));
-    }
     let log_path = base.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path)
         .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
@@ -992,7 +1005,7 @@ fn build(base: &Path, tree: Tree) {
         .arg("--variant=minbase")
         .arg(format!("--include={packages}"))
         .arg(tree.suite)
-        .arg(&building)
+        .arg(building)
         .arg(MIRROR)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("dup log"))
@@ -1029,8 +1042,6 @@ fn build(base: &Path, tree: Tree) {
         }
     }
     std::fs::write(building.join("etc/testkit-rootfs"), recipe).expect("write recipe stamp");
-    std::fs::rename(&building, base.join(name))
-        .unwrap_or_else(|e| panic!("rename {} into place: {e}", building.display()));
     // To stderr directly, not with eprintln!: the test harness keeps a
     // passing test's output to itself, and the CI log (.ci/run) must show
     // what each tree cost.

@@ -67,7 +67,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::rootfs::{fnv1a, locked_cache, prune, release_build, run_with_timeout};
+use crate::rootfs::{fnv1a, locked_cache, release_build, run_with_timeout};
 
 /// The Rust target of the Windows build.
 pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
@@ -353,20 +353,18 @@ pub fn cache_dir() -> &'static Path {
     CACHE.get_or_init(|| {
         let recipe = recipe();
         let name = format!("wine-{:016x}", fnv1a(recipe.as_bytes()));
-        locked_cache("testkit-wine", &name, |base| build(base, &name, &recipe))
+        // Other wines' or older stand-ins' prefixes are pruned: 690 MiB each.
+        locked_cache("testkit-wine", "wine", &name, |base, building| {
+            build(base, building, &name, &recipe)
+        })
     })
 }
 
-/// Builds `base/name` through `base/.name.building`; the caller holds the lock.
-fn build(base: &Path, name: &str, recipe: &str) {
+/// Builds the prefix and stand-ins into `building` (for `base/name`;
+/// `locked_cache` holds the lock and renames it into place).
+fn build(base: &Path, building: &Path, name: &str, recipe: &str) {
     let started = Instant::now();
-    let building = base.join(format!(".{name}.building"));
-    if building.exists() {
-        // A build that was killed: it held the lock we now hold.
-        std::fs::remove_dir_all(&building)
-            .unwrap_or_else(|e| panic!("remove stale {}: {e}", building.display()));
-    }
-    std::fs::create_dir_all(&building)
+    std::fs::create_dir_all(building)
         .unwrap_or_else(|e| panic!("create {}: {e}", building.display()));
     eprintln!(
         "testkit wine: building a wine prefix and the stand-ins in {} (about 15 s)",
@@ -422,21 +420,16 @@ fn build(base: &Path, name: &str, recipe: &str) {
         "wine's prefix has no {POWERSHELL_DIR}/powershell.exe to stand in for"
     );
     std::fs::write(building.join("recipe"), recipe).expect("write the recipe stamp");
-    std::fs::rename(&building, base.join(name))
-        .unwrap_or_else(|e| panic!("rename {} into place: {e}", building.display()));
-    let dir = base.join(name);
     // Past the test harness's capture (as rootfs does): the CI log (.ci/run)
     // shows what the prefix cost.
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
         "testkit wine: built {} ({} MiB) in {:.1?}",
-        dir.display(),
-        tree_bytes(&dir) >> 20,
+        base.join(name).display(),
+        tree_bytes(building) >> 20,
         started.elapsed()
     );
-    // Other wines' or older stand-ins' prefixes: 690 MiB each.
-    prune(base, "wine", name);
 }
 
 /// Compiles one stand-in with MinGW.
